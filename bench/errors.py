@@ -1,0 +1,41 @@
+"""Errors crlbench raises for bad user input.
+
+Each message names where the input came from (a file, a flag, a parameter), the offending key and
+what would have been accepted, so the user can fix it without reading the code.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CrlbenchError(Exception):
+    """Base class of the errors crlbench raises on purpose."""
+
+
+class ConfigError(CrlbenchError, ValueError):
+    """A configuration value, parameter or argument is invalid."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name was looked up that no registry entry, parameter or option has."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def accepted(values: Iterable[object]) -> str:
+    """Format accepted values for an error message."""
+    values = [str(v) for v in values]
+    return ", ".join(values) if values else "(none)"
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str], where: str = "") -> UnknownNameError:
+    """An error for an unknown ``name`` of ``kind``, listing ``known`` and the closest match."""
+    known = sorted(known)
+    message = f"{where}unknown {kind} {name!r}; known: {accepted(known)}"
+    close = difflib.get_close_matches(str(name), known, n=1)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    return UnknownNameError(message)

@@ -1,0 +1,95 @@
+"""Typed parameters: a frozen dataclass with documented defaults, validated at the edge.
+
+Datasets (and later models and metrics) declare their parameters as a dataclass whose defaults are
+the reference values. :func:`parse_params` turns user input (keyword arguments, YAML, CLI strings)
+into that dataclass, rejecting unknown names, wrong types and values outside declared choices with
+one message that names the owner, the key and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union
+
+from bench.errors import ConfigError, accepted, unknown_name
+
+P = TypeVar("P")
+
+
+def parse_params(params_type: type[P], values: Mapping[str, Any], owner: str) -> P:
+    """Build ``params_type`` from ``values``, checking names, types and choices.
+
+    ``owner`` says whose parameters these are in error messages (for example ``"dataset 'flow'"``).
+    Range checks that need more than the type live in the dataclass's ``__post_init__``, which
+    should raise :class:`ConfigError`.
+    """
+    fields = {f.name: f for f in dataclasses.fields(params_type)}
+    hints = typing.get_type_hints(params_type)
+    converted = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise unknown_name("parameter", key, fields, where=f"{owner}: ")
+        converted[key] = _convert(value, hints[key], f"{owner}: parameter {key!r}")
+    return params_type(**converted)
+
+
+def describe_params(params_type: type) -> dict[str, tuple[str, Any]]:
+    """Map each parameter name to (type as text, default) for help and listings."""
+    hints = typing.get_type_hints(params_type)
+    return {
+        f.name: (_type_name(hints[f.name]), f.default)
+        for f in dataclasses.fields(params_type)
+    }
+
+
+def require(condition: bool, owner: str, key: str, expected: str, value: Any) -> None:
+    """Raise a :class:`ConfigError` unless ``condition`` holds (for ``__post_init__`` checks)."""
+    if not condition:
+        raise ConfigError(f"{owner}: parameter {key!r} must be {expected}; got {value!r}")
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {accepted(args)}; got {value!r}")
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where} must be {_type_name(annotation)}; got {value!r}")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ConfigError(f"{where} must be {_type_name(annotation)}; got {value!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "one of " + accepted(typing.get_args(annotation))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))

@@ -1,0 +1,173 @@
+"""Registries of models, datasets and metrics, looked up by name and loaded on first use.
+
+Three ways put a name in a registry:
+
+* a decorator in the module that defines it (``@register_dataset("pendulum")``), which runs when the
+  module is imported;
+* an entry point in one of the groups ``crlbench.models``, ``crlbench.datasets`` and
+  ``crlbench.metrics`` (``name = "package.module:Object"``). crlbench declares its own models,
+  datasets and metrics this way too, so listing names reads package metadata and imports nothing
+  (no torch);
+* a plugin module named in a config's ``plugins:`` list, imported by :func:`load_plugins`.
+
+An unknown name fails with the known names and the closest match.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, TypeVar
+
+from bench.errors import ConfigError, CrlbenchError, unknown_name
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+KINDS = ("model", "dataset", "metric")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One listed name: where it comes from (``module:attr`` or a module name) and its provider."""
+
+    name: str
+    target: str
+    provider: str
+
+
+class Registry:
+    """Names of one kind mapped to objects, filled by decorators and entry points."""
+
+    def __init__(self, kind: str, group: str) -> None:
+        self.kind = kind
+        self.group = group
+        self._objects: dict[str, Any] = {}
+        self._registered_by: dict[str, str] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator registering an object under ``name``; re-registering the same object is a no-op."""
+
+        def decorator(obj: T) -> T:
+            self.add(name, obj)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: Any) -> None:
+        existing = self._objects.get(name)
+        if existing is not None and existing is not obj and _qualname(existing) != _qualname(obj):
+            raise CrlbenchError(
+                f"{self.kind} {name!r} is registered twice: by {_qualname(existing)} "
+                f"and by {_qualname(obj)}"
+            )
+        self._objects[name] = obj
+        self._registered_by[name] = _qualname(obj)
+
+    def entries(self) -> list[Entry]:
+        """Every known name, from entry points and registrations, without importing anything."""
+        listed = {ep.name: Entry(ep.name, ep.value, _provider(ep)) for ep in self._entry_points()}
+        for name, target in self._registered_by.items():
+            listed.setdefault(name, Entry(name, target, "registered at run time"))
+        return [listed[name] for name in sorted(listed)]
+
+    def names(self) -> list[str]:
+        return [entry.name for entry in self.entries()]
+
+    def get(self, name: str) -> Any:
+        """The object registered as ``name``, importing its entry point if needed."""
+        if name in self._objects:
+            return self._objects[name]
+        for entry_point in self._entry_points():
+            if entry_point.name == name:
+                self.add(name, _load_entry_point(entry_point, self.kind))
+                return self._objects[name]
+        raise unknown_name(self.kind, name, self.names())
+
+    def _entry_points(self) -> Iterable[metadata.EntryPoint]:
+        seen = set()
+        for entry_point in metadata.entry_points(group=self.group):
+            if entry_point.name not in seen:  # an editable install can list a distribution twice
+                seen.add(entry_point.name)
+                yield entry_point
+
+
+_REGISTRIES = {kind: Registry(kind, f"crlbench.{kind}s") for kind in KINDS}
+
+
+def registry(kind: str) -> Registry:
+    """The registry of ``kind`` (one of ``model``, ``dataset``, ``metric``)."""
+    if kind not in _REGISTRIES:
+        raise unknown_name("registry", kind, _REGISTRIES)
+    return _REGISTRIES[kind]
+
+
+def register_model(name: str) -> Callable[[T], T]:
+    """Register a model class (a ``torch.nn.Module`` built from a dataset card and parameters)."""
+    return _REGISTRIES["model"].register(name)
+
+
+def register_dataset(name: str) -> Callable[[T], T]:
+    """Register a dataset class (see :class:`datasets.base.SCMDataset`)."""
+    return _REGISTRIES["dataset"].register(name)
+
+
+def register_metric(name: str) -> Callable[[T], T]:
+    """Register a metric under its versioned name, such as ``dci@reg``."""
+    return _REGISTRIES["metric"].register(name)
+
+
+def model(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Build the model registered as ``name``."""
+    return _REGISTRIES["model"].get(name)(*args, **kwargs)
+
+
+def dataset(name: str, **params: Any) -> Any:
+    """Build the dataset registered as ``name`` with ``params`` (validated by the dataset)."""
+    return _REGISTRIES["dataset"].get(name)(**params)
+
+
+def metric(name: str) -> Any:
+    """The metric registered as ``name``."""
+    return _REGISTRIES["metric"].get(name)
+
+
+def load_plugins(modules: Iterable[str], source: str = "plugins") -> None:
+    """Import plugin modules so that their decorators register their names.
+
+    ``source`` names where the list came from (a config file and key) for the error message.
+    """
+    for module in modules:
+        if not isinstance(module, str) or not module:
+            raise ConfigError(f"{source}: each plugin must be a module name; got {module!r}")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ConfigError(
+                f"{source}: plugin module {module!r} could not be imported ({error}); "
+                "plugins must be importable module names such as 'my_package.my_model'"
+            ) from error
+        log.debug("loaded plugin %s", module)
+
+
+def _load_entry_point(entry_point: metadata.EntryPoint, kind: str) -> Any:
+    try:
+        return entry_point.load()
+    except Exception as error:
+        raise CrlbenchError(
+            f"{kind} {entry_point.name!r} ({entry_point.value}, entry point group "
+            f"{entry_point.group!r}) failed to load: {type(error).__name__}: {error}"
+        ) from error
+
+
+def _provider(entry_point: metadata.EntryPoint) -> str:
+    dist = getattr(entry_point, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "entry point"
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"

@@ -1,0 +1,350 @@
+"""The dataset contract: a structural causal model (SCM), its renderer, its card and cached splits.
+
+A dataset is a list of mechanisms in a topological order, ``factor_k = f_k(parents_k, noise_k)``.
+From that one definition come sampling (solve the mechanisms in order), the ground-truth
+intervention ``do(factor_k = v)`` (abduction-action-prediction: keep the noise, set factor k,
+recompute its descendants) and, through the renderer, the true counterfactual image.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from bench.errors import ConfigError, accepted, unknown_name
+from bench.params import parse_params
+from datasets.cache import ArrayCache, content_key
+
+RENDER_CHUNK = 256  # images rendered per vectorised call; bounds memory at about 30 MB at 64x64
+
+# Independent random streams derived from a dataset seed (numpy SeedSequence spawn keys).
+STREAMS = {"split": 0, "scm_noise": 1, "render_noise": 2, "interventions": 3}
+
+
+def random_stream(seed: int, stream: str) -> np.random.Generator:
+    """A generator for one named stream of ``seed``; streams never share draws."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS[stream],)))
+
+
+def default_cache_dir() -> Path:
+    """``$CRLBENCH_WORKDIR/data``, by default ``./runs/data``."""
+    return Path(os.environ.get("CRLBENCH_WORKDIR", "runs")) / "data"
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One causal factor: its name, kind and the values an intervention may set."""
+
+    name: str
+    kind: Literal["continuous", "discrete"]
+    low: float
+    high: float
+    grid: tuple[float, ...] | None = None  # the values of a discrete factor
+    unit: str = ""
+
+    def check(self, values: np.ndarray, where: str) -> None:
+        """Raise a ConfigError unless every value is one this factor can take."""
+        values = np.asarray(values, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ConfigError(f"{where}: value for factor {self.name!r} must be finite")
+        if self.kind == "discrete":
+            ok = np.isclose(values[..., None], np.asarray(self.grid)).any(axis=-1)
+        else:
+            ok = (values >= self.low) & (values <= self.high)
+        if not np.all(ok):
+            bad = values[~ok].flat[0]
+            raise ConfigError(
+                f"{where}: value {bad:g} is outside factor {self.name!r}; accepted: {self.describe()}"
+            )
+
+    def describe(self) -> str:
+        if self.kind == "discrete":
+            grid = self.grid
+            steps = np.diff(grid)
+            if len(grid) > 6 and np.allclose(steps, steps[0]):
+                return f"{grid[0]:g}, {grid[1]:g}, ..., {grid[-1]:g} (step {steps[0]:g})"
+            if len(grid) > 6:
+                return f"the {len(grid)} grid values from {grid[0]:g} to {grid[-1]:g}"
+            return accepted(f"{g:g}" for g in grid)
+        return f"[{self.low:g}, {self.high:g}]"
+
+    def sweep(self, count: int) -> np.ndarray:
+        """``count`` values spread over the factor's range (grid values for a discrete factor)."""
+        if self.kind == "discrete":
+            picks = np.linspace(0, len(self.grid) - 1, count).round().astype(int)
+            return np.asarray(self.grid)[picks]
+        return np.linspace(self.low, self.high, count)
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    """What a dataset is: factors in topological order, graph, image shape, statistics, provenance.
+
+    ``adjacency[i, j] == 1`` means factor i causes factor j. ``permutation[k]`` is the index in the
+    original publication's label order (``original_order``) of factor k, so
+    ``labels_here = labels_original[:, permutation]``.
+    """
+
+    name: str
+    version: str
+    factors: tuple[Factor, ...]
+    adjacency: tuple[tuple[int, ...], ...]
+    image_shape: tuple[int, int, int]
+    split_sizes: dict[str, int]
+    label_stats: dict[str, tuple[float, ...]]  # mean, std, min, max of the train factors
+    original_order: tuple[str, ...]
+    permutation: tuple[int, ...]
+    params: dict[str, Any]
+    choices: dict[str, str] = field(default_factory=dict)  # every decision the reference left open
+
+    @property
+    def factor_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.factors)
+
+    @property
+    def graph(self) -> np.ndarray:
+        return np.asarray(self.adjacency, dtype=np.int64)
+
+    def index(self, target: int | str, where: str = "intervene") -> int:
+        """The position of a factor given by index or name."""
+        names = self.factor_names
+        if isinstance(target, str):
+            if target not in names:
+                raise unknown_name("factor", target, names, where=f"{where}: ")
+            return names.index(target)
+        if isinstance(target, (int, np.integer)) and 0 <= target < len(names):
+            return int(target)
+        raise ConfigError(
+            f"{where}: target {target!r} is out of range; accepted: 0..{len(names) - 1} "
+            f"or a name ({accepted(names)})"
+        )
+
+    def parents(self, k: int) -> list[int]:
+        return [int(i) for i in np.flatnonzero(self.graph[:, k])]
+
+    def descendants(self, k: int) -> list[int]:
+        """All factors downstream of k, in topological order."""
+        graph, found, frontier = self.graph, set(), [k]
+        while frontier:
+            children = np.flatnonzero(graph[frontier.pop()])
+            frontier.extend(int(c) for c in children if c not in found)
+            found.update(int(c) for c in children)
+        return sorted(found)
+
+    def to_dict(self) -> dict[str, Any]:
+        card = asdict(self)
+        card["adjacency"] = [list(row) for row in self.adjacency]
+        return card
+
+
+@dataclass
+class Split:
+    """One split: images uint8 [N, H, W, C], factors float64 [N, K], exogenous noise [N, K].
+
+    ``extras`` holds what a dataset adds (legacy integer labels, grid positions, intervention
+    pairs); its card and module docstring say what each key means.
+    """
+
+    name: str
+    images: np.ndarray
+    factors: np.ndarray
+    noise: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.factors)
+
+
+class SCMDataset(ABC):
+    """Base class of the registered datasets.
+
+    Subclasses define ``name``, ``version``, ``Params`` (a dataclass of typed parameters whose
+    defaults are the reference values), the factors, the mechanisms, the sampling of each split and
+    the renderer. Arrays are generated once and cached under ``cache_dir`` by a hash of
+    (name, version, parameters).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    Params: ClassVar[type]
+    split_names: ClassVar[tuple[str, ...]] = ("train", "test")
+    original_order: ClassVar[tuple[str, ...]]
+    permutation: ClassVar[tuple[int, ...]]
+    adjacency: ClassVar[tuple[tuple[int, ...], ...]]
+    # Image arrays a split stores, each rendered from (factors key, noise key) of that split.
+    image_views: ClassVar[dict[str, tuple[str, str]]] = {"images": ("factors", "noise")}
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None, **params: Any) -> None:
+        self.params = parse_params(self.Params, params, owner=f"dataset {self.name!r}")
+        self.cache = ArrayCache(cache_dir if cache_dir is not None else default_cache_dir())
+        self._designs = self.sample_splits()
+        self.card = self._build_card()
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    # -- what a subclass defines ---------------------------------------------------------------
+
+    @abstractmethod
+    def factor_definitions(self) -> tuple[Factor, ...]:
+        """The factors in topological order."""
+
+    @abstractmethod
+    def mechanism(self, k: int, factors: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Factor k [N] from its parents (columns of ``factors``) and its noise ``noise[:, k]``."""
+
+    @abstractmethod
+    def sample_splits(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per split, the arrays other than images: at least ``factors`` and ``noise``."""
+
+    @abstractmethod
+    def render_batch(self, factors: np.ndarray, noise: np.ndarray, size: int) -> np.ndarray:
+        """Draw ``size`` x ``size`` images for a small batch (called in chunks by :meth:`render`)."""
+
+    def choices(self) -> dict[str, str]:
+        """Decisions this dataset makes where the reference leaves a choice (shown on the card)."""
+        return {}
+
+    # -- the public interface ------------------------------------------------------------------
+
+    @property
+    def image_size(self) -> int:
+        return self.params.size
+
+    def solve(self, noise: np.ndarray) -> np.ndarray:
+        """Factors [N, K] from exogenous noise, solving the mechanisms in topological order."""
+        factors = np.zeros(noise.shape, dtype=np.float64)
+        for k in range(noise.shape[1]):
+            factors[:, k] = self.mechanism(k, factors, noise)
+        return factors
+
+    def split(self, name: str) -> Split:
+        """The split called ``name`` (generated and cached on first use)."""
+        if name not in self.split_names:
+            raise unknown_name("split", name, self.split_names, where=f"dataset {self.name!r}: ")
+        arrays = self._load()
+        prefix = f"{name}/"
+        own = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+        images, factors, noise = own.pop("images"), own.pop("factors"), own.pop("noise")
+        return Split(name, images, factors, noise, own)
+
+    def intervene(
+        self, factors: np.ndarray, noise: np.ndarray, target: int | str, value: float | np.ndarray
+    ) -> np.ndarray:
+        """Factors after ``do(target = value)``: descendants recomputed from the same noise.
+
+        Non-descendants of the target are returned bit-identical. ``value`` is a scalar or one
+        value per sample, and must lie in the factor's declared range (``card.factors``).
+        """
+        factors, noise = self._check_factors_noise(factors, noise, "intervene")
+        k = self.card.index(target)
+        values = np.broadcast_to(np.asarray(value, dtype=np.float64), (len(factors),))
+        self.card.factors[k].check(values, f"dataset {self.name!r}: intervene")
+        factors = factors.copy()
+        factors[:, k] = values
+        for child in self.card.descendants(k):
+            factors[:, child] = self.mechanism(child, factors, noise)
+        return factors
+
+    def render(
+        self, factors: np.ndarray, noise: np.ndarray, size: int | None = None, progress: bool = False
+    ) -> np.ndarray:
+        """Images uint8 [N, size, size, 3] of the given factors and noise."""
+        factors, noise = self._check_factors_noise(factors, noise, "render")
+        size = self.image_size if size is None else size
+        if not isinstance(size, (int, np.integer)) or size <= 0:
+            raise ConfigError(f"dataset {self.name!r}: render size must be a positive integer; got {size!r}")
+        images = np.empty((len(factors), size, size, 3), dtype=np.uint8)
+        starts = range(0, len(factors), RENDER_CHUNK)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"rendering {self.name}", unit="chunk", leave=False)
+        for start in starts:
+            stop = start + RENDER_CHUNK
+            images[start:stop] = self.render_batch(factors[start:stop], noise[start:stop], size)
+        return images
+
+    def generate(self, progress: bool = True) -> dict[str, np.ndarray]:
+        """All arrays of all splits, rendered now (no cache involved)."""
+        arrays = {}
+        for split_name, design in self._designs.items():
+            for key, value in design.items():
+                arrays[f"{split_name}/{key}"] = value
+            for view, (factor_key, noise_key) in self.image_views.items():
+                arrays[f"{split_name}/{view}"] = self.render(
+                    design[factor_key], design[noise_key], progress=progress
+                )
+        return arrays
+
+    @property
+    def cache_key(self) -> str:
+        return content_key(self.name, self.version, asdict(self.params))
+
+    def cache_path(self) -> Path:
+        return self.cache.paths(self.cache_key)[0]
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            arrays = self.cache.load(self.cache_key)
+            if arrays is None:
+                arrays = self.generate()
+                self.cache.save(self.cache_key, arrays, {"card": self.card.to_dict()})
+            self._arrays = arrays
+        return self._arrays
+
+    def _build_card(self) -> DatasetCard:
+        factors = self.factor_definitions()
+        train = self._designs[self.split_names[0]]["factors"]
+        stats = {
+            "mean": train.mean(axis=0),
+            "std": train.std(axis=0),
+            "min": train.min(axis=0),
+            "max": train.max(axis=0),
+        }
+        return DatasetCard(
+            name=self.name,
+            version=self.version,
+            factors=factors,
+            adjacency=self.adjacency,
+            image_shape=(self.image_size, self.image_size, 3),
+            split_sizes={name: len(d["factors"]) for name, d in self._designs.items()},
+            label_stats={key: tuple(float(v) for v in value) for key, value in stats.items()},
+            original_order=self.original_order,
+            permutation=self.permutation,
+            params=asdict(self.params),
+            choices=self.choices(),
+        )
+
+    def _check_factors_noise(self, factors, noise, where: str) -> tuple[np.ndarray, np.ndarray]:
+        factors = np.asarray(factors, dtype=np.float64)
+        noise = np.asarray(noise, dtype=np.float64)
+        k = len(self.card.factors)
+        if factors.ndim != 2 or factors.shape[1] != k or noise.shape != factors.shape:
+            raise ConfigError(
+                f"dataset {self.name!r}: {where} expects factors and noise of shape [N, {k}]; "
+                f"got {factors.shape} and {noise.shape}"
+            )
+        return factors, noise
+
+
+def check_positive(params: Any, owner: str, names: tuple[str, ...]) -> None:
+    """Raise a ConfigError naming the first of ``names`` that is not a positive integer."""
+    for key in names:
+        value = getattr(params, key)
+        if value <= 0:
+            raise ConfigError(f"{owner}: parameter {key!r} must be a positive integer; got {value!r}")
+
+
+def grid_split(test_mask: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Split per-sample arrays into ``train`` (mask False) and ``test`` (mask True)."""
+    return {
+        "train": {key: value[~test_mask] for key, value in arrays.items()},
+        "test": {key: value[test_mask] for key, value in arrays.items()},
+    }
