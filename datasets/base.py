@@ -27,9 +27,10 @@ RENDER_CHUNK = 256  # images rendered per vectorised call; bounds memory at abou
 STREAMS = {"split": 0, "scm_noise": 1, "render_noise": 2, "interventions": 3}
 
 
-def random_stream(seed: int, stream: str) -> np.random.Generator:
-    """A generator for one named stream of ``seed``; streams never share draws."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS[stream],)))
+def random_stream(seed: int, stream: str, *sub_streams: int) -> np.random.Generator:
+    """A generator for one named stream of ``seed`` (and optional sub-streams); none share draws."""
+    spawn_key = (STREAMS[stream], *sub_streams)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=spawn_key))
 
 
 def default_cache_dir() -> Path:
@@ -82,6 +83,16 @@ class Factor:
         return np.linspace(self.low, self.high, count)
 
 
+def descendants(adjacency: tuple[tuple[int, ...], ...], k: int) -> list[int]:
+    """All factors downstream of k in a graph given in topological order, in that order."""
+    graph, found, frontier = np.asarray(adjacency), set(), [k]
+    while frontier:
+        children = [int(c) for c in np.flatnonzero(graph[frontier.pop()])]
+        frontier.extend(c for c in children if c not in found)
+        found.update(children)
+    return sorted(found)
+
+
 @dataclass(frozen=True)
 class DatasetCard:
     """What a dataset is: factors in topological order, graph, image shape, statistics, provenance.
@@ -130,12 +141,7 @@ class DatasetCard:
 
     def descendants(self, k: int) -> list[int]:
         """All factors downstream of k, in topological order."""
-        graph, found, frontier = self.graph, set(), [k]
-        while frontier:
-            children = np.flatnonzero(graph[frontier.pop()])
-            frontier.extend(int(c) for c in children if c not in found)
-            found.update(int(c) for c in children)
-        return sorted(found)
+        return descendants(self.adjacency, k)
 
     def to_dict(self) -> dict[str, Any]:
         card = asdict(self)
@@ -244,9 +250,13 @@ class SCMDataset(ABC):
         k = self.card.index(target)
         values = np.broadcast_to(np.asarray(value, dtype=np.float64), (len(factors),))
         self.card.factors[k].check(values, f"dataset {self.name!r}: intervene")
+        return self._do(factors, noise, k, values)
+
+    def _do(self, factors: np.ndarray, noise: np.ndarray, k: int, values: np.ndarray) -> np.ndarray:
+        """``do(factor_k = values)`` on valid input (abduction-action-prediction)."""
         factors = factors.copy()
         factors[:, k] = values
-        for child in self.card.descendants(k):
+        for child in descendants(self.adjacency, k):
             factors[:, child] = self.mechanism(child, factors, noise)
         return factors
 
@@ -325,21 +335,13 @@ class SCMDataset(ABC):
     def _check_factors_noise(self, factors, noise, where: str) -> tuple[np.ndarray, np.ndarray]:
         factors = np.asarray(factors, dtype=np.float64)
         noise = np.asarray(noise, dtype=np.float64)
-        k = len(self.card.factors)
+        k = len(self.adjacency)
         if factors.ndim != 2 or factors.shape[1] != k or noise.shape != factors.shape:
             raise ConfigError(
                 f"dataset {self.name!r}: {where} expects factors and noise of shape [N, {k}]; "
                 f"got {factors.shape} and {noise.shape}"
             )
         return factors, noise
-
-
-def check_positive(params: Any, owner: str, names: tuple[str, ...]) -> None:
-    """Raise a ConfigError naming the first of ``names`` that is not a positive integer."""
-    for key in names:
-        value = getattr(params, key)
-        if value <= 0:
-            raise ConfigError(f"{owner}: parameter {key!r} must be a positive integer; got {value!r}")
 
 
 def grid_split(test_mask: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 
 Cap = Literal["butt", "projecting", "round"]
+Window = tuple[slice, slice]  # rows, columns
+FULL: Window = (slice(None), slice(None))
 Color = tuple[float, float, float] | np.ndarray
 
 
@@ -50,12 +52,27 @@ class Canvas:
     def n(self) -> int:
         return self.pixels.shape[0]
 
-    def paint(self, coverage: np.ndarray, color: Color) -> None:
-        """Composite ``color`` over the canvas with per-pixel opacity ``coverage`` [N, H, W]."""
+    def paint(self, coverage: np.ndarray, color: Color, window: Window = FULL) -> None:
+        """Composite ``color`` with per-pixel opacity ``coverage`` [N, h, w] over ``window``."""
         if self._clip is not None:
-            coverage = coverage * self._clip
+            coverage = coverage * self._clip[(slice(None), *window)]
         color = _batch_color(color, self.n)
-        self.pixels += coverage[..., None] * (color - self.pixels)
+        pixels = self.pixels[(slice(None), *window)]
+        pixels += coverage[..., None] * (color - pixels)
+
+    def window(self, xs, ys, pad) -> Window:
+        """The rows and columns within ``pad`` pixels of any of the points, over the whole batch.
+
+        Primitives are evaluated only there: a small shape on a large canvas costs little.
+        """
+        height, width = self.pixels.shape[1:3]
+        xs, ys = np.asarray(xs), np.asarray(ys)
+        pad = float(np.max(pad)) + 1.0
+        left = int(np.clip(np.floor(xs.min() - pad), 0, width))
+        right = int(np.clip(np.ceil(xs.max() + pad), left, width))
+        top = int(np.clip(np.floor(ys.min() - pad), 0, height))
+        bottom = int(np.clip(np.ceil(ys.max() + pad), top, height))
+        return (slice(top, bottom), slice(left, right))
 
     def add_light(self, light: np.ndarray) -> None:
         """Add ``light`` [N, H, W, 3] to the canvas (saturating at 1), e.g. a glow."""
@@ -63,57 +80,71 @@ class Canvas:
 
     def fill_rect(self, left, top, right, bottom, color: Color, where=None) -> None:
         """Fill an axis-aligned rectangle (exact area coverage)."""
-        x, y = self._x, self._y
+        window = self.window([np.min(left), np.max(right)], [np.min(top), np.max(bottom)], 0.0)
+        x, y = self._grid(window)
         left, top, right, bottom = (_col(v) for v in (left, top, right, bottom))
         cover_x = np.clip(np.minimum(x + 0.5, right) - np.maximum(x - 0.5, left), 0.0, 1.0)
         cover_y = np.clip(np.minimum(y + 0.5, bottom) - np.maximum(y - 0.5, top), 0.0, 1.0)
-        self.paint(_masked(cover_x * cover_y, where), color)
+        self.paint(_masked(cover_x * cover_y, where), color, window)
 
     def fill_ellipse(self, cx, cy, rx, ry, color: Color, where=None) -> None:
         """Fill an axis-aligned ellipse (a circle in data units under an unequal aspect)."""
-        self.paint(_masked(_coverage(self.ellipse_distance(cx, cy, rx, ry)), where), color)
+        cx, cy = np.asarray(cx), np.asarray(cy)
+        window = self.window([cx.min(), cx.max()], [cy.min(), cy.max()], max(np.max(rx), np.max(ry)))
+        distance = self.ellipse_distance(cx, cy, rx, ry, window)
+        self.paint(_masked(_coverage(distance), where), color, window)
 
     def stroke_segment(self, x0, y0, x1, y1, width, color: Color, cap: Cap = "butt", where=None):
         """Stroke the segment (x0, y0)-(x1, y1) with a pen ``width`` pixels wide."""
-        distance = self.segment_distance(x0, y0, x1, y1, width, cap)
-        self.paint(_masked(_coverage(distance), where), color)
+        window = self.window([np.min(x0), np.max(x0), np.min(x1), np.max(x1)],
+                             [np.min(y0), np.max(y0), np.min(y1), np.max(y1)], np.max(width))
+        distance = self.segment_distance(x0, y0, x1, y1, width, cap, window=window)
+        self.paint(_masked(_coverage(distance), where), color, window)
 
     def stroke_polyline(self, xs, ys, width, color: Color, cap: Cap = "projecting", where=None):
         """Stroke a polyline [N, M] with round joins and the given end caps (matplotlib's Line2D)."""
         xs, ys = np.asarray(xs, np.float32), np.asarray(ys, np.float32)
+        window = self.window(xs, ys, np.max(width))
         distance = None
         for k in range(xs.shape[1] - 1):
-            part = self.segment_distance(xs[:, k], ys[:, k], xs[:, k + 1], ys[:, k + 1], width, "round")
-            distance = part if distance is None else np.minimum(distance, part)
+            part = self.segment_distance(
+                xs[:, k], ys[:, k], xs[:, k + 1], ys[:, k + 1], width, "round", window=window
+            )
+            distance = part if distance is None else np.minimum(distance, part, out=distance)
         if cap != "round":
-            first = self.segment_distance(xs[:, 1], ys[:, 1], xs[:, 0], ys[:, 0], width, cap, one_end=True)
-            last = self.segment_distance(xs[:, -2], ys[:, -2], xs[:, -1], ys[:, -1], width, cap, one_end=True)
-            distance = np.minimum(distance, np.minimum(first, last))
-        self.paint(_masked(_coverage(distance), where), color)
+            for inner, outer in ((1, 0), (-2, -1)):
+                end = self.segment_distance(xs[:, inner], ys[:, inner], xs[:, outer], ys[:, outer],
+                                            width, cap, one_end=True, window=window)
+                np.minimum(distance, end, out=distance)
+        self.paint(_masked(_coverage(distance), where), color, window)
 
-    def ellipse_distance(self, cx, cy, rx, ry) -> np.ndarray:
-        """Signed distance [N, H, W] to an ellipse edge, to first order (exact for circles)."""
+    def ellipse_distance(self, cx, cy, rx, ry, window: Window = FULL) -> np.ndarray:
+        """Signed distance [N, h, w] to an ellipse edge, to first order (exact for circles)."""
+        x, y = self._grid(window)
         cx, cy, rx, ry = (_col(v) for v in (cx, cy, rx, ry))
-        u = (self._x - cx) / rx
-        v = (self._y - cy) / ry
+        u = (x - cx) / rx
+        v = (y - cy) / ry
         radius = np.hypot(u, v)
         gradient = np.hypot(u / rx, v / ry) / np.maximum(radius, 1e-6)
         gradient = np.where(radius > 1e-6, gradient, 1.0 / np.maximum(rx, ry))
         return (radius - 1.0) / gradient
 
-    def segment_distance(self, x0, y0, x1, y1, width, cap: Cap, one_end: bool = False) -> np.ndarray:
-        """Signed distance [N, H, W] to a stroked segment.
+    def segment_distance(
+        self, x0, y0, x1, y1, width, cap: Cap, one_end: bool = False, window: Window = FULL
+    ) -> np.ndarray:
+        """Signed distance [N, h, w] to a stroked segment.
 
         ``butt`` ends at the endpoints, ``projecting`` extends both ends by half the width, ``round``
         is a capsule. With ``one_end`` only the (x1, y1) end gets the cap (the other is butt), which
         is how a polyline's first and last segments are capped.
         """
+        x, y = self._grid(window)
         x0, y0, x1, y1, width = (_col(v) for v in (x0, y0, x1, y1, width))
         half_width = width / 2.0
         dx, dy = x1 - x0, y1 - y0
         length = np.maximum(np.hypot(dx, dy), 1e-6)
         ux, uy = dx / length, dy / length
-        px, py = self._x - x0, self._y - y0
+        px, py = x - x0, y - y0
         along = px * ux + py * uy
         across = np.abs(px * uy - py * ux)
         if cap == "round":
@@ -127,6 +158,10 @@ class Canvas:
         qy = across - half_width
         outside = np.hypot(np.maximum(qx, 0.0), np.maximum(qy, 0.0))
         return outside + np.minimum(np.maximum(qx, qy), 0.0)
+
+    def _grid(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel-centre coordinates of the window, shaped to broadcast against [N, h, w]."""
+        return self._x[:, :, window[1]], self._y[:, window[0], :]
 
     def to_uint8(self) -> np.ndarray:
         """The images as uint8 [N, H, W, 3], rounded to nearest."""
