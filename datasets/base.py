@@ -273,7 +273,7 @@ class SCMDataset(ABC):
         if progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc=f"rendering {self.name}", unit="chunk", leave=False)
+            starts = tqdm(starts, desc=f"rendering {self.name}", unit="chunk", leave=False, disable=None)
         for start in starts:
             stop = start + RENDER_CHUNK
             images[start:stop] = self.render_batch(factors[start:stop], noise[start:stop], size)

@@ -1,0 +1,1 @@
+"""Baseline methods, one module each (betavae, causalvae, dear), registered by name."""

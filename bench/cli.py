@@ -1,0 +1,130 @@
+"""The ``crlbench`` command line: thin wrappers that parse, call the library and print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import registry
+from bench.config import DatasetConfig, load_dataset_config
+from bench.errors import ConfigError, CrlbenchError
+
+KIND_CHOICES = {"models": "model", "datasets": "dataset", "metrics": "metric"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except CrlbenchError as error:
+        print(f"crlbench: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crlbench", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(title="commands")
+
+    listing = commands.add_parser("list", help="list registered models, datasets and metrics")
+    listing.add_argument("kind", nargs="?", choices=sorted(KIND_CHOICES), help="one kind only")
+    listing.set_defaults(handler=run_list)
+
+    data = commands.add_parser("data", help="generate, inspect and preview datasets")
+    data_commands = data.add_subparsers(title="data commands", required=True)
+    for name, handler, text in (
+        ("generate", run_generate, "generate (or verify the cache of) a dataset"),
+        ("show", run_show, "write a PNG of samples and ground-truth intervention strips"),
+        ("card", run_card, "print a dataset's card as YAML"),
+    ):
+        command = data_commands.add_parser(name, help=text)
+        _dataset_arguments(command)
+        command.set_defaults(handler=handler)
+        if name == "show":
+            command.add_argument("--out", required=True, type=Path, help="PNG file to write")
+            command.add_argument("--split", default="train", help="split to sample (default: train)")
+            command.add_argument("--count", type=int, default=8, help="images per row (default: 8)")
+    return parser
+
+
+def _dataset_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("dataset", help="a registered dataset name, or a dataset config YAML file")
+    command.add_argument("--size", type=int, help="image side in pixels (default: 64)")
+    command.add_argument("--seed", type=int, help="dataset seed (default: 0)")
+    command.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="any other dataset parameter, e.g. --set split_rule=random (repeatable)",
+    )
+    command.add_argument("--workdir", type=Path, help="work directory; data is cached in WORKDIR/data (default: runs)")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    kinds = [KIND_CHOICES[args.kind]] if args.kind else list(KIND_CHOICES.values())
+    for kind in kinds:
+        entries = registry.registry(kind).entries()
+        print(f"{kind}s:")
+        if not entries:
+            print("  (none registered)")
+        for entry in entries:
+            print(f"  {entry.name:<20} {entry.target}  [{entry.provider}]")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    dataset = _build_dataset(args)
+    cached = dataset.cache_path().exists()
+    start = time.perf_counter()
+    sizes = {name: len(dataset.split(name)) for name in dataset.split_names}
+    seconds = time.perf_counter() - start
+    verb = "loaded from cache" if cached else "generated"
+    print(f"{dataset.name} v{dataset.version}: {verb} in {seconds:.1f} s -> {dataset.cache_path()}")
+    print("  splits: " + ", ".join(f"{name} {size}" for name, size in sizes.items()))
+    print("  factors: " + ", ".join(dataset.card.factor_names))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from bench.preview import dataset_preview
+
+    if args.count <= 0:
+        raise ConfigError(f"--count must be a positive integer; got {args.count}")
+    dataset = _build_dataset(args)
+    image = dataset_preview(dataset, split=args.split, count=args.count)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(args.out)
+    print(f"wrote {args.out} ({image.width}x{image.height})")
+    return 0
+
+
+def run_card(args: argparse.Namespace) -> int:
+    card = _build_dataset(args).card.to_dict()
+    print(yaml.safe_dump(json.loads(json.dumps(card)), sort_keys=False, width=100))
+    return 0
+
+
+def _build_dataset(args: argparse.Namespace) -> Any:
+    if args.dataset.endswith((".yaml", ".yml")):
+        config = load_dataset_config(args.dataset)
+    else:
+        config = DatasetConfig(args.dataset)
+    overrides = {key: value for key, value in (("size", args.size), ("seed", args.seed)) if value is not None}
+    for item in args.overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(text)
+    workdir = args.workdir or Path(os.environ.get("CRLBENCH_WORKDIR", "runs"))
+    return config.build(cache_dir=workdir / "data", **overrides)
