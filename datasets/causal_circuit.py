@@ -42,7 +42,7 @@ KAPPA = 20.0  # concentration of the Beta light mechanisms
 BUTTON_CENTRES = {"blue": 0.85, "green": 0.25, "red": 0.55}  # positions along the arc
 BUTTON_WIDTH = 0.08
 LIGHTS = ("blue", "green", "red")  # canonical factors 1, 2, 3
-UNIT_INTERVAL_GUARD = 1e-12  # keeps noise encodings finite at values of exactly 0 or 1
+TINY_PROBABILITY = 1e-300  # keeps noise encodings finite at values of exactly 0 or 1
 
 # Renderer (datasets.md 3.2), in unit-square coordinates with y pointing down.
 BOARD, TABLE, TABLE_TOP = (0.35, 0.35, 0.38), (0.55, 0.55, 0.58), 0.45
@@ -67,18 +67,36 @@ def light_mean(light: str, factors: np.ndarray) -> np.ndarray:
     return 0.05 + 0.9 * press
 
 
-def beta_quantile(u: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    return special.betaincinv(KAPPA * mean, KAPPA * (1.0 - mean), u)
+def light_from_noise(noise: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Q(Phi(noise); mean), the Beta quantile, computed from the nearer tail.
+
+    For positive noise the upper tail is used (through the mirrored Beta(b, a)), so that values
+    far in a tail, as interventions produce, keep their precision in both directions.
+    """
+    a, b = KAPPA * mean, KAPPA * (1.0 - mean)
+    lower = special.betaincinv(a, b, special.ndtr(noise))
+    upper = 1.0 - special.betaincinv(b, a, special.ndtr(-noise))
+    return np.where(noise <= 0, lower, upper)
 
 
-def beta_cdf(value: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    return special.betainc(KAPPA * mean, KAPPA * (1.0 - mean), value)
+def noise_from_light(value: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Phi^-1(F(value; mean)), the inverse of :func:`light_from_noise`, from the nearer tail."""
+    a, b = KAPPA * mean, KAPPA * (1.0 - mean)
+    cdf = special.betainc(a, b, value)
+    survival = special.betainc(b, a, 1.0 - value)
+    return np.where(cdf <= 0.5, _probit(cdf), -_probit(survival))
+
+
+def _probit(probability: np.ndarray) -> np.ndarray:
+    return special.ndtri(np.clip(probability, TINY_PROBABILITY, 1.0))
 
 
 def encode_noise(k: int, factors: np.ndarray) -> np.ndarray:
     """The noise that yields factor k given its parents: Phi^-1(F_k(value | parents))."""
-    u = factors[:, 0] if k == 0 else beta_cdf(factors[:, k], light_mean(LIGHTS[k - 1], factors))
-    return special.ndtri(np.clip(u, UNIT_INTERVAL_GUARD, 1.0 - UNIT_INTERVAL_GUARD))
+    if k == 0:
+        arm = factors[:, 0]
+        return np.where(arm <= 0.5, _probit(arm), -_probit(1.0 - arm))
+    return noise_from_light(factors[:, k], light_mean(LIGHTS[k - 1], factors))
 
 
 @dataclass(frozen=True)
@@ -116,10 +134,9 @@ class CausalCircuit(SCMDataset):
         )
 
     def mechanism(self, k: int, factors: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        u = special.ndtr(noise[:, k])
         if k == 0:
-            return u
-        return beta_quantile(u, light_mean(LIGHTS[k - 1], factors))
+            return special.ndtr(noise[:, 0])
+        return light_from_noise(noise[:, k], light_mean(LIGHTS[k - 1], factors))
 
     def sample_splits(self) -> dict[str, dict[str, np.ndarray]]:
         sizes = {"train": self.params.n_train, "val": self.params.n_val, "test": self.params.n_test}

@@ -43,7 +43,7 @@ class Canvas:
         clip_box: tuple[float, float, float, float] | None = None,
     ) -> None:
         self.pixels = np.empty((n, height, width, 3), dtype=np.float32)
-        self.pixels[...] = np.asarray(background, dtype=np.float32)
+        self.pixels[...] = _batch_color(background, n)
         self._x = (np.arange(width, dtype=np.float32) + 0.5)[None, None, :]
         self._y = (np.arange(height, dtype=np.float32) + 0.5)[None, :, None]
         self._clip = None if clip_box is None else _box_coverage(clip_box, height, width)
