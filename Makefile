@@ -1,0 +1,43 @@
+# Setup and the main jobs. `make bench` and `make test` each create .venv on first use.
+PYTHON ?= python3
+# The CPU build of torch that lies on the project's machines; GPU users may preinstall their own
+# torch into .venv (crlbench accepts torch >= 2.2) or run `make TORCH=torch bench`.
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORKDIR ?= runs
+
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: setup bench test test-slow benchmarks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $(STAMP)
+
+# The main job on embedded defaults: generate the three datasets into $(WORKDIR)/data and write a
+# sample grid with ground-truth intervention strips for each into $(WORKDIR)/samples.
+bench: setup
+	for name in pendulum flow causal_circuit; do \
+	  $(BIN)/crlbench data generate $$name --workdir $(WORKDIR) && \
+	  $(BIN)/crlbench data show $$name --workdir $(WORKDIR) --out $(WORKDIR)/samples/$$name.png || exit 1; \
+	done
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+benchmarks: setup
+	$(BIN)/python benchmarks/render_speed.py
+	$(BIN)/python benchmarks/render_fidelity.py
+
+clean:
+	rm -rf $(VENV) $(WORKDIR) .pytest_cache
