@@ -344,6 +344,14 @@ class SCMDataset(ABC):
         return factors, noise
 
 
+def random_test_mask(count: int, test_fraction: float, seed: int) -> np.ndarray:
+    """A seeded random choice of ``round(test_fraction * count)`` test samples, as a mask."""
+    order = random_stream(seed, "split").permutation(count)
+    test = np.zeros(count, dtype=bool)
+    test[order[: round(test_fraction * count)]] = True
+    return test
+
+
 def grid_split(test_mask: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """Split per-sample arrays into ``train`` (mask False) and ``test`` (mask True)."""
     return {

@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.params import require
 from bench.registry import register_dataset
-from datasets.base import Factor, SCMDataset, grid_split, random_stream
+from datasets.base import Factor, SCMDataset, grid_split, random_stream, random_test_mask
 from datasets.raster import Canvas, axes_box, rgb, snap
 
 BALL_INDICES = np.arange(5, 35)
@@ -116,9 +116,7 @@ class Flow(SCMDataset):
         index = np.arange(len(factors))
         arrays = {"factors": factors, "noise": noise, "legacy_factors": legacy, "grid_index": index}
         if self.params.split_rule == "random":
-            order = random_stream(self.params.seed, "split").permutation(len(factors))
-            test = np.zeros(len(factors), dtype=bool)
-            test[order[: round(self.params.test_fraction * len(factors))]] = True
+            test = random_test_mask(len(factors), self.params.test_fraction, self.params.seed)
             return grid_split(test, arrays)
         splits = grid_split(index % 5 == 4, arrays)
         if self.params.split_rule == "legacy":

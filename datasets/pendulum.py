@@ -24,7 +24,7 @@ import numpy as np
 
 from bench.params import require
 from bench.registry import register_dataset
-from datasets.base import Factor, SCMDataset, grid_split, random_stream
+from datasets.base import Factor, SCMDataset, grid_split, random_test_mask
 from datasets.raster import Canvas, axes_box, rgb
 
 ANGLE_INDICES = np.arange(-40, 44)
@@ -119,9 +119,7 @@ class Pendulum(SCMDataset):
         if self.params.split_rule == "reference":
             test = (index >= 4) & (index % 4 == 0)
         else:
-            order = random_stream(self.params.seed, "split").permutation(len(factors))
-            test = np.zeros(len(factors), dtype=bool)
-            test[order[: round(self.params.test_fraction * len(factors))]] = True
+            test = random_test_mask(len(factors), self.params.test_fraction, self.params.seed)
         arrays = {"factors": factors, "noise": noise, "legacy_factors": legacy, "grid_index": index}
         return grid_split(test, arrays)
 
