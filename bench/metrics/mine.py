@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from numba import njit
 
 Estimator = Literal["mic_approx", "mic_e"]
 
@@ -90,78 +91,105 @@ def best_information(
     return optimize_x_axis(row_in_x_order, clump, columns)
 
 
+@njit(cache=True, error_model="numpy")
 def equipartition(sorted_values: np.ndarray, parts: int) -> np.ndarray:
-    """Row index of each sorted value, rows as equal in size as ties allow (EquipartitionYAxis)."""
+    """Row index of each sorted value, rows as equal in size as ties allow (EquipartitionYAxis).
+
+    Ties stay in one row; a tie block joins the current row unless that moves the row's size
+    further from the desired size, which is recomputed for the points left at each new row.
+    """
     n = len(sorted_values)
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    sizes = np.diff(np.r_[starts, n])
     labels = np.empty(n, dtype=np.int64)
     current, size_of_current, desired = 0, 0, n / parts
-    for start, size in zip(starts.tolist(), sizes.tolist()):
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and sorted_values[end] == sorted_values[start]:
+            end += 1
+        size = end - start
         if size_of_current != 0 and abs(size_of_current + size - desired) >= abs(size_of_current - desired):
             current += 1
             size_of_current = 0
             desired = (n - start) / (parts - current)
-        labels[start:start + size] = current
+        labels[start:end] = current
         size_of_current += size
+        start = end
     return labels
 
 
+@njit(cache=True)
 def clumps(x_sorted: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Clump index of each point in x order (GetClumpsPartition)."""
-    labels = rows.astype(np.int64).copy()
     n = len(x_sorted)
-    starts = np.flatnonzero(np.r_[True, x_sorted[1:] != x_sorted[:-1]])
-    ends = np.r_[starts[1:], n]
+    labels = rows.copy()
     fresh = -1
-    for start, end in zip(starts.tolist(), ends.tolist()):
-        if end - start > 1 and np.any(labels[start:end] != labels[start]):
-            labels[start:end] = fresh  # tied points in different rows: a clump of their own
+    start = 0
+    while start < n:
+        end = start + 1
+        mixed = False
+        while end < n and x_sorted[end] == x_sorted[start]:
+            mixed = mixed or labels[end] != labels[start]
+            end += 1
+        if mixed:  # tied points in different rows: a clump of their own
+            labels[start:end] = fresh
             fresh -= 1
-    return np.r_[0, np.cumsum(labels[1:] != labels[:-1])]
+        start = end
+    clump = np.zeros(n, dtype=np.int64)
+    for i in range(1, n):
+        clump[i] = clump[i - 1] + (labels[i] != labels[i - 1])
+    return clump
 
 
+@njit(cache=True)
 def optimize_x_axis(rows: np.ndarray, groups: np.ndarray, columns: int) -> np.ndarray:
     """Best mutual information (nats) with 2..``columns`` columns whose boundaries fall between the
     contiguous ``groups`` (superclumps) of the x-sorted points (OptimizeXAxis).
 
-    I[t, l] is the best information of l columns over the first t groups; it extends an optimal
-    (l - 1)-column partition of the first s groups by one column (s, t].
+    I[t, l], the best information of l columns over the first t groups, extends an optimal
+    (l - 1)-column partition of the first s groups by the column (s, t]:
+    I[t, l] = H(Q_t) + max_s (c_s (I[s, l - 1] - H(Q_s)) - (c_t - c_s) H(Q | (s, t])) / c_t,
+    with c_t the points in the first t groups and Q_t their rows. Entropies of integer counts use
+    k log k, so that no logarithm is taken inside the loops.
     """
-    q, p = rows.max() + 1, groups[-1] + 1
-    counts = np.zeros((q, p))
-    np.add.at(counts, (rows, groups), 1)
-    cumulative = np.concatenate([np.zeros((q, 1)), np.cumsum(counts, axis=1)], axis=1)  # [q, p + 1]
-    c = cumulative.sum(axis=0)  # points in the first t groups, t = 0..p
-    h_rows = _entropy_of_counts(cumulative[:, 1:], c[1:])  # H(Q) over the first t groups, t = 1..p
-    # W[s, t] = (c_t - c_s) H(Q | column (s, t]), for 1 <= s <= t <= p (0 when s = t).
-    between = cumulative[:, None, 1:] - cumulative[:, 1:, None]  # [q, s, t]
-    width = c[None, 1:] - c[1:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fractions = np.where(between > 0, between / width, 1.0)
-        weighted = -(between * np.log(fractions)).sum(axis=0)
-    weighted = np.where(width > 0, weighted, 0.0)
-    upper = np.triu(np.ones((p, p), dtype=bool))
-    best = np.empty(columns - 1)
-    previous = np.zeros(p)  # I[s, 1] = 0: one column carries no information
+    n, q, p = len(rows), rows.max() + 1, groups[-1] + 1
+    cumulative = np.zeros((q, p + 1), dtype=np.int64)
+    for i in range(n):
+        cumulative[rows[i], groups[i] + 1] += 1
+    for t in range(1, p + 1):
+        cumulative[:, t] += cumulative[:, t - 1]
+    k_log_k = np.zeros(n + 1)
+    for k in range(1, n + 1):
+        k_log_k[k] = k * np.log(k)
+    c = cumulative.sum(axis=0).astype(np.float64)
+    h_rows = np.zeros(p + 1)  # H(Q_t) = log c_t - sum_i k_i log k_i / c_t
+    for t in range(1, p + 1):
+        total = 0.0
+        for i in range(q):
+            total += k_log_k[cumulative[i, t]]
+        h_rows[t] = np.log(c[t]) - total / c[t]
+    weighted = np.zeros((p + 1, p + 1))  # (c_t - c_s) H(Q | (s, t]) for s < t
+    for s in range(1, p + 1):
+        for t in range(s + 1, p + 1):
+            width = cumulative[:, t].sum() - cumulative[:, s].sum()
+            total = 0.0
+            for i in range(q):
+                total += k_log_k[cumulative[i, t] - cumulative[i, s]]
+            weighted[s, t] = k_log_k[width] - total
+    best = np.zeros(columns - 1)
+    previous = np.zeros(p + 1)  # I[s, 1] = 0: one column carries no information
+    current = np.empty(p + 1)
     for level in range(2, columns + 1):
-        if level > p:
-            best[level - 2:] = best[level - 3] if level > 2 else 0.0
-            break
-        valid = upper.copy()
-        valid[: level - 2] = False  # s >= level - 1 (1-based)
-        gain = c[1:, None] * (previous - h_rows)[:, None] - weighted
-        gain = np.where(valid, gain, -np.inf).max(axis=0)
-        current = np.full(p, -np.inf)
-        current[level - 1:] = h_rows[level - 1:] + gain[level - 1:] / c[level:]
-        best[level - 2] = current[-1]
-        previous = current
+        if level > p:  # no more boundaries than groups: the information stops growing
+            best[level - 2] = best[level - 3] if level > 2 else 0.0
+            continue
+        current[:] = -np.inf
+        for t in range(level, p + 1):
+            gain = -np.inf
+            for s in range(level - 1, t + 1):
+                candidate = c[s] * (previous[s] - h_rows[s]) - weighted[s, t]
+                if candidate > gain:
+                    gain = candidate
+            current[t] = h_rows[t] + gain / c[t]
+        best[level - 2] = current[p]
+        previous, current = current, previous
     return best
-
-
-def _entropy_of_counts(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
-    """Entropy (nats) of each column of ``counts`` normalised by ``totals``."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fractions = counts / totals
-        terms = np.where(counts > 0, fractions * np.log(np.where(counts > 0, fractions, 1.0)), 0.0)
-    return -terms.sum(axis=0)
