@@ -57,7 +57,8 @@ def mine_score(x: np.ndarray, y: np.ndarray, alpha: float = 0.6, c: float = 15, 
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     budget = grid_budget(len(x), alpha)
     by_x, by_y = np.argsort(x, kind="mergesort"), np.argsort(y, kind="mergesort")
-    # forward[r][x - 2]: y equipartitioned into r rows, x optimised; backward: the roles swapped.
+    # forward[r][x - 2]: y equipartitioned into r rows, x optimised with x columns, normalised by
+    # log min(x, rows obtained): ties can leave fewer rows than asked. backward: the roles swapped.
     rows_all = range(2, budget // 2 + 1)
     forward = {r: best_information(x[by_x], y[by_y], by_x, by_y, r, budget // r, c) for r in rows_all}
     backward = {r: best_information(y[by_y], x[by_x], by_y, by_x, r, budget // r, c) for r in rows_all}
@@ -66,10 +67,9 @@ def mine_score(x: np.ndarray, y: np.ndarray, alpha: float = 0.6, c: float = 15, 
         counts = np.arange(2, budget // rows + 1)
         transposed = np.array([backward[count][rows - 2] for count in counts])
         if est == "mic_e":  # the axis with more cells is the equipartitioned one
-            information = np.where(counts >= rows, transposed, forward[rows])
+            matrix.append(np.where(counts >= rows, transposed, forward[rows]))
         else:
-            information = np.maximum(forward[rows], transposed)
-        matrix.append(information / np.log(np.minimum(counts, rows)))
+            matrix.append(np.maximum(forward[rows], transposed))
     return MineScore(matrix)
 
 
@@ -77,10 +77,13 @@ def best_information(
     x_sorted: np.ndarray, y_sorted: np.ndarray, order_x: np.ndarray, order_y: np.ndarray,
     rows: int, columns: int, c: float,
 ) -> np.ndarray:
-    """Approximate max mutual information of grids with ``rows`` equipartitioned y rows and
-    2..``columns`` x columns (ApproxMaxMI)."""
+    """Normalised approximate max mutual information of grids with ``rows`` equipartitioned y rows
+    and 2..``columns`` x columns (ApproxMaxMI, divided by log min(columns, rows obtained))."""
     n = len(x_sorted)
     row_of_y_rank = equipartition(y_sorted, rows)
+    obtained = int(row_of_y_rank[-1]) + 1
+    if obtained < 2:  # a constant variable carries no information
+        return np.zeros(columns - 1)
     row = np.empty(n, dtype=np.int64)
     row[order_y] = row_of_y_rank
     row_in_x_order = row[order_x]
@@ -88,7 +91,8 @@ def best_information(
     k_hat = int(c * columns)
     if clump[-1] + 1 > k_hat:
         clump = equipartition(clump.astype(np.float64), k_hat)
-    return optimize_x_axis(row_in_x_order, clump, columns)
+    information = optimize_x_axis(row_in_x_order, clump, columns)
+    return information / np.log(np.minimum(np.arange(2, columns + 1), obtained))
 
 
 @njit(cache=True, error_model="numpy")

@@ -13,6 +13,8 @@ is z-scored with a unit scale instead of dividing by zero.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from bench.metrics.base import MetricResult, histogram_discretize, mutual_information_matrix, variant
@@ -29,11 +31,16 @@ def modularity(information: np.ndarray) -> float:
 
 
 def explicitness(z_train, labels_train, z_test, labels_test, notes: list[str]) -> tuple[float, float]:
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.preprocessing import MultiLabelBinarizer
 
-    classifier = LogisticRegression().fit(z_train, labels_train)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        classifier = LogisticRegression().fit(z_train, labels_train)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        notes.append("explicitness: the logistic regression (scikit-learn defaults, as dlib) did not converge")
     binarizer = MultiLabelBinarizer(classes=classifier.classes_)
     aucs = []
     for name, z, labels in (("train", z_train, labels_train), ("test", z_test, labels_test)):

@@ -1,0 +1,63 @@
+"""Agreement with disentanglement_lib's own functions on the reference fixture (metrics.md section 11)."""
+
+import numpy as np
+import pytest
+import sklearn
+
+from bench.metrics import compute
+from metric_fixture import golden_fixture
+
+FIXTURE = golden_fixture()
+
+# dlib's values, measured with numpy 1.26.4, scipy 1.17.1, scikit-learn 1.9.1 (deterministic metrics).
+GOLDEN = {
+    ("mig", "mig"): 0.6934361297,
+    ("sap@discrete", "sap"): 0.1573333333,
+    ("sap@continuous", "sap"): 0.8459607258,
+    ("modularity", "modularity"): 0.7588650167,
+    ("modularity", "explicitness_train"): 0.9944764311,
+    ("modularity", "explicitness_test"): 0.9940054081,
+    ("irs@dlib", "irs"): 0.7368607247,
+    ("irs@paper", "irs"): 0.7109275555,
+    ("mcc@pearson", "mcc"): 0.9529953953,
+    ("mcc@spearman", "mcc"): 0.9620256862,
+    ("r2@linear", "r2"): 0.9745953138,
+    ("r2@linear", "r2_0"): 0.998858,
+    ("r2@linear", "r2_1"): 0.998568,
+    ("r2@linear", "r2_2"): 0.926360,
+}
+PRINTED_DIGITS = {("r2@linear", "r2_0"): 5e-7, ("r2@linear", "r2_1"): 5e-7, ("r2@linear", "r2_2"): 5e-7}
+
+
+@pytest.mark.parametrize("variant, key", sorted(GOLDEN))
+def test_deterministic_variant_equals_dlib(variant, key):
+    result = compute(variant, *FIXTURE, seed=0)
+    # The goldens are printed to 10 decimals: agreement to 1e-9 is agreement to every printed digit.
+    assert result.scores[key] == pytest.approx(GOLDEN[variant, key], abs=PRINTED_DIGITS.get((variant, key), 1e-9))
+
+
+def test_irs_counts_active_dimensions():
+    assert compute("irs@dlib", *FIXTURE).scores["num_active_dims"] == 4.0
+
+
+def test_seeded_dci_dlib_is_within_the_cross_release_tolerance_and_reproducible():
+    first = compute("dci@dlib", *FIXTURE, seed=0, n_jobs=2)
+    again = compute("dci@dlib", *FIXTURE, seed=0, n_jobs=1)
+    assert first.scores == again.scores
+    assert first.scores["informativeness_train"] == pytest.approx(0.9973333333, abs=1e-9)
+    assert first.scores["informativeness_test"] == pytest.approx(0.9556666667, abs=1e-9)
+    # Measured: D 0.77217 and C 0.81579 against the golden 0.77208 / 0.81578 on scikit-learn
+    # 1.9.1 too; the golden's exact seeding is not reproducible from the notes (see the issue note).
+    assert first.scores["disentanglement"] == pytest.approx(0.7720763619, abs=1e-3)
+    assert first.scores["completeness"] == pytest.approx(0.8157803325, abs=1e-3)
+    assert first.info["libraries"]["scikit-learn"] == sklearn.__version__
+
+
+def test_dci_regressor_reports_r2_and_mse_and_is_seeded():
+    result = compute("dci@reg", *FIXTURE, seed=3)
+    assert set(result.scores) == {"disentanglement", "completeness", "informativeness_train",
+                                  "informativeness_test", "mse_train", "mse_test"}
+    assert 0.9 < result.scores["informativeness_test"] <= 1.0
+    assert result.matrices["importance"].shape == (4, 3)
+    np.testing.assert_allclose(result.matrices["importance"].sum(axis=0), 1.0)
+    assert compute("dci@reg", *FIXTURE, seed=3).scores == result.scores
