@@ -38,6 +38,7 @@ test-slow: setup
 benchmarks: setup
 	$(BIN)/python benchmarks/render_speed.py
 	$(BIN)/python benchmarks/render_fidelity.py
+	$(BIN)/python benchmarks/metric_speed.py --skip-dlib
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .pytest_cache

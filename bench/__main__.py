@@ -1,5 +1,5 @@
 """``python -m bench`` is the ``crlbench`` command."""
 
-from bench.cli import main
+from bench.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
+import warnings
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from bench.config import DatasetConfig, load_dataset_config
 from bench.errors import ConfigError, CrlbenchError
 
 KIND_CHOICES = {"models": "model", "datasets": "dataset", "metrics": "metric"}
+MAX_COUNT = 64  # images per row of a preview
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     except CrlbenchError as error:
         print(f"crlbench: error: {error}", file=sys.stderr)
         return 2
+
+
+def console() -> int:
+    """The ``crlbench`` console script: ``main`` with warnings printed as one plain line."""
+    warnings.showwarning = _show_warning
+    return main()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"crlbench: warning: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,11 +96,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     dataset = _build_dataset(args)
-    cached = dataset.cache_path().exists()
     start = time.perf_counter()
     sizes = {name: len(dataset.split(name)) for name in dataset.split_names}
     seconds = time.perf_counter() - start
-    verb = "loaded from cache" if cached else "generated"
+    verb = "loaded from cache" if dataset.loaded_from_cache else "generated"
     print(f"{dataset.name} v{dataset.version}: {verb} in {seconds:.1f} s -> {dataset.cache_path()}")
     print("  splits: " + ", ".join(f"{name} {size}" for name, size in sizes.items()))
     print("  factors: " + ", ".join(dataset.card.factor_names))
@@ -97,10 +107,15 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from bench.preview import dataset_preview
 
-    if args.count <= 0:
-        raise ConfigError(f"--count must be a positive integer; got {args.count}")
+    if not 0 < args.count <= MAX_COUNT:
+        raise ConfigError(f"--count must be an integer from 1 to {MAX_COUNT}; got {args.count}")
+    formats = Image.registered_extensions()
+    if args.out.suffix.lower() not in formats:
+        raise ConfigError(f"--out {args.out}: unknown image format; use a file name ending in .png (or {', '.join(sorted(formats)[:8])}, ...)")
     dataset = _build_dataset(args)
     image = dataset_preview(dataset, split=args.split, count=args.count)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -126,5 +141,5 @@ def _build_dataset(args: argparse.Namespace) -> Any:
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = yaml.safe_load(text)
-    workdir = args.workdir or Path(os.environ.get("CRLBENCH_WORKDIR", "runs"))
-    return config.build(cache_dir=workdir / "data", **overrides)
+    cache_dir = None if args.workdir is None else args.workdir / "data"  # None: the dataset's default
+    return config.build(cache_dir=cache_dir, **overrides)

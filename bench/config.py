@@ -23,8 +23,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except (yaml.YAMLError, UnicodeError) as error:
+        raise ConfigError(f"{path}: not valid YAML text: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read: {error.strerror or error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return data
@@ -47,11 +49,17 @@ class DatasetConfig:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     plugins: tuple[str, ...] = ()
+    source: str | None = None  # the file it was read from, named in errors
 
     def build(self, **overrides: Any) -> Any:
         """The dataset object (plugins imported, parameters validated by the dataset)."""
         registry.load_plugins(self.plugins)
-        return registry.dataset(self.name, **{**self.params, **overrides})
+        try:
+            return registry.dataset(self.name, **{**self.params, **overrides})
+        except ConfigError as error:
+            if self.source is None:
+                raise
+            raise ConfigError(f"{self.source}: key 'params': {error}") from None
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
@@ -68,4 +76,4 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     registry.load_plugins(plugins, source=f"{path}: key 'plugins'")
     if name not in registry.registry("dataset").names():
         raise unknown_name("dataset", name, registry.registry("dataset").names(), where=f"{path}: key 'name': ")
-    return DatasetConfig(name, dict(params), tuple(plugins))
+    return DatasetConfig(name, dict(params), tuple(plugins), source=str(path))

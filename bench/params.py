@@ -30,25 +30,25 @@ def parse_params(params_type: type[P], values: Mapping[str, Any], owner: str) ->
     hints = typing.get_type_hints(params_type)
     converted = {}
     for key, value in values.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{owner}: parameter names must be strings; got {key!r}")
         if key not in fields:
             raise unknown_name("parameter", key, fields, where=f"{owner}: ")
         converted[key] = _convert(value, hints[key], f"{owner}: parameter {key!r}")
     return params_type(**converted)
 
 
-def describe_params(params_type: type) -> dict[str, tuple[str, Any]]:
-    """Map each parameter name to (type as text, default) for help and listings."""
-    hints = typing.get_type_hints(params_type)
-    return {
-        f.name: (_type_name(hints[f.name]), f.default)
-        for f in dataclasses.fields(params_type)
-    }
-
-
 def require(condition: bool, owner: str, key: str, expected: str, value: Any) -> None:
     """Raise a :class:`ConfigError` unless ``condition`` holds (for ``__post_init__`` checks)."""
     if not condition:
         raise ConfigError(f"{owner}: parameter {key!r} must be {expected}; got {value!r}")
+
+
+def require_counts(params: Any, owner: str, positive: tuple[str, ...]) -> None:
+    """The checks every generator shares: ``positive`` parameters > 0 and ``seed`` >= 0."""
+    for key in positive:
+        require(getattr(params, key) > 0, owner, key, "a positive integer", getattr(params, key))
+    require(params.seed >= 0, owner, "seed", "a non-negative integer", params.seed)
 
 
 def _convert(value: Any, annotation: Any, where: str) -> Any:
@@ -76,6 +76,11 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif annotation is str:
         if isinstance(value, str):
             return value

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 LABEL_WIDTH = 190
 PADDING = 4
+HEADER = 22
 TEXT_COLOUR, BACKGROUND = (20, 20, 20), (255, 255, 255)
 
 
@@ -34,13 +35,12 @@ def _compose(rows: list[tuple[str, np.ndarray]], scale: int, title: str) -> Imag
     tile = rows[0][1].shape[1] * scale
     columns = max(len(images) for _, images in rows)
     width = LABEL_WIDTH + columns * (tile + PADDING)
-    header = 22
-    height = header + len(rows) * (tile + PADDING)
+    height = HEADER + len(rows) * (tile + PADDING)
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     draw.text((PADDING, 4), title, fill=TEXT_COLOUR)
     for r, (label, images) in enumerate(rows):
-        top = header + r * (tile + PADDING)
+        top = HEADER + r * (tile + PADDING)
         draw.multiline_text((PADDING, top + tile // 3), label, fill=TEXT_COLOUR)
         for c, image in enumerate(images):
             picture = Image.fromarray(image).resize((tile, tile), Image.NEAREST)

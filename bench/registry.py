@@ -146,10 +146,10 @@ def load_plugins(modules: Iterable[str], source: str = "plugins") -> None:
             raise ConfigError(f"{source}: each plugin must be a module name; got {module!r}")
         try:
             importlib.import_module(module)
-        except ImportError as error:
+        except Exception as error:  # a plugin may fail in any way while it imports
             raise ConfigError(
-                f"{source}: plugin module {module!r} could not be imported ({error}); "
-                "plugins must be importable module names such as 'my_package.my_model'"
+                f"{source}: plugin module {module!r} could not be imported ({type(error).__name__}: "
+                f"{error}); plugins must be importable module names such as 'my_package.my_model'"
             ) from error
         log.debug("loaded plugin %s", module)
 

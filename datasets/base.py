@@ -24,7 +24,7 @@ from datasets.cache import ArrayCache, content_key
 RENDER_CHUNK = 256  # images rendered per vectorised call; bounds memory at about 30 MB at 64x64
 
 # Independent random streams derived from a dataset seed (numpy SeedSequence spawn keys).
-STREAMS = {"split": 0, "scm_noise": 1, "render_noise": 2, "interventions": 3}
+STREAMS = {"split": 0, "scm_noise": 1, "render_noise": 2}
 
 
 def random_stream(seed: int, stream: str, *sub_streams: int) -> np.random.Generator:
@@ -55,7 +55,7 @@ class Factor:
         if not np.all(np.isfinite(values)):
             raise ConfigError(f"{where}: value for factor {self.name!r} must be finite")
         if self.kind == "discrete":
-            ok = np.isclose(values[..., None], np.asarray(self.grid)).any(axis=-1)
+            ok = np.isclose(values[..., None], np.asarray(self.grid), rtol=0.0, atol=1e-9).any(axis=-1)
         else:
             ok = (values >= self.low) & (values <= self.high)
         if not np.all(ok):
@@ -129,7 +129,8 @@ class DatasetCard:
             if target not in names:
                 raise unknown_name("factor", target, names, where=f"{where}: ")
             return names.index(target)
-        if isinstance(target, (int, np.integer)) and 0 <= target < len(names):
+        is_index = isinstance(target, (int, np.integer)) and not isinstance(target, bool)
+        if is_index and 0 <= target < len(names):
             return int(target)
         raise ConfigError(
             f"{where}: target {target!r} is out of range; accepted: 0..{len(names) - 1} "
@@ -192,6 +193,7 @@ class SCMDataset(ABC):
         self._designs = self.sample_splits()
         self.card = self._build_card()
         self._arrays: dict[str, np.ndarray] | None = None
+        self.loaded_from_cache: bool | None = None  # known once the arrays are loaded
 
     # -- what a subclass defines ---------------------------------------------------------------
 
@@ -248,7 +250,13 @@ class SCMDataset(ABC):
         """
         factors, noise = self._check_factors_noise(factors, noise, "intervene")
         k = self.card.index(target)
-        values = np.broadcast_to(np.asarray(value, dtype=np.float64), (len(factors),))
+        values = np.asarray(value, dtype=np.float64)
+        if values.ndim > 1 or (values.ndim == 1 and len(values) != len(factors)):
+            raise ConfigError(
+                f"dataset {self.name!r}: intervene expects one value or {len(factors)} values (one per "
+                f"sample); got shape {values.shape}"
+            )
+        values = np.broadcast_to(values, (len(factors),))
         self.card.factors[k].check(values, f"dataset {self.name!r}: intervene")
         return self._do(factors, noise, k, values)
 
@@ -303,6 +311,7 @@ class SCMDataset(ABC):
     def _load(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
             arrays = self.cache.load(self.cache_key)
+            self.loaded_from_cache = arrays is not None
             if arrays is None:
                 arrays = self.generate()
                 self.cache.save(self.cache_key, arrays, {"card": self.card.to_dict()})
@@ -341,11 +350,19 @@ class SCMDataset(ABC):
                 f"dataset {self.name!r}: {where} expects factors and noise of shape [N, {k}]; "
                 f"got {factors.shape} and {noise.shape}"
             )
+        if not (np.all(np.isfinite(factors)) and np.all(np.isfinite(noise))):
+            raise ConfigError(f"dataset {self.name!r}: {where} got NaN or infinite factors or noise")
         return factors, noise
 
 
-def random_test_mask(count: int, test_fraction: float, seed: int) -> np.ndarray:
+def random_test_mask(count: int, test_fraction: float, seed: int, owner: str) -> np.ndarray:
     """A seeded random choice of ``round(test_fraction * count)`` test samples, as a mask."""
+    size = round(test_fraction * count)
+    if not 0 < size < count:
+        raise ConfigError(
+            f"{owner}: parameter 'test_fraction' = {test_fraction} leaves an empty split of the {count} "
+            f"samples; accepted: between {1 / count:.2g} and {1 - 1 / count:.6g}"
+        )
     order = random_stream(seed, "split").permutation(count)
     test = np.zeros(count, dtype=bool)
     test[order[: round(test_fraction * count)]] = True

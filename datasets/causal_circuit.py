@@ -21,9 +21,10 @@ scene after an intervention drawn uniformly from {none, arm, blue, green, red}; 
 to a fresh U(0, 1) value, its descendants are recomputed from the same noise. ``split()`` returns
 the observations as ``images/factors/noise``; extras hold the other half of each pair:
 ``images_after``, ``factors_after``, ``noise_after`` (the target's noise is the encoding of its new
-value, Phi^-1(F(value | parents))), ``intervention_labels`` (0 = none, k = canonical factor k - 1),
-``intervention_masks`` [N, 4] and the button presses ``pressed`` / ``pressed_after`` [N, 3] in the
-lights' canonical order (blue, green, red).
+value, Phi^-1(F(value | parents))), and, in the Qualcomm files' own conventions,
+``intervention_labels`` (0 = none, 1..4 = red, green, blue, arm), ``intervention_masks`` [N, 4] (red,
+green, blue, arm) and the button presses ``pressed`` / ``pressed_after`` [N, 3] (red, green, blue);
+``intervention_targets`` gives the intervened canonical factor index (-1 = none).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from bench.params import require
+from bench.params import require_counts
 from bench.registry import register_dataset
 from datasets.base import Factor, SCMDataset, random_stream
 from datasets.raster import Canvas
@@ -42,6 +43,7 @@ KAPPA = 20.0  # concentration of the Beta light mechanisms
 BUTTON_CENTRES = {"blue": 0.85, "green": 0.25, "red": 0.55}  # positions along the arc
 BUTTON_WIDTH = 0.08
 LIGHTS = ("blue", "green", "red")  # canonical factors 1, 2, 3
+QUALCOMM_BUTTONS = ("red", "green", "blue")  # the order of the original ``pressed`` array
 TINY_PROBABILITY = 1e-300  # keeps noise encodings finite at values of exactly 0 or 1
 
 # Renderer (datasets.md 3.2), in unit-square coordinates with y pointing down.
@@ -110,9 +112,7 @@ class CausalCircuitParams:
     n_test: int = 1000
 
     def __post_init__(self) -> None:
-        for key in ("size", "n_train", "n_val", "n_test"):
-            require(getattr(self, key) > 0, "dataset 'causal_circuit'", key, "a positive integer",
-                    getattr(self, key))
+        require_counts(self, "dataset 'causal_circuit'", ("size", "n_train", "n_val", "n_test"))
 
 
 @register_dataset("causal_circuit")
@@ -147,11 +147,12 @@ class CausalCircuit(SCMDataset):
         rng = random_stream(self.params.seed, "scm_noise", split_index)
         noise = rng.standard_normal((n, 4))
         factors = self.solve(noise)
-        labels = rng.integers(0, 5, size=n)  # 0: no intervention; k: canonical factor k - 1
+        labels = rng.integers(0, 5, size=n)  # Qualcomm's convention: 0 none; 1..4 red, green, blue, arm
+        targets = np.where(labels > 0, np.asarray(self.permutation).argsort()[labels - 1], -1)
         values = rng.uniform(0.0, 1.0, size=n)
         factors_after, noise_after = factors.copy(), noise.copy()
         for target in range(4):
-            rows = labels == target + 1
+            rows = targets == target
             if rows.any():
                 factors_after[rows] = self._do(factors[rows], noise[rows], target, values[rows])
                 noise_after[rows, target] = encode_noise(target, factors_after[rows])
@@ -162,8 +163,9 @@ class CausalCircuit(SCMDataset):
             "noise_after": noise_after,
             "intervention_labels": labels,
             "intervention_masks": labels[:, None] == np.arange(1, 5)[None, :],
-            "pressed": np.stack([button_press(factors[:, 0], light) for light in LIGHTS], axis=1),
-            "pressed_after": np.stack([button_press(factors_after[:, 0], light) for light in LIGHTS], axis=1),
+            "intervention_targets": targets,
+            "pressed": np.stack([button_press(factors[:, 0], light) for light in QUALCOMM_BUTTONS], axis=1),
+            "pressed_after": np.stack([button_press(factors_after[:, 0], light) for light in QUALCOMM_BUTTONS], axis=1),
         }
 
     def render_batch(self, factors: np.ndarray, noise: np.ndarray, size: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.params import require
+from bench.params import require, require_counts
 from bench.registry import register_dataset
 from datasets.base import Factor, SCMDataset, grid_split, random_stream, random_test_mask
 from datasets.raster import Canvas, axes_box, rgb, snap
@@ -73,7 +73,7 @@ class FlowParams:
 
     def __post_init__(self) -> None:
         owner = "dataset 'flow'"
-        require(self.size > 0, owner, "size", "a positive integer", self.size)
+        require_counts(self, owner, ("size",))
         require(0.0 < self.test_fraction < 1.0, owner, "test_fraction", "in (0, 1)", self.test_fraction)
 
 
@@ -116,7 +116,7 @@ class Flow(SCMDataset):
         index = np.arange(len(factors))
         arrays = {"factors": factors, "noise": noise, "legacy_factors": legacy, "grid_index": index}
         if self.params.split_rule == "random":
-            test = random_test_mask(len(factors), self.params.test_fraction, self.params.seed)
+            test = random_test_mask(len(factors), self.params.test_fraction, self.params.seed, f"dataset {self.name!r}")
             return grid_split(test, arrays)
         splits = grid_split(index % 5 == 4, arrays)
         if self.params.split_rule == "legacy":
@@ -132,7 +132,9 @@ class Flow(SCMDataset):
         return {
             "labels": "float factors in the reference units; the filename integers are extras['legacy_factors']",
             "order": "canonical (ball, hole, height, flow); CausalVAE's file order is (ball, height, flow, hole)",
-            "split": f"{self.params.split_rule} (reference: test iff k % 5 == 4, 6480 / 1620, no label collisions)",
+            "split": {"reference": "reference: test iff k % 5 == 4 (6480 / 1620, no label collisions)",
+                      "legacy": "legacy: the reference's files, colliding labels overwritten (5254 / 1620)",
+                      "random": f"seeded random, test fraction {self.params.test_fraction}"}[self.params.split_rule],
             "jet_noise": "seeded per sample from the dataset seed; stored as noise[:, water_flow]",
             "rendering": "numpy rasteriser with analytic anti-aliasing, the reference geometry and colours, RGB",
             "do(water_flow)": "the drawn jet is scaled so that its reach at y = 0.5 is the intervened flow",

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.params import require
+from bench.params import require, require_counts
 from bench.registry import register_dataset
 from datasets.base import Factor, SCMDataset, grid_split, random_test_mask
 from datasets.raster import Canvas, axes_box, rgb
@@ -74,7 +74,7 @@ class PendulumParams:
 
     def __post_init__(self) -> None:
         owner = "dataset 'pendulum'"
-        require(self.size > 0, owner, "size", "a positive integer", self.size)
+        require_counts(self, owner, ("size",))
         require(0.0 < self.test_fraction < 1.0, owner, "test_fraction", "in (0, 1)", self.test_fraction)
 
 
@@ -119,7 +119,7 @@ class Pendulum(SCMDataset):
         if self.params.split_rule == "reference":
             test = (index >= 4) & (index % 4 == 0)
         else:
-            test = random_test_mask(len(factors), self.params.test_fraction, self.params.seed)
+            test = random_test_mask(len(factors), self.params.test_fraction, self.params.seed, f"dataset {self.name!r}")
         arrays = {"factors": factors, "noise": noise, "legacy_factors": legacy, "grid_index": index}
         return grid_split(test, arrays)
 
@@ -129,7 +129,8 @@ class Pendulum(SCMDataset):
     def choices(self) -> dict[str, str]:
         return {
             "labels": "float factors in the reference units; the filename integers are extras['legacy_factors']",
-            "split": f"{self.params.split_rule} (reference: test iff k >= 4 and k % 4 == 0, 5482 / 1826)",
+            "split": {"reference": "reference: test iff k >= 4 and k % 4 == 0 (5482 / 1826)",
+                      "random": f"seeded random, test fraction {self.params.test_fraction}"}[self.params.split_rule],
             "rendering": "numpy rasteriser with analytic anti-aliasing, the reference geometry and colours, RGB",
             "noise": "none: roots are a grid (their noise is their value), effects are deterministic",
         }

@@ -78,30 +78,30 @@ class Canvas:
         """Add ``light`` [N, H, W, 3] to the canvas (saturating at 1), e.g. a glow."""
         np.clip(self.pixels + light, 0.0, 1.0, out=self.pixels)
 
-    def fill_rect(self, left, top, right, bottom, color: Color, where=None) -> None:
+    def fill_rect(self, left, top, right, bottom, color: Color) -> None:
         """Fill an axis-aligned rectangle (exact area coverage)."""
         window = self.window([np.min(left), np.max(right)], [np.min(top), np.max(bottom)], 0.0)
         x, y = self._grid(window)
         left, top, right, bottom = (_col(v) for v in (left, top, right, bottom))
         cover_x = np.clip(np.minimum(x + 0.5, right) - np.maximum(x - 0.5, left), 0.0, 1.0)
         cover_y = np.clip(np.minimum(y + 0.5, bottom) - np.maximum(y - 0.5, top), 0.0, 1.0)
-        self.paint(_masked(cover_x * cover_y, where), color, window)
+        self.paint(cover_x * cover_y, color, window)
 
-    def fill_ellipse(self, cx, cy, rx, ry, color: Color, where=None) -> None:
+    def fill_ellipse(self, cx, cy, rx, ry, color: Color) -> None:
         """Fill an axis-aligned ellipse (a circle in data units under an unequal aspect)."""
         cx, cy = np.asarray(cx), np.asarray(cy)
         window = self.window([cx.min(), cx.max()], [cy.min(), cy.max()], max(np.max(rx), np.max(ry)))
         distance = self.ellipse_distance(cx, cy, rx, ry, window)
-        self.paint(_masked(_coverage(distance), where), color, window)
+        self.paint(_coverage(distance), color, window)
 
-    def stroke_segment(self, x0, y0, x1, y1, width, color: Color, cap: Cap = "butt", where=None):
+    def stroke_segment(self, x0, y0, x1, y1, width, color: Color, cap: Cap = "butt") -> None:
         """Stroke the segment (x0, y0)-(x1, y1) with a pen ``width`` pixels wide."""
         window = self.window([np.min(x0), np.max(x0), np.min(x1), np.max(x1)],
                              [np.min(y0), np.max(y0), np.min(y1), np.max(y1)], np.max(width))
         distance = self.segment_distance(x0, y0, x1, y1, width, cap, window=window)
-        self.paint(_masked(_coverage(distance), where), color, window)
+        self.paint(_coverage(distance), color, window)
 
-    def stroke_polyline(self, xs, ys, width, color: Color, cap: Cap = "projecting", where=None):
+    def stroke_polyline(self, xs, ys, width, color: Color, cap: Cap = "projecting") -> None:
         """Stroke a polyline [N, M] with round joins and the given end caps (matplotlib's Line2D)."""
         xs, ys = np.asarray(xs, np.float32), np.asarray(ys, np.float32)
         window = self.window(xs, ys, np.max(width))
@@ -116,7 +116,7 @@ class Canvas:
                 end = self.segment_distance(xs[:, inner], ys[:, inner], xs[:, outer], ys[:, outer],
                                             width, cap, one_end=True, window=window)
                 np.minimum(distance, end, out=distance)
-        self.paint(_masked(_coverage(distance), where), color, window)
+        self.paint(_coverage(distance), color, window)
 
     def ellipse_distance(self, cx, cy, rx, ry, window: Window = FULL) -> np.ndarray:
         """Signed distance [N, h, w] to an ellipse edge, to first order (exact for circles)."""
@@ -186,13 +186,6 @@ def _col(value) -> np.ndarray:
 
 def _coverage(distance: np.ndarray) -> np.ndarray:
     return np.clip(0.5 - distance, 0.0, 1.0)
-
-
-def _masked(coverage: np.ndarray, where) -> np.ndarray:
-    """Zero the coverage of images where ``where`` [N] is False (a primitive some images lack)."""
-    if where is None:
-        return coverage
-    return coverage * np.asarray(where, dtype=np.float32).reshape(-1, 1, 1)
 
 
 def _batch_color(color: Color, n: int) -> np.ndarray:

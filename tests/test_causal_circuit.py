@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from datasets.causal_circuit import encode_noise
+from datasets.causal_circuit import button_press, encode_noise
 
 ARM, BLUE, GREEN, RED = range(4)
 
@@ -58,18 +58,38 @@ def test_do_arm_can_change_every_light(circuit):
 def test_pairs_keep_non_descendants_and_noise_and_mark_the_target(circuit):
     split = circuit.split("train")
     before, after = split.factors, split.extras["factors_after"]
-    labels, masks = split.extras["intervention_labels"], split.extras["intervention_masks"]
-    assert set(labels) == {0, 1, 2, 3, 4}
-    np.testing.assert_array_equal(masks.sum(axis=1), (labels > 0).astype(int))
+    targets = split.extras["intervention_targets"]
+    assert set(targets) == {-1, 0, 1, 2, 3}
     for row in range(len(before)):
-        if labels[row] == 0:
+        if targets[row] == -1:
             np.testing.assert_array_equal(after[row], before[row])
             continue
-        target = labels[row] - 1
+        target = targets[row]
         untouched = [k for k in range(4) if k != target and k not in circuit.card.descendants(target)]
         np.testing.assert_array_equal(after[row, untouched], before[row, untouched])
         others = [k for k in range(4) if k != target]
         np.testing.assert_array_equal(split.extras["noise_after"][row, others], split.noise[row, others])
+
+
+def test_labels_masks_and_presses_follow_the_qualcomm_order(circuit):
+    split = circuit.split("train")
+    labels, masks, targets = (split.extras[k] for k in ("intervention_labels", "intervention_masks", "intervention_targets"))
+    qualcomm = ("red", "green", "blue", "arm")
+    for label in range(1, 5):
+        rows = labels == label
+        assert np.all(masks[rows].argmax(axis=1) == label - 1) and np.all(masks[rows].sum(axis=1) == 1)
+        assert {circuit.card.factor_names[t] for t in targets[rows]} == {qualcomm[label - 1]}
+    assert not masks[labels == 0].any()
+    expected = np.stack([button_press(split.factors[:, ARM], light) for light in ("red", "green", "blue")], axis=1)
+    np.testing.assert_array_equal(split.extras["pressed"], expected)
+    assert np.all(expected[np.abs(split.factors[:, ARM] - 0.55) < 0.08, 0] > 0)  # red's button at 0.55
+
+
+def test_canonical_graph_is_the_permuted_original(circuit):
+    original = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]])  # red, green, blue, arm
+    perm = list(circuit.card.permutation)
+    np.testing.assert_array_equal(circuit.card.graph, original[perm][:, perm])
+    assert np.all(np.tril(circuit.card.graph) == 0)
 
 
 def test_after_noise_encodes_the_intervened_value(circuit):
@@ -82,4 +102,5 @@ def test_button_presses_are_stored_for_both_images(circuit):
     split = circuit.split("train")
     pressed = split.extras["pressed"]
     assert pressed.shape == (200, 3) and pressed.min() >= 0 and pressed.max() <= 1
+    assert split.extras["pressed_after"].shape == (200, 3)
     assert np.mean(pressed.max(axis=1) > 0) == pytest.approx(0.48, abs=0.12)

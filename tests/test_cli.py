@@ -3,9 +3,11 @@
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from bench.cli import main
+from datasets.cache import CacheCorruptedWarning
 
 
 def crlbench(*args, workdir):
@@ -37,8 +39,7 @@ def test_show_writes_samples_and_one_intervention_strip_per_factor(tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
-    image = Image.open(out)
-    assert image.height > 5 * 32  # a sample row and four factor strips
+    assert Image.open(out).width > 4 * 64  # four tiles of 32 pixels, scaled x2
 
 
 def test_bad_input_exits_2_with_the_accepted_values(tmp_path):
@@ -48,3 +49,58 @@ def test_bad_input_exits_2_with_the_accepted_values(tmp_path):
     assert not any((tmp_path / "data").glob("*")) if (tmp_path / "data").exists() else True
     result = crlbench("data", "generate", "flw", workdir=tmp_path)
     assert result.returncode == 2 and "did you mean 'flow'" in result.stderr
+
+
+def test_show_draws_one_sample_row_and_one_strip_per_factor(tmp_path):
+    out = tmp_path / "grid.png"
+    assert main(["data", "show", "flow", "--size", "16", "--count", "3", "--workdir", str(tmp_path), "--out", str(out)]) == 0
+    from bench.preview import HEADER, PADDING
+
+    assert Image.open(out).height == HEADER + 5 * (16 * 2 + PADDING)  # samples + 4 factors, tiles scaled x2
+
+
+def test_bad_output_name_is_refused_before_any_generation(tmp_path, capsys):
+    assert main(["data", "show", "pendulum", "--workdir", str(tmp_path), "--out", str(tmp_path / "grid.txt")]) == 2
+    assert "unknown image format; use a file name ending in .png" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+def test_negative_seed_and_empty_splits_are_refused(tmp_path, capsys):
+    assert main(["data", "generate", "flow", "--seed", "-1", "--workdir", str(tmp_path)]) == 2
+    assert "parameter 'seed' must be a non-negative integer; got -1" in capsys.readouterr().err
+    assert main(["data", "generate", "pendulum", "--set", "split_rule=random", "--set", "test_fraction=1e-9",
+                 "--workdir", str(tmp_path)]) == 2
+    assert "parameter 'test_fraction' = 1e-09 leaves an empty split" in capsys.readouterr().err
+
+
+def test_config_errors_name_the_file(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("name: pendulum\nparams: {size: 0}\n")
+    assert main(["data", "generate", str(config), "--workdir", str(tmp_path)]) == 2
+    assert f"{config}: key 'params': dataset 'pendulum': parameter 'size' must be a positive integer" in capsys.readouterr().err
+    config.write_bytes(b"\xff\xfe\x00bad")
+    assert main(["data", "generate", str(config), "--workdir", str(tmp_path)]) == 2
+    assert "not valid YAML text" in capsys.readouterr().err
+    plugin = tmp_path / "broken_plugin_module.py"
+    plugin.write_text("raise RuntimeError('boom')\n")
+    config.write_text("name: pendulum\nplugins: [broken_plugin_module]\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert main(["data", "generate", str(config), "--workdir", str(tmp_path)]) == 2
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "plugin module 'broken_plugin_module' could not be imported (RuntimeError: boom)" in capsys.readouterr().err
+
+
+def test_a_corrupted_cache_is_not_reported_as_a_cache_hit(tmp_path, capsys):
+    args = ["data", "generate", "causal_circuit", "--size", "8", "--set", "n_train=6", "--set", "n_val=2",
+            "--set", "n_test=2", "--workdir", str(tmp_path)]
+    assert main(args) == 0
+    npz = next((tmp_path / "data").glob("*.npz"))
+    npz.write_bytes(npz.read_bytes()[:100])
+    capsys.readouterr()
+    with pytest.warns(CacheCorruptedWarning):
+        assert main(args) == 0
+    assert "generated in" in capsys.readouterr().out

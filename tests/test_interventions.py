@@ -69,3 +69,42 @@ def test_discrete_factors_accept_only_grid_values(pendulum):
     factors, noise = sample(pendulum, 4)
     with pytest.raises(ConfigError, match="light_angle"):
         pendulum.intervene(factors, noise, "light_angle", 100)  # tan(phi) is infinite: not in the grid
+
+
+def test_descendants_follow_the_reference_closed_forms(pendulum, flow):
+    from datasets.flow import water_flow, water_height
+    from datasets.pendulum import shadow_length, shadow_position
+
+    factors, noise = sample(pendulum)
+    after = pendulum.intervene(factors, noise, "light_angle", 75)
+    np.testing.assert_allclose(after[:, 2], np.maximum(3, 9.5 * np.abs(np.cos((factors[:, 0] - 75) * np.pi / 200)) / np.sin(75 * np.pi / 200)))
+    np.testing.assert_allclose(after[:, 3], shadow_position(factors[:, 0], 75))
+    assert np.all(after[:, 2] == shadow_length(factors[:, 0], 75))
+    factors, noise = sample(flow)
+    after = flow.intervene(factors, noise, "ball_size", 30)
+    height = (30 / 30) ** 3 + noise[:, 2] / 10  # the same h_raw noise
+    np.testing.assert_allclose(after[:, 2], height)
+    np.testing.assert_allclose(after[:, 3], np.sqrt(1.96 * height * (factors[:, 1] / 3 - 0.5)))
+    np.testing.assert_array_equal(after[:, 2:], np.stack([water_height(30, noise[:, 2]), water_flow(factors[:, 1], after[:, 2])], 1))
+
+
+@pytest.mark.parametrize(
+    "target, value, message",
+    [
+        (0, np.array([10.0, 10.0]), r"expects one value or 4 values \(one per sample\); got shape \(2,\)"),
+        (True, 10.0, "target True is out of range"),
+        (0, 10.000005, "value 10 is outside factor 'pendulum_angle'"),
+        (0, np.nan, "must be finite"),
+    ],
+)
+def test_malformed_interventions_are_refused(pendulum, target, value, message):
+    factors, noise = sample(pendulum, 4)
+    with pytest.raises(ConfigError, match=message):
+        pendulum.intervene(factors, noise, target, value)
+
+
+def test_non_finite_factors_are_refused(pendulum):
+    factors, noise = sample(pendulum, 4)
+    factors[0, 2] = np.nan
+    with pytest.raises(ConfigError, match="NaN or infinite factors or noise"):
+        pendulum.render(factors, noise)

@@ -43,6 +43,11 @@ class MetricVariant:
     defaults: dict[str, Any]
     summary: str
 
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """What the variant consumes (model-based metrics, in a later issue, add "model", "dataset")."""
+        return ("latents", "factors", "test split") if self.needs_test else ("latents", "factors")
+
     def __call__(self, *args: Any, **kwargs: Any) -> MetricResult:
         return self.fn(*args, **kwargs)
 
