@@ -65,6 +65,7 @@ def compute(
             raise unknown_name("option", key, accepted, where=f"{where}: ")
     chosen = {**accepted, **options}
     _check_bins(chosen, len(z_train), where)
+    recorded = dict(chosen)
     notes: list[str] = []
     if spec.discrete_factors:
         y_train, y_test = _discrete_factors(y_train, y_test, chosen.pop("factor_bins"), where, notes)
@@ -74,7 +75,7 @@ def compute(
     result.info.update(
         variant=spec.name,
         version=spec.version,
-        options={**chosen, **({"factor_bins": options.get("factor_bins")} if spec.discrete_factors else {})},
+        options=recorded,
         seed=seed,
         n_train=len(z_train),
         n_test=None if z_test is None else len(z_test),
