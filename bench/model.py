@@ -1,0 +1,53 @@
+"""The model contract every registered method follows (DESIGN.md, "Model").
+
+A model is a ``torch.nn.Module`` built from a dataset card and typed hyperparameters (a frozen
+dataclass ``Config`` whose defaults are the reference values). The trainer feeds it batches of
+``{"images": float [B, C, H, W] in [0, 1], "factors": float [B, K] standardised}``.
+
+* ``optimizers()`` names its optimisers. With one optimiser the trainer back-propagates the
+  ``"loss"`` entry of ``training_step``; a model with several (DEAR) sets ``manual_optimization``
+  and steps them itself inside ``training_step``.
+* ``encode(x)`` gives the representation ``[N, K, k]`` in concept blocks; an unaligned model
+  (beta-VAE) sets ``aligned = False`` and returns ``[N, 1, d]``.
+* ``reconstruct(x)`` and ``intervene(x, target, value)`` return images in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from bench.params import parse_params
+
+
+class CausalModel(nn.Module):
+    """Base class of the registered models."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    aligned: ClassVar[bool] = True
+    manual_optimization: ClassVar[bool] = False
+
+    def __init__(self, card: Any, **hyperparameters: Any) -> None:
+        super().__init__()
+        self.card = card
+        self.config = parse_params(self.Config, hyperparameters, owner=f"model {self.name!r}")
+        height, width, channels = card.image_shape
+        self.image_size, self.channels = height, channels
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
