@@ -7,6 +7,7 @@ dataclass ``Config`` whose defaults are the reference values). The trainer feeds
 * ``optimizers()`` names its optimisers. With one optimiser the trainer back-propagates the
   ``"loss"`` entry of ``training_step``; a model with several (DEAR) sets ``manual_optimization``
   and steps them itself inside ``training_step``.
+* ``on_epoch_start(epoch)`` lets a model follow an epoch schedule (ICM-VAE's warm-up).
 * ``encode(x)`` gives the representation ``[N, K, k]`` in concept blocks; an unaligned model
   (beta-VAE) sets ``aligned = False`` and returns ``[N, 1, d]``.
 * ``reconstruct(x)`` and ``intervene(x, target, value)`` return images in [0, 1].
@@ -39,6 +40,9 @@ class CausalModel(nn.Module):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer before each epoch (0-based), e.g. for weight annealing."""
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError

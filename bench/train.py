@@ -118,6 +118,7 @@ def train(
     bar = _progress(total_steps, history.steps, progress)
     while history.steps < total_steps:
         order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_ORDER, epoch))).permutation(len(images))
+        model.on_epoch_start(epoch)
         sums: dict[str, float] = {}
         batches = 0
         for start in range(0, len(images), budget.batch_size):

@@ -1,1 +1,1 @@
-"""ICM-VAE (Komanduri et al., IJCAI 2024): causal flow, disentanglement prior and loss."""
+"""ICM-VAE (Komanduri et al., IJCAI 2024): causal flow (``flow``) and model, prior and loss (``model``)."""

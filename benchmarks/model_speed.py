@@ -1,0 +1,54 @@
+"""Training-step speed of each registered model: images per second at 64x64, batch 64.
+
+Each step is a full optimisation step (forward, backward, optimiser) on random images, timed after
+warm-up steps, with torch's default threads. Run: ``.venv/bin/python benchmarks/model_speed.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from bench import registry
+from bench.train import build_model
+
+
+def images_per_second(name: str, card, batch_size: int, steps: int, warmup: int = 3, **hyperparameters) -> float:
+    model = build_model(name, card, seed=0, **hyperparameters)
+    model.on_epoch_start(94)  # every loss term active
+    (optimizer,) = model.optimizers().values()
+    generator = torch.Generator().manual_seed(0)
+    height, width, channels = card.image_shape
+    batch = {"images": torch.rand(batch_size, channels, height, width, generator=generator),
+             "factors": torch.randn(batch_size, len(card.factors), generator=generator)}
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        model.training_step(batch, step)["loss"].backward()
+        optimizer.step()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
+    card = registry.dataset("pendulum", cache_dir="/nonexistent-not-used").card
+    speeds = {}
+    for name in registry.registry("model").names():
+        speeds[name] = images_per_second(name, card, args.batch_size, args.steps)
+        print(f"  {name:<12} {speeds[name]:7.1f} images/s  ({args.batch_size / speeds[name] * 1e3:6.1f} ms per step)")
+    if {"icm_vae", "beta_vae"} <= set(speeds):
+        print(f"ICM-VAE step / beta-VAE step on the same backbone: {speeds['beta_vae'] / speeds['icm_vae']:.2f}x (goal <= 1.5x)")
+    per_concept = images_per_second("icm_vae", card, args.batch_size, args.steps, decoder="per_concept")
+    print(f"  icm_vae with the reference's per-concept decoders: {per_concept:7.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""ICM-VAE: the causal flow by topological levels, its Jacobian, do(), the prior, the loss and the warm-up."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench import registry
+from bench.errors import ConfigError
+from bench.train import build_model
+from icmvae.flow import MaskedAffineFlow, topological_levels
+from icmvae.model import warmup
+
+PENDULUM = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
+FLOW = np.array([[0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]])
+CIRCUIT = np.array([[0, 1, 1, 1], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]])
+
+
+def node_by_node(flow: MaskedAffineFlow, base, graph, target=None, value=None):
+    """The reference's loop: nodes 0..K-1 in index order, each from the parents' blocks."""
+    latent = torch.zeros_like(base)
+    for i in range(len(graph)):
+        scale, shift = flow.scale_shift(latent.flatten(1), [i])
+        latent = latent.clone()
+        latent[:, i] = torch.exp(scale[:, 0]) * base[:, i] + shift[:, 0]
+        if target == i:
+            latent[:, i] = value
+    return latent
+
+
+@pytest.mark.parametrize("graph, levels", [(PENDULUM, [[0, 1], [2, 3]]), (FLOW, [[0, 1], [2], [3]]),
+                                           (CIRCUIT, [[0], [1, 2], [3]])])
+def test_topological_levels(graph, levels):
+    assert topological_levels(graph) == levels
+
+
+@pytest.mark.parametrize("graph", [PENDULUM, FLOW, CIRCUIT])
+@pytest.mark.parametrize("shared", [True, False])
+def test_levels_give_the_same_latent_as_the_node_by_node_reference(graph, shared):
+    torch.manual_seed(0)
+    flow = MaskedAffineFlow(graph, 3, shared=shared, bounded=True)
+    base = torch.randn(5, 4, 3)
+    latent, _ = flow(base)
+    torch.testing.assert_close(latent, node_by_node(flow, base, graph))
+
+
+@pytest.mark.parametrize("bounded", [True, False])
+def test_log_det_is_the_log_determinant_of_the_jacobian(bounded):
+    torch.manual_seed(1)
+    flow = MaskedAffineFlow(CIRCUIT, 2, shared=False, bounded=bounded).double()
+    base = torch.randn(1, 4, 2, dtype=torch.float64)
+    jacobian = torch.autograd.functional.jacobian(lambda b: flow(b.view(1, 4, 2))[0].flatten(), base.flatten())
+    _, log_det = flow(base)
+    assert log_det.item() == pytest.approx(torch.linalg.slogdet(jacobian)[1].item(), abs=1e-10)
+
+
+def test_do_keeps_non_descendants_sets_the_target_and_recomputes_descendants():
+    torch.manual_seed(2)
+    flow = MaskedAffineFlow(FLOW, 3)
+    base = torch.randn(6, 4, 3)
+    observed, _ = flow(base)
+    value = torch.full((6, 3), 0.7)
+    after, _ = flow(base, target=2, value=value)  # water height: parent of flow only
+    torch.testing.assert_close(after[:, :2], observed[:, :2])
+    torch.testing.assert_close(after[:, 2], value)
+    torch.testing.assert_close(after, node_by_node(flow, base, FLOW, target=2, value=value))
+    assert not torch.allclose(after[:, 3], observed[:, 3])
+
+
+def test_shared_nets_give_nodes_with_the_same_parents_the_same_mechanism():
+    torch.manual_seed(3)
+    context = torch.randn(4, 16)
+    shared = MaskedAffineFlow(PENDULUM, 4, shared=True)
+    scale, shift = shared.scale_shift(context, [2, 3])
+    torch.testing.assert_close(scale[:, 0], scale[:, 1])
+    separate = MaskedAffineFlow(PENDULUM, 4, shared=False)
+    scale, _ = separate.scale_shift(context, [2, 3])
+    assert not torch.allclose(scale[:, 0], scale[:, 1])
+
+
+def test_warmup_matches_the_reference_schedule():
+    assert [warmup(1.2, e, 94) for e in (0, 1)] == [0.0, 0.0]
+    assert warmup(1.2, 2, 94) == pytest.approx(1.2 / 93)
+    assert warmup(1.2, 94, 94) == pytest.approx(1.2) and warmup(1.2, 300, 94) == pytest.approx(1.2)
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory):
+    return registry.dataset("pendulum", cache_dir=tmp_path_factory.mktemp("d"), size=32).card
+
+
+def batch(count=4):
+    generator = torch.Generator().manual_seed(0)
+    return {"images": torch.rand(count, 3, 32, 32, generator=generator), "factors": torch.randn(count, 4, generator=generator)}
+
+
+def test_loss_is_width_scaled_bce_plus_weighted_terms(card):
+    model = build_model("icm_vae", card, seed=0)
+    model.on_epoch_start(50)
+    data = batch()
+    losses = model.training_step(data, 0)
+    latent = model.encode(data["images"])
+    bce = F.binary_cross_entropy_with_logits(model.decode(latent), data["images"])
+    assert losses["reconstruction"].item() == pytest.approx(32 * bce.item(), rel=1e-5)
+    expected = losses["reconstruction"] + model.alpha * losses["noise_kl"] + model.beta * losses["prior"]
+    assert losses["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert model.alpha == pytest.approx(0.1 * 49 / 93) and model.beta == pytest.approx(1.2 * 49 / 93)
+
+
+def test_labels_enter_only_through_the_prior(card):
+    model = build_model("icm_vae", card, seed=0)
+    model.on_epoch_start(0)  # alpha = beta = 0: the labels cannot matter
+    data = batch()
+    other = {"images": data["images"], "factors": data["factors"] + 5}
+    assert model.training_step(data, 0)["loss"] == model.training_step(other, 0)["loss"]
+    model.on_epoch_start(94)
+    assert model.training_step(data, 0)["prior"] != model.training_step(other, 0)["prior"]
+
+
+def test_intervention_decodes_the_abs_of_concept_3_by_default(card):
+    seen = []
+    for option in (True, False):
+        model = build_model("icm_vae", card, seed=0, abs_at_intervention=option)
+        decode = model.decode
+        model.decode = lambda latent: seen.append(latent.clone()) or decode(latent)
+        out = model.intervene(batch()["images"], 0, -3.0)
+        assert out.shape == (4, 3, 32, 32)
+    with_abs, without = seen
+    torch.testing.assert_close(with_abs[:, 3], without[:, 3].abs())
+    assert torch.all(with_abs[:, 0] == -3.0)
+
+
+def test_encode_shape_options_and_bad_config(card):
+    model = build_model("icm_vae", card, seed=0, decoder="per_concept", shared_mechanism_nets=False)
+    assert model.encode(batch()["images"]).shape == (4, 4, 4) and len(model.decoders) == 4
+    assert build_model("icm_vae", card, seed=0, deterministic_z=False).training_step(batch(), 0)["loss"].isfinite()
+    with pytest.raises(ConfigError, match="'decoder' must be one of shared, per_concept"):
+        registry.model("icm_vae", card, decoder="mlp")
+    with pytest.raises(ConfigError, match="target must be a concept index in 0..3; got 4"):
+        model.intervene(batch()["images"], 4, 0.0)
+
+
+@pytest.mark.parametrize("name", ["icm_vae", "beta_vae"])
+def test_every_parameter_is_used_by_a_training_step(card, name):
+    model = build_model(name, card, seed=0)
+    model.on_epoch_start(94)
+    model.training_step(batch(), 0)["loss"].backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert unused == []
