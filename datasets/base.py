@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from bench.errors import ConfigError, accepted, unknown_name
+from bench.graph import descendants
 from bench.params import parse_params
 from datasets.cache import ArrayCache, content_key
 
@@ -83,16 +84,6 @@ class Factor:
         return np.linspace(self.low, self.high, count)
 
 
-def descendants(adjacency: tuple[tuple[int, ...], ...], k: int) -> list[int]:
-    """All factors downstream of k in a graph given in topological order, in that order."""
-    graph, found, frontier = np.asarray(adjacency), set(), [k]
-    while frontier:
-        children = [int(c) for c in np.flatnonzero(graph[frontier.pop()])]
-        frontier.extend(c for c in children if c not in found)
-        found.update(children)
-    return sorted(found)
-
-
 @dataclass(frozen=True)
 class DatasetCard:
     """What a dataset is: factors in topological order, graph, image shape, statistics, provenance.
@@ -142,7 +133,7 @@ class DatasetCard:
 
     def descendants(self, k: int) -> list[int]:
         """All factors downstream of k, in topological order."""
-        return descendants(self.adjacency, k)
+        return sorted(descendants(self.adjacency, k))
 
     def to_dict(self) -> dict[str, Any]:
         card = asdict(self)
@@ -264,7 +255,7 @@ class SCMDataset(ABC):
         """``do(factor_k = values)`` on valid input (abduction-action-prediction)."""
         factors = factors.copy()
         factors[:, k] = values
-        for child in descendants(self.adjacency, k):
+        for child in sorted(descendants(self.adjacency, k)):
             factors[:, child] = self.mechanism(child, factors, noise)
         return factors
 

@@ -15,20 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.graph import topological_levels
+
 HIDDEN = 100
-
-
-def topological_levels(graph: np.ndarray) -> list[list[int]]:
-    """Nodes grouped so that each group's parents all lie in earlier groups."""
-    remaining, done, levels = set(range(len(graph))), set(), []
-    while remaining:
-        level = sorted(i for i in remaining if set(np.flatnonzero(graph[:, i])) <= done)
-        if not level:
-            raise ValueError("the graph has a cycle")
-        levels.append(level)
-        done.update(level)
-        remaining -= set(level)
-    return levels
 
 
 def mechanism_net(concepts: int, concept_dim: int, bounded: bool) -> nn.Sequential:
