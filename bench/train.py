@@ -126,7 +126,7 @@ def train(
                 break
             rows = np.sort(order[start:start + budget.batch_size])
             batch = batch_tensors(images[rows], factors[rows], mean, std)
-            losses = _step(model, optimizers, batch, history.steps)
+            losses = optimisation_step(model, optimizers, batch, history.steps)
             history.steps += 1
             batches += 1
             for term, value in losses.items():
@@ -144,7 +144,8 @@ def train(
     return history
 
 
-def _step(model: CausalModel, optimizers, batch, step: int) -> dict[str, float]:
+def optimisation_step(model: CausalModel, optimizers, batch, step: int) -> dict[str, float]:
+    """One training step: the model's own updates, or back-propagating "loss" through its one optimiser."""
     model.train()
     if model.manual_optimization:
         losses = model.training_step(batch, step)

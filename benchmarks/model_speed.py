@@ -1,7 +1,7 @@
 """Training-step speed of each registered model: images per second at 64x64, batch 64.
 
-Each step is a full optimisation step (forward, backward, optimiser) on random images, timed after
-warm-up steps, with torch's default threads. Run: ``.venv/bin/python benchmarks/model_speed.py``.
+Each step is a full optimisation step (forward, backward, optimiser; DEAR's three alternating
+updates) on random images, timed after warm-up steps, with torch's default threads. Run: ``.venv/bin/python benchmarks/model_speed.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import time
 import torch
 
 from bench import registry
-from bench.train import build_model
+from bench.train import build_model, optimisation_step
 
 
 def images_per_second(name: str, card, batch_size: int, steps: int, warmup: int = 3, **hyperparameters) -> float:
     model = build_model(name, card, seed=0, **hyperparameters)
     model.on_epoch_start(94)  # every loss term active
-    (optimizer,) = model.optimizers().values()
+    optimizers = model.optimizers()
     generator = torch.Generator().manual_seed(0)
     height, width, channels = card.image_shape
     batch = {"images": torch.rand(batch_size, channels, height, width, generator=generator),
@@ -27,9 +27,7 @@ def images_per_second(name: str, card, batch_size: int, steps: int, warmup: int 
     for step in range(warmup + steps):
         if step == warmup:
             start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        model.training_step(batch, step)["loss"].backward()
-        optimizer.step()
+        optimisation_step(model, optimizers, batch, step)
     return steps * batch_size / (time.perf_counter() - start)
 
 

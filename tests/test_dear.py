@@ -1,0 +1,82 @@
+"""DEAR: the SCM prior, its support, supervision targets, the monotone link and do() in the prior."""
+
+import numpy as np
+import pytest
+import torch
+
+from bench import registry
+from bench.errors import ConfigError
+from bench.train import build_model
+from baselines.dear import MonotoneMap
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory):
+    return registry.dataset("flow", cache_dir=tmp_path_factory.mktemp("d"), size=32).card
+
+
+def batch(count=8):
+    generator = torch.Generator().manual_seed(0)
+    return {"images": torch.rand(count, 3, 32, 32, generator=generator), "factors": torch.randn(count, 4, generator=generator)}
+
+
+def test_the_graph_is_learned_only_on_the_given_support(card):
+    model = build_model("dear", card, seed=0)
+    assert not model.adjacency.any()  # zero-initialised, as the reference
+    for step in range(3):
+        model.training_step(batch(), step)
+    support = torch.as_tensor(np.asarray(card.adjacency), dtype=torch.float32)
+    assert torch.all(model.adjacency[support == 0] == 0) and torch.any(model.adjacency[support == 1] != 0)
+
+
+def test_prior_samples_follow_the_linear_scm(card):
+    model = build_model("dear", card, seed=0)
+    with torch.no_grad():
+        model.adjacency.copy_(0.5 * model.support)
+    noise = torch.randn(5, 4)
+    v = model.solve(noise)
+    torch.testing.assert_close(v, v @ (model.adjacency * model.support) + noise)
+
+
+@pytest.mark.parametrize("kind", ["linear", "nonlinear"])
+def test_the_link_is_increasing_and_inverted(kind):
+    torch.manual_seed(0)
+    link = MonotoneMap(3, kind, positive_gain=True)
+    v = torch.linspace(-4, 4, 50)[:, None].expand(50, 3)
+    z = link(v)
+    assert torch.all(z[1:] > z[:-1])
+    torch.testing.assert_close(link.inverse(z), v, atol=1e-4, rtol=1e-4)
+
+
+def test_supervision_targets_are_min_max_labels_optionally_clipped(card):
+    model = build_model("dear", card, seed=0, target_clip=0.1)
+    labels = torch.stack([(torch.tensor(card.label_stats["min"]) - torch.tensor(card.label_stats["mean"]))
+                          / torch.tensor(card.label_stats["std"])])  # every factor at its minimum
+    mean = torch.zeros(1, 6)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros(1, 4), torch.full((1, 4), 0.1))
+    assert model.supervision(mean, labels).item() == pytest.approx(expected.item(), abs=1e-5)
+    l2 = build_model("dear", card, seed=0, sup_type="l2")
+    assert l2.supervision(mean, labels).item() == pytest.approx(labels.pow(2).mean().item(), rel=1e-6)
+
+
+def test_do_holds_the_value_and_propagates_to_descendants_only(card):
+    model = build_model("dear", card, seed=0, positive_gain=True)
+    with torch.no_grad():
+        model.adjacency.copy_(0.8 * model.support)  # flow: ball -> height -> flow <- hole
+    seen = []
+    generate = model.generate
+    model.generate = lambda latent: seen.append(latent.clone()) or generate(latent)
+    x = batch(4)["images"]
+    factual = model.posterior(x)[0]
+    model.intervene(x, 2, 1.5)  # water height
+    after = seen[0]
+    torch.testing.assert_close(after[:, 2], torch.full((4,), 1.5), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(after[:, [0, 1, 4, 5]], factual[:, [0, 1, 4, 5]], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(after[:, 3], factual[:, 3])
+
+
+def test_bad_configuration_is_refused(card):
+    with pytest.raises(ConfigError, match="'sup_type' must be one of ce, l2"):
+        registry.model("dear", card, sup_type="hinge")
+    with pytest.raises(ConfigError, match="target must be a factor index in 0..3; got 4"):
+        build_model("dear", card, seed=0).intervene(batch(2)["images"], 4, 0.0)
