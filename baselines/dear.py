@@ -182,7 +182,7 @@ class DEAR(CausalModel):
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         images, labels = batch["images"], batch["factors"]
-        optimizers, count = self.optimizers(), len(images)
+        count = len(images)
 
         prior_latent = self.prior_sample(count)
         mean, log_variance = self.posterior(images)
