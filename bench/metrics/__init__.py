@@ -17,7 +17,7 @@ from bench import registry
 from bench.errors import ConfigError, unknown_name
 from bench.metrics.base import MetricResult, MetricVariant
 
-__all__ = ["MetricResult", "MetricVariant", "compute", "library_versions"]
+__all__ = ["MetricResult", "MetricVariant", "compute", "compute_with_model", "library_versions"]
 
 BIN_OPTIONS = ("code_bins", "factor_bins")
 
@@ -42,6 +42,8 @@ def compute(
     if not isinstance(spec, MetricVariant):
         raise ConfigError(f"metric {variant!r} is not a metric variant; register it with bench.metrics.base.variant")
     where = f"metric {variant!r}"
+    if spec.needs_model:
+        raise ConfigError(f"{where}: evaluates a model; call compute_with_model(variant, model, dataset, train, test)")
     z_train, y_train = _matrix(z_train, "z_train", where), _matrix(y_train, "y_train", where)
     _same_length(z_train, y_train, "z_train", "y_train", where)
     if z_test is None and y_test is None:
@@ -82,6 +84,29 @@ def compute(
         seconds=time.perf_counter() - start,
         libraries=library_versions(),
     )
+    return result
+
+
+def compute_with_model(variant: str, model: Any, dataset: Any, train: Any, test: Any, *, seed: int = 0,
+                       **options: Any) -> MetricResult:
+    """Evaluate a model-based variant (e.g. ``counterfactual@probe``) on a dataset's train and test splits."""
+    spec = registry.metric(variant)
+    where = f"metric {variant!r}"
+    if not isinstance(spec, MetricVariant) or not spec.needs_model:
+        raise ConfigError(f"{where}: does not evaluate a model; call compute(variant, z_train, y_train, ...)")
+    for key in options:
+        if key not in spec.defaults:
+            raise unknown_name("option", key, spec.defaults, where=f"{where}: ")
+    chosen = {**spec.defaults, **options}
+    for key in ("n_samples", "probe_samples"):
+        if key in chosen and (not isinstance(chosen[key], int) or chosen[key] < 2):
+            raise ConfigError(f"{where}: option {key!r} must be an integer >= 2; got {chosen[key]!r}")
+    start = time.perf_counter()
+    model.eval()
+    result = spec.fn(model, dataset, train, test, seed=seed, **chosen)
+    result.info.update(variant=spec.name, version=spec.version, options=chosen, seed=seed,
+                       n_train=len(train), n_test=len(test), seconds=time.perf_counter() - start,
+                       libraries=library_versions())
     return result
 
 

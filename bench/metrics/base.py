@@ -42,10 +42,13 @@ class MetricVariant:
     discrete_factors: bool  # factors must be integer labels (or be binned with ``factor_bins``)
     defaults: dict[str, Any]
     summary: str
+    needs_model: bool = False  # evaluated with compute_with_model(model, dataset, train, test)
 
     @property
     def needs(self) -> tuple[str, ...]:
-        """What the variant consumes (model-based metrics, in a later issue, add "model", "dataset")."""
+        """What the variant consumes."""
+        if self.needs_model:
+            return ("model", "dataset", "train split", "test split")
         return ("latents", "factors", "test split") if self.needs_test else ("latents", "factors")
 
     def __call__(self, *args: Any, **kwargs: Any) -> MetricResult:
@@ -58,13 +61,14 @@ def variant(
     *,
     needs_test: bool = False,
     discrete_factors: bool = False,
+    needs_model: bool = False,
     **defaults: Any,
 ) -> Callable[[Callable[..., MetricResult]], MetricVariant]:
     """Register ``fn`` as the metric variant ``name`` with its option ``defaults``."""
 
     def decorator(fn: Callable[..., MetricResult]) -> MetricVariant:
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        spec = MetricVariant(name, version, fn, needs_test, discrete_factors, dict(defaults), summary)
+        spec = MetricVariant(name, version, fn, needs_test, discrete_factors, dict(defaults), summary, needs_model)
         register_metric(name)(spec)
         return spec
 
