@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError
-from bench.model import CausalModel
+from bench.model import CausalModel, adam
 from bench.nets import ConvDecoder, ConvEncoder
 from bench.params import require
 from bench.registry import register_model
@@ -57,9 +57,8 @@ class BetaVAE(CausalModel):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         config = self.config
-        adam = torch.optim.Adam(self.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
-                                eps=config.adam_eps)
-        return {"adam": adam}
+        return {"adam": adam(self.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
+                             eps=config.adam_eps)}
 
     def posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_variance = self.encoder(images).chunk(2, dim=1)

@@ -26,7 +26,7 @@ from torch import nn
 
 from bench.errors import ConfigError
 from bench.graph import descendants, topological_levels
-from bench.model import CausalModel
+from bench.model import CausalModel, adam
 from bench.nets import ConvDecoder, ConvEncoder
 from bench.params import require
 from bench.registry import register_model
@@ -99,7 +99,7 @@ class CausalVAE(CausalModel):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         config = self.config
-        return {"adam": torch.optim.Adam(self.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))}
+        return {"adam": adam(self.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))}
 
     # -- the structural layers ---------------------------------------------------------------
 

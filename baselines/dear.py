@@ -30,7 +30,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from bench.errors import ConfigError
 from bench.graph import descendants, topological_levels
-from bench.model import CausalModel
+from bench.model import CausalModel, adam
 from bench.nets import ConvDecoder, ConvEncoder
 from bench.params import require
 from bench.registry import register_model
@@ -145,11 +145,11 @@ class DEAR(CausalModel):
         if self._optimizers is None:
             config, betas = self.config, (self.config.adam_beta1, self.config.adam_beta2)
             self._optimizers = {
-                "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=betas),
-                "encoder": torch.optim.Adam(self.encoder.parameters(), lr=config.lr_e, betas=betas),
-                "generator": torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=betas),
-                "prior": torch.optim.Adam(self.link.parameters(), lr=config.lr_prior, betas=betas),
-                "graph": torch.optim.Adam([self.adjacency], lr=config.lr_a),  # default betas, as the reference
+                "discriminator": adam(self.discriminator.parameters(), lr=config.lr_d, betas=betas),
+                "encoder": adam(self.encoder.parameters(), lr=config.lr_e, betas=betas),
+                "generator": adam(self.generator.parameters(), lr=config.lr_g, betas=betas),
+                "prior": adam(self.link.parameters(), lr=config.lr_prior, betas=betas),
+                "graph": adam([self.adjacency], lr=config.lr_a),  # default betas, as the reference
             }
         return self._optimizers
 

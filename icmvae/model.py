@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.model import CausalModel
-from bench.nets import ConvDecoder, ConvEncoder
+from bench.model import CausalModel, adam
+from bench.nets import ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder
 from bench.params import require
 from bench.registry import register_model
 from icmvae.flow import MaskedAffineFlow
@@ -51,6 +51,9 @@ class ICMVAEConfig:
     rec_reduction: Literal["width", "sum"] = "width"  # reference: BCE summed over width, mean over the rest
     abs_at_intervention: bool = True  # reference: |z_3| after every intervention, whatever the dataset
     decoder: Literal["shared", "per_concept"] = "shared"  # per_concept: the reference's averaged logits
+    # conv: the shared 64x64 backbone; reference: the code's MLP encoder and per-concept MLP decoders on
+    # RGBA (an alpha channel of ones is appended, as the reference's PNGs have), 96x96 in the reference
+    backbone: Literal["conv", "reference"] = "conv"
 
     def __post_init__(self) -> None:
         owner = "model 'icm_vae'"
@@ -76,13 +79,19 @@ class ICMVAE(CausalModel):
         self.concepts = len(graph)
         latent = self.concepts * config.concept_dim
         encoder_out = 2 * latent if config.learned_encoder_variance or not config.deterministic_z else latent
-        self.encoder = ConvEncoder(encoder_out, self.channels, self.image_size)
-        if config.decoder == "shared":
-            self.decoders = nn.ModuleList([ConvDecoder(latent, self.channels, self.image_size)])
+        self.rgba = config.backbone == "reference"
+        if self.rgba:
+            channels = self.channels + 1
+            self.encoder = ReferenceMLPEncoder(encoder_out, channels, self.image_size)
+            self.decoders = nn.ModuleList([ReferenceConceptDecoders(self.concepts, config.concept_dim, channels, self.image_size)])
         else:
-            self.decoders = nn.ModuleList(
-                ConvDecoder(config.concept_dim, self.channels, self.image_size) for _ in range(self.concepts)
-            )
+            self.encoder = ConvEncoder(encoder_out, self.channels, self.image_size)
+            if config.decoder == "shared":
+                self.decoders = nn.ModuleList([ConvDecoder(latent, self.channels, self.image_size)])
+            else:
+                self.decoders = nn.ModuleList(
+                    ConvDecoder(config.concept_dim, self.channels, self.image_size) for _ in range(self.concepts)
+                )
         flow = dict(shared=config.shared_mechanism_nets, bounded=config.bounded_st)
         self.flow = MaskedAffineFlow(graph, config.concept_dim, **flow)
         self.prior = MaskedAffineFlow(graph, config.concept_dim, **flow)
@@ -90,15 +99,21 @@ class ICMVAE(CausalModel):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         config = self.config
-        return {"adam": torch.optim.Adam(self.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))}
+        return {"adam": adam(self.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))}
 
     def on_epoch_start(self, epoch: int) -> None:
         self.alpha = warmup(self.config.alpha, epoch, self.config.warmup_epochs)
         self.beta = warmup(self.config.beta, epoch, self.config.warmup_epochs)
 
+    def with_alpha(self, images: torch.Tensor) -> torch.Tensor:
+        """RGBA with alpha = 1 for the reference backbone (its PNGs are RGBA), the images otherwise."""
+        if not self.rgba:
+            return images
+        return torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
+
     def noise(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's noise mean and log-variance [B, K, k] (log-variance 0 unless learned)."""
-        out = self.encoder(images)
+        out = self.encoder(self.with_alpha(images))
         shape = (len(images), self.concepts, self.config.concept_dim)
         if out.shape[1] == 2 * self.concepts * self.config.concept_dim:
             mean, log_variance = out.chunk(2, dim=1)
@@ -107,7 +122,10 @@ class ICMVAE(CausalModel):
         return out.reshape(shape), torch.zeros(shape, device=out.device)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Pixel logits; per-concept decoders are averaged in logit space as in the reference."""
+        """Pixel logits (RGBA with the reference backbone); per-concept decoders are averaged in logit
+        space as in the reference."""
+        if self.rgba:
+            return self.decoders[0](latent)
         if len(self.decoders) == 1:
             return self.decoders[0](latent.flatten(1))
         return torch.stack([dec(latent[:, i]) for i, dec in enumerate(self.decoders)]).mean(dim=0)
@@ -118,7 +136,7 @@ class ICMVAE(CausalModel):
         eps = mean if self.config.deterministic_z else mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
         latent, log_det = self.flow(eps)
         logits = self.decode(latent)
-        bce = F.binary_cross_entropy_with_logits(logits, images, reduction="none")
+        bce = F.binary_cross_entropy_with_logits(logits, self.with_alpha(images), reduction="none")
         reconstruction = bce.sum(dim=3).mean() if self.config.rec_reduction == "width" else bce.sum() / len(images)
         # KL(N(mean, var) || N(0, 1)) - log det; with the reference's unit variance, 0.5 |mean|^2 - sum s.
         noise_kl = 0.5 * (mean.pow(2) + log_variance.exp() - log_variance - 1).sum(dim=(1, 2)) - log_det
@@ -136,7 +154,7 @@ class ICMVAE(CausalModel):
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode(self.encode(images)))
+        return torch.sigmoid(self.decode(self.encode(images)))[:, : self.channels]
 
     @torch.no_grad()
     def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
@@ -154,4 +172,4 @@ class ICMVAE(CausalModel):
         if self.config.abs_at_intervention and self.concepts > 3:
             latent = latent.clone()
             latent[:, 3] = latent[:, 3].abs()
-        return torch.sigmoid(self.decode(latent))
+        return torch.sigmoid(self.decode(latent))[:, : self.channels]

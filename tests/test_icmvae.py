@@ -140,3 +140,12 @@ def test_encode_shape_options_and_bad_config(card):
     with pytest.raises(ConfigError, match="target must be a concept index in 0..3; got 4"):
         model.intervene(batch()["images"], 4, 0.0)
 
+
+
+def test_the_reference_backbone_works_on_rgba_and_returns_rgb(tmp_path):
+    card = registry.dataset("pendulum", cache_dir=tmp_path, size=16).card
+    model = build_model("icm_vae", card, seed=0, backbone="reference")
+    x = torch.rand(2, 3, 16, 16)
+    assert model.training_step({"images": x, "factors": torch.zeros(2, 4)}, 0)["loss"].isfinite()
+    assert model.reconstruct(x).shape == (2, 3, 16, 16) and model.intervene(x, 0, 0.5).shape == (2, 3, 16, 16)
+    assert model.decode(model.encode(x)).shape == (2, 4, 16, 16)  # logits include the alpha channel
