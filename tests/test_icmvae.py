@@ -149,3 +149,18 @@ def test_the_reference_backbone_works_on_rgba_and_returns_rgb(tmp_path):
     assert model.training_step({"images": x, "factors": torch.zeros(2, 4)}, 0)["loss"].isfinite()
     assert model.reconstruct(x).shape == (2, 3, 16, 16) and model.intervene(x, 0, 0.5).shape == (2, 3, 16, 16)
     assert model.decode(model.encode(x)).shape == (2, 4, 16, 16)  # logits include the alpha channel
+
+
+def test_model_do_on_a_leaf_keeps_the_others_and_on_a_root_moves_its_descendants(card):
+    model = build_model("icm_vae", card, seed=0, abs_at_intervention=False)  # the abs quirk would touch concept 3
+    x = batch()["images"]
+    factual = model.encode(x)
+    seen = []
+    decode = model.decode
+    model.decode = lambda latent: seen.append(latent.clone()) or decode(latent)
+    model.intervene(x, 2, 0.25)  # shadow length: a leaf
+    torch.testing.assert_close(seen[0][:, [0, 1, 3]], factual[:, [0, 1, 3]])
+    assert torch.all(seen[0][:, 2] == 0.25)
+    model.intervene(x, 0, 0.25)  # pendulum angle: a root with children 2 and 3
+    torch.testing.assert_close(seen[1][:, 1], factual[:, 1])
+    assert not torch.allclose(seen[1][:, 2], factual[:, 2]) and not torch.allclose(seen[1][:, 3], factual[:, 3])
