@@ -38,8 +38,9 @@ def main() -> None:
         history = train(model, train_split.images, train_split.factors, budget=Budget(epochs=args.epochs),
                         seed=args.seed, progress=False)
         seconds = time.perf_counter() - start
-        z_train, z_test = latents(model, train_split.images[:2000]), latents(model, test_split.images)
-        y_train, y_test = train_split.factors[:2000], test_split.factors
+        rows = np.random.default_rng(args.seed).choice(len(train_split), size=2000, replace=False)  # the split is in grid order
+        z_train, z_test = latents(model, train_split.images[rows]), latents(model, test_split.images)
+        y_train, y_test = train_split.factors[rows], test_split.factors
         dci = compute("dci@reg", z_train, y_train, z_test, y_test, seed=args.seed).scores
         mcc = compute("mcc@pearson", z_test, y_test)
         irs = compute("irs@dlib", z_test, y_test).scores["irs"]
@@ -53,7 +54,9 @@ def main() -> None:
         counterfactual = compute_with_model("counterfactual@probe", model, dataset, train_split, test_split,
                                             seed=args.seed).scores
         rows.append((name, seconds, history.epochs[-1], dci, mcc.scores["mcc"], irs, r2, mic, counterfactual))
-        print(f"{name}: trained {args.epochs} epochs in {seconds:.0f} s; last epoch {history.epochs[-1]}", flush=True)
+        spread = float(z_test.std(axis=0).mean())
+        print(f"{name}: trained {args.epochs} epochs in {seconds:.0f} s; last epoch {history.epochs[-1]}; "
+              f"mean latent std on test {spread:.4f}", flush=True)
 
     print("\n| model | train s | DCI D | DCI C | DCI I (R^2) | MCC | IRS | R^2 | MIC | TIC | cf MSE | non-desc shift |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
