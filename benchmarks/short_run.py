@@ -38,9 +38,9 @@ def main() -> None:
         history = train(model, train_split.images, train_split.factors, budget=Budget(epochs=args.epochs),
                         seed=args.seed, progress=False)
         seconds = time.perf_counter() - start
-        rows = np.random.default_rng(args.seed).choice(len(train_split), size=2000, replace=False)  # the split is in grid order
-        z_train, z_test = latents(model, train_split.images[rows]), latents(model, test_split.images)
-        y_train, y_test = train_split.factors[rows], test_split.factors
+        probe_rows = np.random.default_rng(args.seed).choice(len(train_split), size=2000, replace=False)  # grid-ordered split
+        z_train, z_test = latents(model, train_split.images[probe_rows]), latents(model, test_split.images)
+        y_train, y_test = train_split.factors[probe_rows], test_split.factors
         dci = compute("dci@reg", z_train, y_train, z_test, y_test, seed=args.seed).scores
         mcc = compute("mcc@pearson", z_test, y_test)
         irs = compute("irs@dlib", z_test, y_test).scores["irs"]
