@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bench import registry
+from model_fixtures import card_32, random_batch
 from bench.errors import ConfigError
 from bench.train import build_model
 from baselines.causalvae import REFERENCE_A0, acyclicity
@@ -12,12 +13,11 @@ from baselines.causalvae import REFERENCE_A0, acyclicity
 
 @pytest.fixture(scope="module")
 def card(tmp_path_factory):
-    return registry.dataset("pendulum", cache_dir=tmp_path_factory.mktemp("d"), size=32).card
+    return card_32("pendulum", tmp_path_factory)
 
 
 def batch(count=4):
-    generator = torch.Generator().manual_seed(0)
-    return {"images": torch.rand(count, 3, 32, 32, generator=generator), "factors": torch.randn(count, 4, generator=generator)}
+    return random_batch(count)
 
 
 def test_acyclicity_is_zero_on_a_dag_and_positive_on_a_cycle():

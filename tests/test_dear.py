@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bench import registry
+from model_fixtures import card_32, random_batch
 from bench.errors import ConfigError
 from bench.train import build_model
 from baselines.dear import MonotoneMap
@@ -12,12 +13,11 @@ from baselines.dear import MonotoneMap
 
 @pytest.fixture(scope="module")
 def card(tmp_path_factory):
-    return registry.dataset("flow", cache_dir=tmp_path_factory.mktemp("d"), size=32).card
+    return card_32("flow", tmp_path_factory)
 
 
 def batch(count=8):
-    generator = torch.Generator().manual_seed(0)
-    return {"images": torch.rand(count, 3, 32, 32, generator=generator), "factors": torch.randn(count, 4, generator=generator)}
+    return random_batch(count)
 
 
 def test_the_graph_is_learned_only_on_the_given_support(card):

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import registry
+from model_fixtures import card_32, random_batch
 from bench.errors import ConfigError
 from bench.train import build_model
 from bench.graph import topological_levels
@@ -87,12 +88,11 @@ def test_warmup_matches_the_reference_schedule():
 
 @pytest.fixture(scope="module")
 def card(tmp_path_factory):
-    return registry.dataset("pendulum", cache_dir=tmp_path_factory.mktemp("d"), size=32).card
+    return card_32("pendulum", tmp_path_factory)
 
 
 def batch(count=4):
-    generator = torch.Generator().manual_seed(0)
-    return {"images": torch.rand(count, 3, 32, 32, generator=generator), "factors": torch.randn(count, 4, generator=generator)}
+    return random_batch(count)
 
 
 def test_loss_is_width_scaled_bce_plus_weighted_terms(card):
