@@ -92,12 +92,13 @@ def train(
     checkpoint_every: int = 1,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> History:
     """Train ``model`` on ``images`` uint8 [N, H, W, C] and ``factors`` [N, K] within ``budget``.
 
     With ``checkpoint_dir``, the state is saved every ``checkpoint_every`` epochs and training
     resumes from the latest checkpoint found there. Callbacks run after every epoch and may raise
-    to stop (Optuna pruning attaches here).
+    to stop (Optuna pruning attaches here). Batches are moved to ``device``, where the model must be.
     """
     if len(images) != len(factors) or len(images) == 0:
         raise ConfigError(f"train: need as many images as factor rows, at least one; got {len(images)} and {len(factors)}")
@@ -125,7 +126,7 @@ def train(
             if history.steps >= total_steps:
                 break
             rows = np.sort(order[start:start + budget.batch_size])
-            batch = batch_tensors(images[rows], factors[rows], mean, std)
+            batch = {key: value.to(device) for key, value in batch_tensors(images[rows], factors[rows], mean, std).items()}
             losses = optimisation_step(model, optimizers, batch, history.steps)
             history.steps += 1
             batches += 1
@@ -176,7 +177,7 @@ def _save(path: Path, model, optimizers, epoch: int, history: History) -> None:
         "torch_rng": torch.get_rng_state(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
         with handle:
             torch.save(state, handle)
@@ -187,11 +188,11 @@ def _save(path: Path, model, optimizers, epoch: int, history: History) -> None:
 
 
 def _restore(path: Path, model, optimizers) -> tuple[int, History]:
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=False, map_location=next(model.parameters()).device)
     model.load_state_dict(state["model"])
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(state["optimizers"][name])
-    torch.set_rng_state(state["torch_rng"])
+    torch.set_rng_state(state["torch_rng"].cpu())
     return state["epoch"], History(**state["history"])
 
 

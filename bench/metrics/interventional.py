@@ -36,7 +36,7 @@ def _latents(model, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     return torch.cat(parts).numpy()
 
 
-def _concept_value(model, images: torch.Tensor, k: int) -> torch.Tensor:
+def concept_value(model, images: torch.Tensor, k: int) -> torch.Tensor:
     """What the model's encoder gives for concept k: its block, or the matched code if unaligned."""
     code = model.encode(images)
     if model.aligned:
@@ -69,7 +69,7 @@ def counterfactual_probe(model, dataset, train, test, *, seed, n_samples, probe_
         values = factors[rng.permutation(len(factors)), k]
         truth = dataset.intervene(factors, noise, k, values)
         x_true = _images(dataset.render(truth, noise))
-        x_hat = model.intervene(x, k, _concept_value(model, x_true, k))
+        x_hat = model.intervene(x, k, concept_value(model, x_true, k))
         readings = probe.predict(_latents(model, x_hat))
         others = [j for j in range(len(card.factors)) if j != k and j not in card.descendants(k)]
         results = {

@@ -1,0 +1,98 @@
+"""A cell: one (dataset, model, hyperparameters, seed, budget) training run and its evaluation.
+
+The content hash covers what determines the trained weights: the dataset (name, version, resolved
+parameters), the model (name, version, resolved hyperparameters), the seed, the budget, the device
+and the crlbench version. Defaults are resolved before hashing, so spelling out a default value
+does not change the hash. The label, the metrics and the evaluation sizes are not part of it: a
+new metric or a relabelled model reuses the trained cell.
+
+The git commit is recorded in every result but not hashed, so that a commit that does not touch
+a model (documentation, reports) keeps the cache; bump ``crlbench.__version__`` or a model's
+``version`` when a change alters training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import bench
+from bench import registry
+from bench.params import parse_params
+from bench.train import Budget
+
+if TYPE_CHECKING:
+    from bench.suite_config import DatasetEntry, Evaluation, MetricSpec, ModelEntry, SuiteConfig
+
+HASH_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Cell:
+    suite: str
+    dataset: str
+    dataset_params: dict[str, Any]
+    model: str
+    label: str
+    hyperparameters: dict[str, Any]
+    seed: int
+    budget: Budget
+    metrics: tuple["MetricSpec", ...]
+    evaluation: "Evaluation"
+    device: str = "cpu"
+    checkpoint_every: int = 1
+    plugins: tuple[str, ...] = ()
+    hash: str = field(default="", compare=False)
+
+    @classmethod
+    def build(cls, suite: "SuiteConfig", dataset: "DatasetEntry", model: "ModelEntry", seed: int) -> "Cell":
+        cell = cls(
+            suite=suite.name, dataset=dataset.name, dataset_params=dict(dataset.params), model=model.name,
+            label=model.label, hyperparameters=model.hyperparameters_for(dataset.name), seed=seed,
+            budget=suite.budget, metrics=suite.metrics, evaluation=suite.evaluation, device=suite.device,
+            checkpoint_every=suite.checkpoint_every, plugins=suite.plugins,
+        )
+        return dataclasses.replace(cell, hash=content_hash(cell))
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset}/{self.label}/seed{self.seed}"
+
+    def identity(self) -> dict[str, Any]:
+        """What the hash covers, with every default resolved."""
+        dataset_class = registry.registry("dataset").get(self.dataset)
+        model_class = registry.registry("model").get(self.model)
+        return {
+            "crlbench": bench.__version__,
+            "dataset": {"name": self.dataset, "version": str(dataset_class.version),
+                        "params": _resolved(dataset_class.Params, self.dataset_params, self.dataset)},
+            "model": {"name": self.model, "version": str(getattr(model_class, "version", "1")),
+                      "hyperparameters": _resolved(model_class.Config, self.hyperparameters, self.model)},
+            "seed": self.seed,
+            "budget": dataclasses.asdict(self.budget),
+            "device": self.device,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The cell as the result record stores it."""
+        return {
+            "hash": self.hash, "suite": self.suite, "dataset": self.dataset, "dataset_params": self.dataset_params,
+            "model": self.model, "label": self.label, "hyperparameters": self.hyperparameters, "seed": self.seed,
+            "budget": dataclasses.asdict(self.budget),
+            "metrics": [{"name": m.name, "options": m.options} for m in self.metrics],
+            "evaluation": dataclasses.asdict(self.evaluation), "device": self.device,
+            "checkpoint_every": self.checkpoint_every, "plugins": list(self.plugins),
+            "identity": self.identity(),
+        }
+
+
+def content_hash(cell: Cell) -> str:
+    text = json.dumps(cell.identity(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def _resolved(params_type: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
+    return dataclasses.asdict(parse_params(params_type, values, owner=owner))

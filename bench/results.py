@@ -1,0 +1,115 @@
+"""The result store: one folder per cell, keyed by the cell's content hash, and its JSON record.
+
+Layout under a work directory (DESIGN.md, "Conventions")::
+
+    WORKDIR/cells/<hash>/
+        result.json          the CellResult record; the cell is done when this file exists
+        checkpoint/last.pt   the trainer's latest checkpoint (resume, model-based metrics)
+        latents.npz          z_train, y_train, z_test, y_test on the evaluation sample
+        metrics/<variant>.json, metrics/<variant>.npz   one metric's result and its matrices
+        interventions.npz    a small grid: the model's do() next to the true counterfactual:
+                             source uint8 [S, H, W, C], truth and model uint8 [K, S, H, W, C]
+                             (factor k set to values float [K, S]), factor_names [K]
+        history.json         mean loss terms per epoch
+
+The record (``schema`` 1) is plain JSON::
+
+    {"schema": 1, "hash": str, "status": "ok" | "failed",
+     "cell": {"suite", "dataset", "dataset_params", "model", "label", "hyperparameters", "seed",
+              "budget": {"epochs", "steps", "batch_size"}, "metrics", "evaluation", "code_version"},
+     "factors": [names in the card's topological order], "adjacency": [[0/1]],
+     "error": null | {"type", "message", "traceback"},
+     "scores": {"<variant>.<score>": float},   # flat, e.g. "dci@reg.disentanglement"
+     "metrics": {"<variant>": {"scores", "notes", "info", "matrices": [names in the .npz]}},
+     "history": {"epochs": [{"loss": float, ...}], "steps": int},
+     "timings": {"train_s", "encode_s", "metrics_s", "total_s"},
+     "provenance": {"versions": {...}, "git_commit": str | null, "host": str, "finished_at": ISO 8601}}
+
+``label`` names the model as reports show it (``icm_vae``, or ``icm_vae (tuned)``); reports group
+cells by (dataset, label) and pair them across labels by seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = 1
+RESULT = "result.json"
+
+
+def cell_dir(workdir: str | os.PathLike, cell_hash: str) -> Path:
+    return Path(workdir) / "cells" / cell_hash
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as JSON atomically: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=1, sort_keys=False, default=_plain)
+    _atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write numpy arrays atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(path, lambda handle: np.savez_compressed(handle, **arrays))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_result(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The record in a cell folder, or None when the cell has not finished."""
+    path = Path(directory) / RESULT
+    if not path.exists():
+        return None
+    return read_json(path)
+
+
+def load_records(root: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every ``result.json`` below ``root`` (a work directory, its ``cells`` folder or one cell)."""
+    records = []
+    for path in sorted(Path(root).rglob(RESULT)):
+        record = read_json(path)
+        record["_dir"] = str(path.parent)
+        records.append(record)
+    return records
+
+
+def _atomic(path: Path, write) -> None:
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o666 & ~_umask())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars and arrays, tuples and paths."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,279 @@
+"""Run one cell: train, encode the evaluation sample, compute each metric, write the result record.
+
+Every stage reads the previous stage's stored output when it is there (DESIGN.md, "The path of one
+cell"): the trainer resumes from ``checkpoint/last.pt`` (a finished budget trains nothing), the
+latents are reused when the evaluation settings match, and a metric whose stored result has the
+same options is not recomputed. A rerun therefore finishes a killed cell, and a metric added to a
+finished suite is computed from the stored latents without retraining.
+
+Random streams of a cell's seed (spawn keys of ``numpy.random.SeedSequence``): 0-2 belong to the
+trainer (:mod:`bench.train`), 3 picks the evaluation sample, 4 seeds the metrics and the
+intervention grid.
+
+Any exception becomes a ``failed`` record naming the error; the caller goes on with other cells.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+import platform
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import bench
+from bench import registry
+from bench.cell import Cell
+from bench.errors import unknown_name
+from bench.metrics import compute, compute_with_model
+from bench.metrics.interventional import concept_value
+from bench.results import RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
+from bench.train import build_model, train
+
+log = logging.getLogger(__name__)
+
+EVALUATION_STREAM, METRIC_STREAM = 3, 4
+ENCODE_BATCH = 256
+RECONSTRUCTION_SAMPLES = 256
+DEFAULT_FACTOR_BINS = 20  # disentanglement_lib's binning of continuous factors for discrete-only metrics
+EpochHook = Callable[[str, int, int], None]  # (cell hash, epochs done, epochs in the budget)
+
+
+def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoch: EpochHook | None = None) -> dict[str, Any]:
+    """Run ``cell`` under ``workdir`` and return its record (also written to ``cells/<hash>/result.json``)."""
+    directory = cell_dir(workdir, cell.hash)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.rglob(".*.tmp"):  # left by a process killed mid-write; this cell is ours now
+        stale.unlink(missing_ok=True)
+    start = time.perf_counter()
+    timings: dict[str, Any] = {}
+    registry.load_plugins(cell.plugins)  # a worker process imports the suite's plugins itself
+    record: dict[str, Any] = {"schema": SCHEMA, "hash": cell.hash, "status": "ok", "cell": cell.to_dict(), "error": None}
+    try:
+        record.update(_evaluate(cell, Path(workdir), directory, timings, progress, on_epoch))
+    except Exception as error:  # noqa: BLE001 - a failed cell is recorded, the suite goes on
+        log.warning("cell %s failed: %s: %s", cell.title, type(error).__name__, error)
+        record.update(status="failed", error={"type": type(error).__name__, "message": str(error),
+                                              "traceback": traceback.format_exc()})
+    timings["total_s"] = time.perf_counter() - start
+    record["timings"] = timings
+    record["provenance"] = provenance()
+    write_json(directory / RESULT, record)
+    return record
+
+
+def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progress: bool,
+              on_epoch: EpochHook | None) -> dict[str, Any]:
+    dataset = registry.dataset(cell.dataset, cache_dir=workdir / "data", **cell.dataset_params)
+    if cell.evaluation.split not in dataset.split_names:
+        raise unknown_name("evaluation split", cell.evaluation.split, dataset.split_names,
+                           where=f"dataset {cell.dataset!r}: ")
+    train_split, eval_split = dataset.split("train"), dataset.split(cell.evaluation.split)
+    model = build_model(cell.model, dataset.card, cell.seed, **cell.hyperparameters).to(cell.device)
+
+    start = time.perf_counter()
+    batches_per_epoch = -(-len(train_split) // cell.budget.batch_size)
+    epochs = cell.budget.epochs or -(-cell.budget.steps // batches_per_epoch)
+    if cell.budget.steps is not None and cell.budget.epochs is not None:
+        epochs = min(epochs, -(-cell.budget.steps // batches_per_epoch))
+    callbacks = [lambda epoch, losses: on_epoch(cell.hash, epoch, epochs)] if on_epoch else []
+    history = train(model, train_split.images, train_split.factors, budget=cell.budget, seed=cell.seed,
+                    checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
+                    callbacks=callbacks, progress=progress, device=cell.device)
+    timings["train_s"] = time.perf_counter() - start
+    history_data = {"epochs": history.epochs, "steps": history.steps}
+    write_json(directory / "history.json", history_data)
+    model = model.cpu().eval()
+
+    start = time.perf_counter()
+    latents = _latents(cell, model, train_split, eval_split, directory)
+    timings["encode_s"] = time.perf_counter() - start
+    alignment = _align(model, latents)
+    scores = {"reconstruction.mse": _reconstruction_error(model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])}
+
+    metric_seed = _stream_seed(cell.seed, METRIC_STREAM)
+    metrics, metric_times = {}, {}
+    for spec in cell.metrics:
+        start = time.perf_counter()
+        metrics[spec.name] = _metric(spec, cell, model, dataset, train_split, eval_split, latents, alignment,
+                                     metric_seed, directory)
+        metric_times[spec.name] = time.perf_counter() - start
+        scores.update({f"{spec.name}.{key}": value for key, value in metrics[spec.name]["scores"].items()})
+    timings["metrics_s"] = metric_times
+    _intervention_grid(cell, model, dataset, eval_split, latents["test_rows"], metric_seed, directory)
+    return {
+        "factors": list(dataset.card.factor_names),
+        "adjacency": np.asarray(dataset.card.adjacency).tolist(),
+        "alignment": alignment,
+        "scores": scores,
+        "metrics": metrics,
+        "history": history_data,
+    }
+
+
+def _latents(cell: Cell, model, train_split, eval_split, directory: Path) -> dict[str, np.ndarray]:
+    """Encoded latents on a seeded sample of the training split and of the evaluation split (cached)."""
+    path = directory / "latents.npz"
+    settings = np.array([cell.evaluation.split, cell.evaluation.n_train, cell.evaluation.n_test], dtype=str)
+    if path.exists():
+        with np.load(path) as stored:
+            if np.array_equal(stored["settings"], settings):
+                return dict(stored)
+    rng = np.random.default_rng(np.random.SeedSequence(cell.seed, spawn_key=(EVALUATION_STREAM,)))
+    train_rows = np.sort(rng.choice(len(train_split), size=min(cell.evaluation.n_train, len(train_split)), replace=False))
+    test_rows = np.sort(rng.choice(len(eval_split), size=min(cell.evaluation.n_test, len(eval_split)), replace=False))
+    latents = {
+        "settings": settings,
+        "train_rows": train_rows, "test_rows": test_rows,
+        "z_train": encode(model, train_split.images[train_rows]), "y_train": train_split.factors[train_rows],
+        "z_test": encode(model, eval_split.images[test_rows]), "y_test": eval_split.factors[test_rows],
+        "blocks": np.asarray(_block_shape(model, eval_split.images[:2])),
+    }
+    write_npz(path, latents)
+    return latents
+
+
+def as_model_images(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W, C] -> float [N, C, H, W] in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.no_grad()
+def encode(model, images: np.ndarray) -> np.ndarray:
+    """The model's representation of ``images``, flattened to [N, codes]."""
+    parts = [model.encode(as_model_images(images[i:i + ENCODE_BATCH])).flatten(1)
+             for i in range(0, len(images), ENCODE_BATCH)]
+    return torch.cat(parts).double().numpy()
+
+
+@torch.no_grad()
+def _block_shape(model, images: np.ndarray) -> tuple[int, int]:
+    return tuple(model.encode(as_model_images(images)).shape[1:])
+
+
+@torch.no_grad()
+def _reconstruction_error(model, images: np.ndarray) -> float:
+    x = as_model_images(images)
+    return float(((model.reconstruct(x) - x) ** 2).mean())
+
+
+def _align(model, latents: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Which codes go with which factor: concept blocks for aligned models; for an unaligned model
+    the Hungarian matching of ``mcc@pearson`` on the training sample, also given to its do()."""
+    blocks, size = (int(v) for v in latents["blocks"])
+    factors = latents["y_train"].shape[1]
+    if model.aligned:
+        return {"kind": "supervised", "block_size": size, "codes": list(range(factors * size))}
+    matched = compute("mcc@pearson", latents["z_train"], latents["y_train"]).info["alignment"]["blocks"]
+    codes = [int(block[0]) for block in matched]
+    if hasattr(model, "set_alignment"):
+        model.set_alignment(codes)
+    return {"kind": "matched", "block_size": 1, "codes": codes}
+
+
+def _metric(spec, cell: Cell, model, dataset, train_split, eval_split, latents, alignment, seed: int,
+            directory: Path) -> dict[str, Any]:
+    """One metric's result, from ``metrics/<name>.json`` when it was computed with the same settings."""
+    variant = registry.metric(spec.name)
+    options = _options(variant, spec.options, alignment)
+    settings = {"options": options, "evaluation": latents["settings"].tolist(), "seed": seed}
+    path = directory / "metrics" / f"{spec.name}.json"
+    if path.exists():
+        stored = read_json(path)
+        if stored.get("settings") == settings:
+            return stored
+    if variant.needs_model:
+        result = compute_with_model(spec.name, model, dataset, train_split, eval_split, seed=seed, **options)
+    else:
+        order = alignment["codes"] + [c for c in range(latents["z_test"].shape[1]) if c not in alignment["codes"]]
+        z_train, z_test = latents["z_train"][:, order], latents["z_test"][:, order]
+        if variant.needs_test:
+            result = compute(spec.name, z_train, latents["y_train"], z_test, latents["y_test"], seed=seed, **options)
+        else:
+            result = compute(spec.name, z_test, latents["y_test"], seed=seed, **options)
+    if result.matrices:
+        write_npz(directory / "metrics" / f"{spec.name}.npz", result.matrices)
+    stored = {"scores": result.scores, "notes": result.notes, "info": result.info,
+              "matrices": sorted(result.matrices), "settings": settings}
+    write_json(path, stored)
+    return read_json(path)  # the JSON form, identical to what a rerun reads back
+
+
+def _options(variant, given: dict[str, Any], alignment: dict[str, Any]) -> dict[str, Any]:
+    """The suite's options plus what the runner fills in per model: concept block size, factor
+    bins for discrete-only variants, and one process for scikit-learn (workers share the cores)."""
+    options = dict(given)
+    defaults = variant.defaults
+    if "block_size" in defaults:
+        options.setdefault("block_size", alignment["block_size"])
+    if getattr(variant, "discrete_factors", False) and "factor_bins" not in defaults:
+        options.setdefault("factor_bins", DEFAULT_FACTOR_BINS)
+    if "n_jobs" in defaults:
+        options.setdefault("n_jobs", max(1, torch.get_num_threads()))
+    return options
+
+
+@torch.no_grad()
+def _intervention_grid(cell: Cell, model, dataset, split, test_rows: np.ndarray, seed: int, directory: Path) -> None:
+    """Source images; per factor k, the true counterfactual do(k = v_s) and the model's do() (concept k
+    set to what its encoder gives the true counterfactual, as in ``counterfactual@probe``)."""
+    path = directory / "interventions.npz"
+    if path.exists():
+        return
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(test_rows, size=min(cell.evaluation.interventions, len(test_rows)), replace=False))
+    factors, noise = split.factors[rows], split.noise[rows]
+    truth, predicted, values = [], [], []
+    for k, factor in enumerate(dataset.card.factors):
+        targets = factor.sweep(len(rows)) if len(rows) > 1 else np.array([factor.sweep(3)[1]])
+        true_images = dataset.render(dataset.intervene(factors, noise, k, targets), noise)
+        x_hat = model.intervene(as_model_images(split.images[rows]), k, concept_value(model, as_model_images(true_images), k))
+        truth.append(true_images)
+        predicted.append((x_hat.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
+        values.append(targets)
+    write_npz(path, {"source": split.images[rows], "truth": np.stack(truth), "model": np.stack(predicted),
+                     "values": np.stack(values), "factor_names": np.array(dataset.card.factor_names)})
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    return int(np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1)[0])
+
+
+def provenance() -> dict[str, Any]:
+    """Library versions, the git commit, the host and the time, recorded with every result."""
+    return {**_static_provenance(), "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+@functools.lru_cache(maxsize=1)
+def _static_provenance() -> dict[str, Any]:
+    import pandas
+    import scipy
+    import sklearn
+
+    versions = {"crlbench": bench.__version__, "python": platform.python_version(), "torch": torch.__version__,
+                "numpy": np.__version__, "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
+                "pandas": pandas.__version__}
+    return {"versions": versions, "git_commit": git_commit(), "host": platform.node(),
+            "torch_threads": torch.get_num_threads()}
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """HEAD of the checkout crlbench runs from, with ``+dirty`` when tracked files are modified."""
+    root = Path(bench.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")

@@ -1,0 +1,285 @@
+"""Suite and model configs: YAML loaded into typed, validated objects, expanded into cells.
+
+A suite file (``configs/suites/*.yaml``)::
+
+    name: quick                       # the MLflow experiment is crlbench/<name>
+    plugins: [my_package.my_model]    # modules to import first (methods added from outside)
+    seeds: [0, 1, 2]
+    budget: {steps: 250, batch_size: 64}    # or epochs (whichever comes first)
+    device: cpu
+    checkpoint_every: 1               # epochs
+    datasets:
+      - name: pendulum                # a registered dataset, or `config: ../datasets/flow.yaml`
+        params: {size: 64}
+    models:
+      - config: ../models/icm_vae.yaml   # or `name: icm_vae`; paths are relative to this file
+        label: icm_vae                # how reports name it (default: the model name)
+        hyperparameters: {}           # overrides for every dataset
+        per_dataset: {causal_circuit: {beta: 0.05}}
+    metrics: [dci@reg, {name: mic@aligned, options: {c: 15}}]
+    evaluation: {split: test, n_train: 2000, n_test: 1000, interventions: 4}
+
+A model file (``configs/models/*.yaml``) holds ``name``, ``hyperparameters`` and ``per_dataset``:
+the reference code's per-dataset settings. Everything is checked before any work starts; errors
+name the file, the key path and the accepted values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import registry
+from bench.config import check_keys, read_yaml
+from bench.errors import ConfigError, unknown_name
+from bench.params import parse_params
+from bench.train import Budget
+
+SUITE_KEYS = ("name", "description", "plugins", "seeds", "budget", "device", "checkpoint_every",
+              "datasets", "models", "metrics", "evaluation")
+DEVICES = ("cpu", "cuda", "mps")
+EVALUATION_SPLITS = ("test", "val")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric variant and the options it is computed with."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Where latents are taken: ``n_train`` training images (probes, alignment), ``n_test`` images of ``split``."""
+
+    split: str = "test"
+    n_train: int = 2000
+    n_test: int = 1000
+    interventions: int = 4  # source images in each cell's intervention grid
+
+    def __post_init__(self) -> None:
+        if self.split not in EVALUATION_SPLITS:
+            raise unknown_name("evaluation split", self.split, EVALUATION_SPLITS, where="evaluation: ")
+        for key in ("n_train", "n_test"):
+            if getattr(self, key) < 2:
+                raise ConfigError(f"evaluation: {key!r} must be an integer >= 2; got {getattr(self, key)!r}")
+        if self.interventions < 1:
+            raise ConfigError(f"evaluation: 'interventions' must be a positive integer; got {self.interventions!r}")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    params: dict[str, Any]  # as given; the dataset's own defaults fill the rest
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    label: str
+    hyperparameters: dict[str, Any]
+    per_dataset: dict[str, dict[str, Any]]
+
+    def hyperparameters_for(self, dataset: str) -> dict[str, Any]:
+        return {**self.hyperparameters, **self.per_dataset.get(dataset, {})}
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    name: str
+    seeds: tuple[int, ...]
+    budget: Budget
+    datasets: tuple[DatasetEntry, ...]
+    models: tuple[ModelEntry, ...]
+    metrics: tuple[MetricSpec, ...]
+    evaluation: Evaluation = Evaluation()
+    device: str = "cpu"
+    checkpoint_every: int = 1
+    plugins: tuple[str, ...] = ()
+    description: str = ""
+    source: str | None = None
+
+    def cells(self) -> list["Cell"]:
+        """Every (dataset, model, seed) cell, datasets outermost, seeds innermost."""
+        from bench.cell import Cell
+
+        return [
+            Cell.build(self, dataset, model, seed)
+            for dataset in self.datasets for model in self.models for seed in self.seeds
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["budget"] = dataclasses.asdict(self.budget)
+        return data
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and validate a suite file; plugins are imported so their names can be checked."""
+    path = Path(path)
+    data = read_yaml(path)
+    return suite_from_dict(data, where=str(path), base=path.parent)
+
+
+def suite_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) -> SuiteConfig:
+    """A validated suite from parsed YAML; ``where`` names the source in errors."""
+    check_keys(data, SUITE_KEYS, where, required=("name", "seeds", "budget", "datasets", "models", "metrics"))
+    name = _typed(data["name"], str, where, "name", "a string")
+    plugins = tuple(_string_list(data.get("plugins") or [], where, "plugins", "module names"))
+    registry.load_plugins(plugins, source=f"{where}: key 'plugins'")
+    seeds = _typed(data["seeds"], list, where, "seeds", "a list of non-negative integers")
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ConfigError(f"{where}: key 'seeds' must be a non-empty list of non-negative integers; got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: key 'seeds' lists a seed twice: {seeds!r}")
+    device = data.get("device", "cpu")
+    if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
+        raise unknown_name("device", device, DEVICES, where=f"{where}: key 'device': ")
+    checkpoint_every = data.get("checkpoint_every", 1)
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ConfigError(f"{where}: key 'checkpoint_every' must be a positive integer (epochs); got {checkpoint_every!r}")
+    datasets = tuple(_dataset_entry(item, f"{where}: key 'datasets[{i}]'", base)
+                     for i, item in enumerate(_typed(data["datasets"], list, where, "datasets", "a list")))
+    models = tuple(_model_entry(item, f"{where}: key 'models[{i}]'", base, datasets)
+                   for i, item in enumerate(_typed(data["models"], list, where, "models", "a list")))
+    _unique([d.name for d in datasets], where, "datasets", "dataset")
+    _unique([m.label for m in models], where, "models", "label")
+    if not datasets or not models:
+        raise ConfigError(f"{where}: keys 'datasets' and 'models' must each list at least one entry")
+    metrics = tuple(_metric_spec(item, f"{where}: key 'metrics[{i}]'")
+                    for i, item in enumerate(_typed(data["metrics"], list, where, "metrics", "a list")))
+    _unique([m.name for m in metrics], where, "metrics", "metric")
+    return SuiteConfig(
+        name=name,
+        seeds=tuple(seeds),
+        budget=_parse(Budget, data["budget"], f"{where}: key 'budget'"),
+        datasets=datasets,
+        models=models,
+        metrics=metrics,
+        evaluation=_parse(Evaluation, data.get("evaluation") or {}, f"{where}: key 'evaluation'"),
+        device=device,
+        checkpoint_every=checkpoint_every,
+        plugins=plugins,
+        description=str(data.get("description", "")),
+        source=where,
+    )
+
+
+def load_model_file(path: Path, where: str) -> dict[str, Any]:
+    """A model file's ``name``, ``hyperparameters`` and ``per_dataset``."""
+    data = read_yaml(path)
+    check_keys(data, ("name", "description", "hyperparameters", "per_dataset"), str(path), required=("name",))
+    return data
+
+
+def _dataset_entry(item: Any, where: str, base: Path) -> DatasetEntry:
+    if isinstance(item, str):
+        item = {"name": item}
+    _typed(item, dict, where, "", "a dataset name or a mapping with 'name' or 'config' and 'params'")
+    check_keys(item, ("name", "config", "params"), where)
+    params: dict[str, Any] = {}
+    if "config" in item:
+        file = base / str(item["config"])
+        data = read_yaml(file)
+        check_keys(data, ("name", "params", "plugins"), str(file), required=("name",))
+        registry.load_plugins(data.get("plugins") or [], source=f"{file}: key 'plugins'")
+        params.update(data.get("params") or {})
+        name = item.get("name", data["name"])
+    elif "name" in item:
+        name = item["name"]
+    else:
+        raise ConfigError(f"{where}: give 'name' (a registered dataset) or 'config' (a dataset YAML file)")
+    params.update(_typed(item.get("params") or {}, dict, where, "params", "a mapping of dataset parameters"))
+    known = registry.registry("dataset").names()
+    if name not in known:
+        raise unknown_name("dataset", name, known, where=f"{where}: key 'name': ")
+    dataset_class = registry.registry("dataset").get(name)
+    _parse(dataset_class.Params, params, f"{where}: key 'params'")
+    return DatasetEntry(name, params)
+
+
+def _model_entry(item: Any, where: str, base: Path, datasets: tuple[DatasetEntry, ...]) -> ModelEntry:
+    if isinstance(item, str):
+        item = {"name": item}
+    _typed(item, dict, where, "", "a model name or a mapping with 'name' or 'config'")
+    check_keys(item, ("name", "config", "label", "hyperparameters", "per_dataset"), where)
+    hyperparameters: dict[str, Any] = {}
+    per_dataset: dict[str, dict[str, Any]] = {}
+    name = item.get("name")
+    if "config" in item:
+        file = base / str(item["config"])
+        data = load_model_file(file, where)
+        name = name or data["name"]
+        hyperparameters.update(_typed(data.get("hyperparameters") or {}, dict, str(file), "hyperparameters", "a mapping"))
+        for dataset, values in _typed(data.get("per_dataset") or {}, dict, str(file), "per_dataset", "a mapping").items():
+            per_dataset[dataset] = dict(_typed(values or {}, dict, str(file), f"per_dataset.{dataset}", "a mapping"))
+    if name is None:
+        raise ConfigError(f"{where}: give 'name' (a registered model) or 'config' (a model YAML file)")
+    known = registry.registry("model").names()
+    if name not in known:
+        raise unknown_name("model", name, known, where=f"{where}: key 'name': ")
+    hyperparameters.update(_typed(item.get("hyperparameters") or {}, dict, where, "hyperparameters", "a mapping"))
+    for dataset, values in _typed(item.get("per_dataset") or {}, dict, where, "per_dataset", "a mapping").items():
+        per_dataset.setdefault(dataset, {}).update(_typed(values or {}, dict, where, f"per_dataset.{dataset}", "a mapping"))
+    label = _typed(item.get("label", name), str, where, "label", "a string")
+    entry = ModelEntry(name, label, hyperparameters, per_dataset)
+    model_class = registry.registry("model").get(name)
+    for dataset in datasets:  # the hyperparameters every cell will use, checked now
+        _parse(model_class.Config, entry.hyperparameters_for(dataset.name),
+               f"{where}: key 'hyperparameters' (dataset {dataset.name!r})")
+    return entry
+
+
+def _metric_spec(item: Any, where: str) -> MetricSpec:
+    if isinstance(item, str):
+        item = {"name": item}
+    _typed(item, dict, where, "", "a metric name or a mapping with 'name' and 'options'")
+    check_keys(item, ("name", "options"), where, required=("name",))
+    name, options = item["name"], _typed(item.get("options") or {}, dict, where, "options", "a mapping")
+    known = registry.registry("metric").names()
+    if name not in known:
+        raise unknown_name("metric", name, known, where=f"{where}: key 'name': ")
+    spec = registry.metric(name)
+    accepted = dict(getattr(spec, "defaults", {}))
+    if getattr(spec, "discrete_factors", False):
+        accepted.setdefault("factor_bins", None)
+    for key in options:
+        if key not in accepted:
+            raise unknown_name("option", key, accepted, where=f"{where}: key 'options': ")
+    return MetricSpec(name, dict(options))
+
+
+def _parse(params_type: type, values: Any, where: str) -> Any:
+    _typed(values, dict, where, "", "a mapping")
+    try:
+        return parse_params(params_type, values, owner=where)
+    except TypeError as error:  # a missing or misnamed constructor argument
+        raise ConfigError(f"{where}: {error}") from None
+    except ConfigError as error:  # raised by the dataclass's own checks, which do not know the file
+        if str(error).startswith(where):
+            raise
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _typed(value: Any, kind: type, where: str, key: str, expected: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        place = f"key {key!r} " if key else ""
+        raise ConfigError(f"{where}: {place}must be {expected}; got {value!r}")
+    return value
+
+
+def _string_list(value: Any, where: str, key: str, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: key {key!r} must be a list of {what}; got {value!r}")
+    return value
+
+
+def _unique(names: list[str], where: str, key: str, what: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{where}: key {key!r} lists {what} {name!r} twice (give one a different 'label')")
+        seen.add(name)

@@ -1,0 +1,120 @@
+"""The suite runner on a tiny suite: records, caching, resume, failures and methods from plugins."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from bench.results import cell_dir, load_records, read_result
+from bench.suite import plan, run_suite
+from bench.suite_config import load_suite
+from suite_fixture import PLUGINS, write_suite
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny suite run once: (config, workdir, summary)."""
+    directory = tmp_path_factory.mktemp("tiny")
+    config = load_suite(write_suite(directory))
+    summary = run_suite(config, directory / "work", progress=False)
+    return config, directory / "work", summary
+
+
+def test_every_cell_writes_an_ok_record_with_scores_and_provenance(finished):
+    config, workdir, summary = finished
+    assert (summary.ok, summary.failed, summary.cached) == (2, 0, 0)
+    for cell in config.cells():
+        record = read_result(cell_dir(workdir, cell.hash))
+        assert record["status"] == "ok" and record["hash"] == cell.hash
+        assert record["cell"]["label"] == cell.label and record["cell"]["seed"] == 0
+        assert 0 <= record["scores"]["dci@reg.disentanglement"] <= 1
+        assert 0 <= record["scores"]["mcc@pearson.mcc"] <= 1
+        assert record["scores"]["reconstruction.mse"] > 0
+        assert record["history"]["steps"] == 3 and record["history"]["epochs"][0]["loss"] > 0
+        assert record["factors"] == ["pendulum_angle", "light_position", "shadow_length", "shadow_position"] or \
+            len(record["factors"]) == 4
+        provenance = record["provenance"]
+        assert {"torch", "numpy", "scikit-learn"} <= set(provenance["versions"])
+        assert "git_commit" in provenance and provenance["finished_at"]
+        assert set(record["timings"]) >= {"train_s", "encode_s", "metrics_s", "total_s"}
+
+
+def test_each_cell_stores_its_latents_metric_matrices_and_intervention_grid(finished):
+    config, workdir, _ = finished
+    directory = cell_dir(workdir, config.cells()[1].hash)  # icm_vae: 4 concepts x 4 dims
+    with np.load(directory / "latents.npz") as latents:
+        assert latents["z_train"].shape == (60, 16) and latents["z_test"].shape == (40, 16)
+    with np.load(directory / "metrics" / "dci@reg.npz") as matrices:
+        assert matrices["importance"].shape == (16, 4)
+    with np.load(directory / "interventions.npz") as grid:
+        assert grid["source"].shape == (2, 32, 32, 3)
+        assert grid["truth"].shape == grid["model"].shape == (4, 2, 32, 32, 3)
+        assert grid["truth"].dtype == np.uint8
+
+
+def test_a_rerun_skips_finished_cells(finished):
+    config, workdir, _ = finished
+    assert [p.state for p in plan(config, workdir)] == ["done", "done"]
+    before = {p.cell.hash: (cell_dir(workdir, p.cell.hash) / "result.json").read_text() for p in plan(config, workdir)}
+    summary = run_suite(config, workdir, progress=False)
+    assert (summary.ok, summary.cached) == (0, 2)
+    assert before == {h: (cell_dir(workdir, h) / "result.json").read_text() for h in before}
+
+
+def test_an_added_metric_is_computed_from_stored_latents_without_training(finished, tmp_path):
+    config, workdir, _ = finished
+    bigger = load_suite(write_suite(tmp_path, metrics=["dci@reg", "mcc@pearson", "r2@linear"]))
+    checkpoints = {c.hash: (cell_dir(workdir, c.hash) / "checkpoint" / "last.pt").stat().st_mtime_ns
+                   for c in bigger.cells()}
+    assert [p.state for p in plan(bigger, workdir)] == ["stale", "stale"]
+    old = {c.hash: read_result(cell_dir(workdir, c.hash)) for c in bigger.cells()}
+    summary = run_suite(bigger, workdir, progress=False)
+    assert summary.ok == 2
+    for cell in bigger.cells():
+        record = read_result(cell_dir(workdir, cell.hash))
+        assert "r2@linear.r2" in record["scores"]
+        assert record["scores"]["dci@reg.disentanglement"] == old[cell.hash]["scores"]["dci@reg.disentanglement"]
+        assert record["history"] == old[cell.hash]["history"]
+        assert (cell_dir(workdir, cell.hash) / "checkpoint" / "last.pt").stat().st_mtime_ns == checkpoints[cell.hash]
+
+
+def test_same_seed_same_scores_in_a_fresh_workdir(finished, tmp_path):
+    config, workdir, _ = finished
+    cell = config.cells()[0]
+    again = run_suite(load_suite(write_suite(tmp_path, models=[{"name": "beta_vae"}])), tmp_path / "work",
+                      progress=False)
+    assert again.records[0]["hash"] == cell.hash
+    first = read_result(cell_dir(workdir, cell.hash))["scores"]
+    assert again.records[0]["scores"] == {key: first[key] for key in again.records[0]["scores"]}
+
+
+@pytest.fixture
+def plugin_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    yield
+    sys.modules.pop("crl_plugin_models", None)
+
+
+def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, plugin_path):
+    path = write_suite(tmp_path, plugins=["crl_plugin_models"], models=[
+        {"name": "linear_ae", "label": "exploding", "hyperparameters": {"explode_at_step": 1}},
+        {"name": "linear_ae"}])
+    summary = run_suite(load_suite(path), tmp_path / "work", progress=False)
+    assert (summary.ok, summary.failed) == (1, 1)
+    failed = [r for r in summary.records if r["status"] == "failed"][0]
+    assert failed["cell"]["label"] == "exploding"
+    assert failed["error"]["type"] == "TrainingDiverged" and "step 1" in failed["error"]["message"]
+    assert [p.state for p in plan(load_suite(path), tmp_path / "work")] == ["failed", "done"]
+    again = run_suite(load_suite(path), tmp_path / "work", progress=False)
+    assert (again.ok, again.failed, again.cached) == (0, 1, 1)
+
+
+def test_a_method_from_plugins_runs_in_worker_processes(tmp_path, plugin_path):
+    path = write_suite(tmp_path, plugins=["crl_plugin_models"], seeds=[0, 1], models=[{"name": "linear_ae"}])
+    summary = run_suite(load_suite(path), tmp_path / "work", workers=2, progress=False)
+    assert (summary.ok, summary.failed) == (2, 0), summary.failures
+    records = load_records(tmp_path / "work" / "cells")
+    assert {r["cell"]["label"] for r in records} == {"linear_ae"}
+    assert all(r["provenance"]["torch_threads"] == 1 for r in records)
+    json.dumps(records)  # plain JSON all the way down
