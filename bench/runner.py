@@ -77,7 +77,8 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         raise unknown_name("evaluation split", cell.evaluation.split, dataset.split_names,
                            where=f"dataset {cell.dataset!r}: ")
     train_split, eval_split = dataset.split("train"), dataset.split(cell.evaluation.split)
-    model = build_model(cell.model, dataset.card, cell.seed, **cell.hyperparameters).to(cell.device)
+    device = resolve_device(cell.device)
+    model = build_model(cell.model, dataset.card, cell.seed, **cell.hyperparameters).to(device)
 
     start = time.perf_counter()
     batches_per_epoch = -(-len(train_split) // cell.budget.batch_size)
@@ -87,7 +88,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     callbacks = [lambda epoch, losses: on_epoch(cell.hash, epoch, epochs)] if on_epoch else []
     history = train(model, train_split.images, train_split.factors, budget=cell.budget, seed=cell.seed,
                     checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
-                    callbacks=callbacks, progress=progress, device=cell.device)
+                    callbacks=callbacks, progress=progress, device=device)
     timings["train_s"] = time.perf_counter() - start
     history_data = {"epochs": history.epochs, "steps": history.steps}
     write_json(directory / "history.json", history_data)
@@ -113,10 +114,18 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         "factors": list(dataset.card.factor_names),
         "adjacency": np.asarray(dataset.card.adjacency).tolist(),
         "alignment": alignment,
+        "device": device,
         "scores": scores,
         "metrics": metrics,
         "history": history_data,
     }
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` is CUDA when torch sees a GPU, else the CPU; other names pass through."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def _latents(cell: Cell, model, train_split, eval_split, directory: Path) -> dict[str, np.ndarray]:

@@ -39,7 +39,7 @@ from bench.train import Budget
 
 SUITE_KEYS = ("name", "description", "plugins", "seeds", "budget", "device", "checkpoint_every",
               "datasets", "models", "metrics", "evaluation")
-DEVICES = ("cpu", "cuda", "mps")
+DEVICES = ("cpu", "cuda", "mps", "auto")  # auto: cuda when available, else cpu
 EVALUATION_SPLITS = ("test", "val")
 
 

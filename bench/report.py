@@ -1,0 +1,410 @@
+"""Leaderboards and the HTML report from finished cells (DESIGN.md, "bench.report").
+
+:func:`write_report` turns the records of :func:`bench.results.load_records` into one folder::
+
+    leaderboard.md    a table per dataset, average ranks, failed cells, notes
+    leaderboard.csv   long form: one row per (dataset, label, metric) with every number behind a cell
+    leaderboard.tex   a booktabs table per dataset (needs \\usepackage{booktabs})
+    index.html        self-contained: figures as base64 PNG, sortable tables, provenance footer
+    figures/*.png
+
+A table cell reads ``mean ± halfwidth`` of the 95% bootstrap interval over seeds (bench.stats), with
+``(ok/total)`` when some seeds failed or lack the score; the best mean of a column is bold (for the
+score's direction), and ``†`` marks a Holm-corrected Wilcoxon p < 0.05 against the reference label.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader
+
+from bench import figures, stats
+
+
+DEFAULT_METRICS = [
+    "dci@reg.disentanglement", "dci@reg.completeness", "dci@reg.informativeness_test", "mcc@pearson.mcc",
+    "irs@dlib.irs", "mic@aligned.mic", "mic@aligned.tic", "counterfactual@probe.counterfactual_mse",
+    "counterfactual@probe.non_descendant_shift",
+]
+MARKER = "†"
+ARROWS = {"max": "↑", "min": "↓"}
+STATS_LIBRARIES = ("scipy", "statsmodels", "scikit-posthocs", "pandas", "matplotlib")
+
+
+# --- the cell frame ------------------------------------------------------------------------------
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per record: dataset, label, model, seed, status, error, hash, then every score."""
+    rows = []
+    for record in records:
+        cell, error = record["cell"], record.get("error")
+        row = {"dataset": cell["dataset"], "label": cell.get("label") or cell["model"], "model": cell.get("model"),
+               "seed": cell["seed"], "status": record["status"], "hash": record.get("hash"),
+               "error": f"{error.get('type', 'Error')}: {error.get('message', '')}" if error else None}
+        row.update(record.get("scores") or {})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in stats.ID_COLUMNS:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=object)
+    return frame[list(stats.ID_COLUMNS) + stats.score_columns(frame)]
+
+
+def check_records(records: list[dict]) -> None:
+    """Raise ValueError naming the first record that lacks what the report reads."""
+    if not records:
+        raise ValueError("write_report: no records (did the suite write any result.json?)")
+    for index, record in enumerate(records):
+        where = record.get("_dir", f"records[{index}]")
+        cell = record.get("cell")
+        if not isinstance(cell, dict) or "status" not in record:
+            raise ValueError(f"{where}: a record needs 'status' and a 'cell' object")
+        missing = [key for key in ("dataset", "seed") if key not in cell]
+        if missing or not (cell.get("label") or cell.get("model")):
+            raise ValueError(f"{where}: cell lacks {missing or ['label or model']}")
+
+
+def select_metrics(frame: pd.DataFrame, metrics: list[str] | None) -> list[str]:
+    """The score columns to tabulate: the requested ones, or the defaults present (else every score)."""
+    available = stats.score_columns(frame)
+    if metrics is not None:
+        unknown = [metric for metric in metrics if metric not in available]
+        if unknown:
+            raise ValueError(f"write_report: unknown metrics {unknown}; the records have {sorted(available)}")
+        return list(metrics)
+    present = [metric for metric in DEFAULT_METRICS if metric in available]
+    return present or sorted(available)
+
+
+def label_order(frame: pd.DataFrame, reference: str) -> list[str]:
+    """The reference label first, then the others in order of appearance."""
+    labels = list(dict.fromkeys(frame["label"]))
+    return sorted(labels, key=lambda label: label != reference)
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One leaderboard cell."""
+
+    mean: float
+    halfwidth: float
+    n_ok: int
+    n_total: int
+    bold: bool = False
+    significant: bool = False
+
+    def text(self, plus_minus: str = "±") -> str:
+        if not math.isfinite(self.mean):
+            core = "–"
+        else:
+            core = f"{self.mean:.3f} {plus_minus} {self.halfwidth:.3f}"
+        return core + (f" ({self.n_ok}/{self.n_total})" if self.n_ok < self.n_total else "")
+
+
+@dataclass
+class Table:
+    """The leaderboard of one dataset: rows = labels, columns = metrics."""
+
+    dataset: str
+    labels: list[str]
+    metrics: list[str]
+    entries: dict[tuple[str, str], Entry]
+
+
+@dataclass
+class ReportData:
+    """Everything the three renderers show."""
+
+    title: str
+    reference: str
+    metrics: list[str]
+    tables: list[Table]
+    ranks: list[stats.RankTest]
+    failed: list[dict]
+    notes: list[str]
+    provenance: dict[str, str]
+    figures: list[tuple[str, list[Path]]] = field(default_factory=list)
+
+
+def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """The summary with the paired tests and the bold / significant flags of each cell."""
+    merged = summary.merge(tests[["dataset", "label", "metric", "n_pairs", "p_value", "p_holm"]],
+                           on=["dataset", "label", "metric"], how="left")
+    signed = np.where(merged["direction"] == "max", merged["mean"], -merged["mean"])
+    best = pd.Series(signed).groupby([merged["dataset"], merged["metric"]]).transform("max")
+    merged["best"] = np.isclose(signed, best, rtol=0, atol=1e-12) & np.isfinite(signed)
+    merged["significant"] = merged["p_holm"] < stats.ALPHA
+    return merged
+
+
+def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], metrics: list[str]) -> list[Table]:
+    tables = []
+    for dataset in datasets:
+        rows = merged[merged["dataset"] == dataset]
+        present = [label for label in labels if label in set(rows["label"])]
+        entries = {(row.label, row.metric): Entry(row.mean, (row.ci_high - row.ci_low) / 2, int(row.n_ok),
+                                                  int(row.n_total), bool(row.best), bool(row.significant))
+                   for row in rows.itertuples()}
+        tables.append(Table(dataset, present, metrics, entries))
+    return tables
+
+
+def failed_cells(frame: pd.DataFrame) -> list[dict]:
+    failed = frame[frame["status"] != "ok"]
+    return [{"dataset": row.dataset, "label": row.label, "seed": row.seed, "hash": row.hash,
+             "error": row.error or row.status} for row in failed.itertuples()]
+
+
+def legend_lines(reference: str) -> list[str]:
+    return [
+        "Cells: mean ± half-width of the 95% bootstrap interval over seeds (BCa from 3 seeds; with 2 seeds "
+        "the percentile interval, i.e. their range; with 1 seed no interval).",
+        "(ok/total): seeds with a score out of all seeds, shown when some failed.",
+        "Bold: best mean in the column; ↑ higher is better, ↓ lower is better.",
+        f"{MARKER}: Wilcoxon signed-rank p < {stats.ALPHA} against {reference} on matched seeds, "
+        "Holm-corrected over all comparisons of the dataset's table.",
+    ]
+
+
+# --- provenance ----------------------------------------------------------------------------------
+
+
+def collect_provenance(records: list[dict], extra: dict | None) -> dict[str, str]:
+    """Commits, library versions, hosts and dates of the records, plus ``extra`` and the report's own."""
+    recorded = [record.get("provenance") or {} for record in records]
+    versions: dict[str, set[str]] = {}
+    for entry in recorded:
+        for name, version in (entry.get("versions") or {}).items():
+            versions.setdefault(name, set()).add(str(version))
+    finished = sorted(str(entry["finished_at"]) for entry in recorded if entry.get("finished_at"))
+    result = {
+        "git commit(s)": _distinct(recorded, "git_commit"),
+        "library versions": "; ".join(f"{name} {' / '.join(sorted(values))}"
+                                      for name, values in sorted(versions.items())) or "unknown",
+        "host(s)": _distinct(recorded, "host"),
+        "cells finished": f"{finished[0]} to {finished[-1]}" if finished else "unknown",
+        "report generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "report libraries": "; ".join(f"{name} {_version(name)}" for name in STATS_LIBRARIES),
+    }
+    for key, value in (extra or {}).items():
+        result[str(key)] = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return result
+
+
+def _distinct(entries: list[dict], key: str) -> str:
+    """The distinct values of ``key`` across provenance entries, comma-separated, or "unknown"."""
+    return ", ".join(sorted({str(entry[key]) for entry in entries if entry.get(key)})) or "unknown"
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+# --- markdown ------------------------------------------------------------------------------------
+
+
+def render_markdown(data: ReportData) -> str:
+    lines = [f"# {data.title}", "", "## Leaderboard", ""]
+    for table in data.tables:
+        header = ["model"] + [f"{metric} {ARROWS[stats.direction(metric)]}" for metric in table.metrics]
+        lines += [f"### {table.dataset}", "", _md_row(header), _md_row(["---"] + ["---:"] * len(table.metrics))]
+        for label in table.labels:
+            lines.append(_md_row([label] + [_md_cell(table.entries.get((label, metric)))
+                                            for metric in table.metrics]))
+        lines.append("")
+    lines += [f"- {line}" for line in legend_lines(data.reference)] + [""]
+    lines += _md_ranks(data.ranks) + _md_failed(data.failed)
+    if data.notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in data.notes] + [""]
+    lines += ["## Provenance", ""] + [f"- {key}: {value}" for key, value in data.provenance.items()] + [""]
+    return "\n".join(lines)
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def _md_cell(entry: Entry | None) -> str:
+    if entry is None:
+        return ""
+    text = f"**{entry.text()}**" if entry.bold else entry.text()
+    return text + (f" {MARKER}" if entry.significant else "")
+
+
+def rank_rows(ranks: list[stats.RankTest]) -> tuple[list[str], list[list[str]]]:
+    """Labels x metrics of average ranks, then the Friedman p and the critical difference."""
+    labels = list(dict.fromkeys(label for rank in ranks for label in rank.average_ranks.index))
+    rows = [[label] + [_number(rank.average_ranks.get(label, math.nan), 2) for rank in ranks] for label in labels]
+    rows.append(["Friedman p"] + [_number(rank.friedman_p, 3) for rank in ranks])
+    rows.append(["critical difference"] + [_number(rank.critical_difference, 2) for rank in ranks])
+    return [rank.metric for rank in ranks], rows
+
+
+def _number(value: float, digits: int) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _md_ranks(ranks: list[stats.RankTest]) -> list[str]:
+    metrics, rows = rank_rows(ranks)
+    lines = ["## Average ranks across datasets", "", "Rank 1 is best; Friedman test over datasets, Nemenyi "
+             "critical difference at alpha 0.05 (Demsar 2006).", "", _md_row(["model"] + metrics),
+             _md_row(["---"] + ["---:"] * len(metrics))]
+    return lines + [_md_row(row) for row in rows] + [""]
+
+
+def _md_failed(failed: list[dict]) -> list[str]:
+    if not failed:
+        return ["## Failed cells", "", "None.", ""]
+    lines = ["## Failed cells", "", _md_row(["dataset", "model", "seed", "hash", "error"]), _md_row(["---"] * 5)]
+    lines += [_md_row([str(cell[key]) for key in ("dataset", "label", "seed", "hash")]
+                      + [" ".join(str(cell["error"]).split())]) for cell in failed]
+    return lines + [""]
+
+
+# --- LaTeX ---------------------------------------------------------------------------------------
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+LATEX_ARROWS = {"max": r"$\uparrow$", "min": r"$\downarrow$"}
+
+
+def latex_escape(text: str) -> str:
+    """Text safe in a LaTeX table; ``@`` is printable as is in document text and is left alone."""
+    return "".join(LATEX_SPECIAL.get(char, char) for char in str(text))
+
+
+def render_latex(data: ReportData) -> str:
+    lines = ["% Generated by crlbench (bench.report); needs \\usepackage{booktabs}.",
+             f"% {latex_escape(data.title)}"]
+    for table in data.tables:
+        header = ["model"] + [f"{latex_escape(metric)} {LATEX_ARROWS[stats.direction(metric)]}"
+                              for metric in table.metrics]
+        lines += ["\\begin{table}[ht]", "\\centering", "\\small",
+                  f"\\caption{{{latex_escape(data.title)}: {latex_escape(table.dataset)}. Mean $\\pm$ half-width of "
+                  f"the 95\\% bootstrap interval over seeds; bold: best; $^\\dagger$: Holm-corrected Wilcoxon "
+                  f"$p < {stats.ALPHA}$ against {latex_escape(data.reference)}.}}",
+                  f"\\begin{{tabular}}{{l{'r' * len(table.metrics)}}}", "\\toprule",
+                  " & ".join(header) + " \\\\", "\\midrule"]
+        for label in table.labels:
+            cells = [latex_escape(label)] + [_tex_cell(table.entries.get((label, metric))) for metric in table.metrics]
+            lines.append(" & ".join(cells) + " \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(lines)
+
+
+def _tex_cell(entry: Entry | None) -> str:
+    if entry is None:
+        return ""
+    text = entry.text(plus_minus="$\\pm$").replace("–", "--")
+    text = f"\\textbf{{{text}}}" if entry.bold else text
+    return text + ("$^\\dagger$" if entry.significant else "")
+
+
+# --- HTML ----------------------------------------------------------------------------------------
+
+
+def png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def render_html(data: ReportData) -> str:
+    environment = Environment(loader=PackageLoader("bench", "templates"), autoescape=True)
+    rank_metrics, rank_table = rank_rows(data.ranks)
+    sections = [(name, [(path.stem, png_data_uri(path)) for path in paths]) for name, paths in data.figures if paths]
+    return environment.get_template("report.html.j2").render(
+        data=data, legend=legend_lines(data.reference), marker=MARKER, arrows=ARROWS, direction=stats.direction,
+        rank_metrics=rank_metrics, rank_table=rank_table, figure_sections=sections)
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def ordered_records(records: list[dict], datasets: list[str], labels: list[str]) -> list[dict]:
+    """Records sorted by dataset, label (reference first) and seed, so figures share the tables' order."""
+    def key(record: dict) -> tuple[int, int, int]:
+        cell = record["cell"]
+        return datasets.index(cell["dataset"]), labels.index(cell.get("label") or cell["model"]), cell["seed"]
+    return sorted(records, key=key)
+
+
+def make_figures(records: list[dict], frame: pd.DataFrame, summary: pd.DataFrame, metrics: list[str],
+                 ranks: list[stats.RankTest], folder: Path) -> list[tuple[str, list[Path]]]:
+    """Every figure of the report, grouped in the sections the HTML shows."""
+    def present(*paths) -> list[Path]:
+        return [path for path in paths if path is not None]
+
+    matrices = [path for variant, matrix in figures.MATRIX_FIGURES
+                for path in figures.matrix_heatmaps(records, folder, variant=variant, matrix=matrix)]
+    return [
+        ("Scores per model (95% bootstrap CI, seeds as dots)", figures.point_plots(frame, summary, metrics, folder)),
+        ("Critical-difference diagrams", present(*(figures.critical_difference(rank, folder) for rank in ranks))),
+        ("Reconstruction against disentanglement", present(figures.reconstruction_scatter(frame, folder))),
+        ("Matrices (rows = codes, columns = factors, mean over seeds)", matrices),
+        ("Training curves (mean over seeds, band = ±1 sd)", present(figures.training_curves(records, folder))),
+        ("Interventions (first seed)", figures.intervention_grids(records, folder)),
+    ]
+
+
+def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str, reference_label: str = "icm_vae",
+                 metrics: list[str] | None = None, provenance: dict | None = None) -> list[Path]:
+    """Write the leaderboards (md, csv, tex), ``index.html`` and ``figures/`` into ``out_dir``.
+
+    ``records`` are result records (bench.results.load_records; ``_dir`` locates matrices and
+    intervention grids). ``metrics`` are score columns such as ``dci@reg.disentanglement``, by
+    default those of ``DEFAULT_METRICS`` present in the records. ``provenance`` adds entries to the
+    HTML and markdown footer. Returns the written paths, figures included.
+    """
+    check_records(records)
+    out_dir = Path(out_dir)
+    frame = records_frame(records)
+    metrics = select_metrics(frame, metrics)
+    datasets, labels = list(dict.fromkeys(frame["dataset"])), label_order(frame, reference_label)
+    frame = frame.iloc[np.lexsort((frame["seed"], frame["label"].map(labels.index),
+                                   frame["dataset"].map(datasets.index)))].reset_index(drop=True)
+    summary = stats.summarise(frame, metrics)
+    tests = stats.paired_tests(frame, metrics, reference=reference_label)
+    ranks = [stats.rank_test(frame, metric) for metric in metrics]
+    merged = merged_statistics(summary, tests.table)
+    data = ReportData(title, reference_label, metrics, build_tables(merged, datasets, labels, metrics), ranks,
+                      failed_cells(frame), tests.notes + [note for rank in ranks for note in rank.notes],
+                      collect_provenance(records, provenance))
+    data.figures = make_figures(ordered_records(records, datasets, labels), frame, summary, metrics, ranks,
+                                out_dir / "figures")
+    written = _write_texts(out_dir, data, merged)
+    return written + [path for _, paths in data.figures for path in paths]
+
+
+def _write_texts(out_dir: Path, data: ReportData, merged: pd.DataFrame) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = {"leaderboard.md": render_markdown(data), "leaderboard.tex": render_latex(data),
+             "index.html": render_html(data)}
+    texts["leaderboard.csv"] = merged.to_csv(index=False, float_format="%.6g")
+    for name, text in texts.items():
+        write_text(out_dir / name, text)
+    return [out_dir / name for name in texts]
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (temporary file in the same folder, then a rename)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)

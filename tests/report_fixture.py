@@ -1,0 +1,129 @@
+"""Synthetic cell folders for the report tests and the report benchmark.
+
+``write_cells`` writes what a finished suite leaves behind (bench/results.py): ``result.json`` for each
+(dataset, label, seed), the matrices of ``dci@reg`` and ``mic@aligned`` as npz, and a small
+``interventions.npz``. Scores follow a per-label quality so that one label (``icm_vae`` by default) is
+clearly best on every score, whichever its direction: higher-is-better scores grow with quality,
+lower-is-better ones (mse, shift, error) shrink with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from bench.results import write_json, write_npz
+
+DATASETS = ("pendulum", "flow", "causal_circuit")
+LABELS = ("icm_vae", "causal_vae", "dear", "beta_vae")
+QUALITY = {"icm_vae": 0.9, "causal_vae": 0.6, "dear": 0.5, "beta_vae": 0.3}
+FACTORS = {
+    "pendulum": ["pendulum_angle", "light_angle", "shadow_length", "shadow_position"],
+    "flow": ["ball_size", "hole", "water_height", "water_flow"],
+    "causal_circuit": ["robot_arm", "red_light", "green_light", "blue_light"],
+}
+
+
+def write_cells(root: str | Path, *, datasets=DATASETS, labels=LABELS, seeds=(0, 1, 2),
+                failed: tuple[str, str, int] | None = ("pendulum", "dear", 2), image_size: int = 8,
+                codes: int = 8, samples: int = 4, epochs: int = 5, reconstruction: bool = True,
+                noise: float = 0.02) -> list[Path]:
+    """Write one cell folder per (dataset, label, seed) under ``root/cells``; return the folders."""
+    folders = []
+    for dataset in datasets:
+        for label in labels:
+            for seed in seeds:
+                rng = np.random.default_rng([len(dataset), sum(map(ord, label)), seed])
+                folder = Path(root) / "cells" / _hash(dataset, label, seed)
+                if failed == (dataset, label, seed):
+                    write_json(folder / "result.json", _failed_record(dataset, label, seed, folder.name))
+                else:
+                    quality = QUALITY.get(label, 0.5)
+                    factors = FACTORS.get(dataset, [f"factor_{k}" for k in range(4)])
+                    record = _record(dataset, label, seed, folder.name, factors, quality, rng, epochs,
+                                     reconstruction, noise)
+                    _write_matrices(folder, codes, len(factors), quality, rng)
+                    _write_interventions(folder, factors, image_size, samples, rng)
+                    write_json(folder / "result.json", record)
+                folders.append(folder)
+    return folders
+
+
+def _hash(dataset: str, label: str, seed: int) -> str:
+    return hashlib.sha256(f"{dataset}/{label}/{seed}".encode()).hexdigest()[:16]
+
+
+def _cell(dataset: str, label: str, seed: int) -> dict:
+    return {"suite": "synthetic", "dataset": dataset, "dataset_params": {}, "model": label.split(" ")[0],
+            "label": label, "hyperparameters": {}, "seed": seed,
+            "budget": {"epochs": 5, "steps": None, "batch_size": 64},
+            "metrics": ["dci@reg", "mcc@pearson", "irs@dlib", "mic@aligned", "counterfactual@probe"],
+            "evaluation": {}, "code_version": "test"}
+
+
+def _provenance() -> dict:
+    return {"versions": {"python": "3.11", "numpy": np.__version__}, "git_commit": "0123abc",
+            "host": "fixture-host", "finished_at": "2024-05-01T12:00:00+00:00"}
+
+
+def _failed_record(dataset: str, label: str, seed: int, cell_hash: str) -> dict:
+    return {"schema": 1, "hash": cell_hash, "status": "failed", "cell": _cell(dataset, label, seed),
+            "factors": FACTORS.get(dataset, []), "adjacency": [],
+            "error": {"type": "FloatingPointError", "message": "loss became NaN at epoch 3",
+                      "traceback": "Traceback (most recent call last): ..."},
+            "scores": {}, "metrics": {}, "history": {"epochs": [], "steps": 0}, "timings": {},
+            "provenance": _provenance()}
+
+
+def _record(dataset, label, seed, cell_hash, factors, quality, rng, epochs, reconstruction, noise) -> dict:
+    def high() -> float:
+        return float(np.clip(quality + noise * rng.standard_normal(), 0, 1))
+
+    def low() -> float:
+        return float(max(0.0, (1 - quality) * 0.1 + noise * 0.1 * rng.standard_normal()))
+
+    metrics = {
+        "dci@reg": ({"disentanglement": high(), "completeness": high(), "informativeness_test": high()},
+                    ["importance"]),
+        "mcc@pearson": ({"mcc": high()}, []),
+        "irs@dlib": ({"irs": high()}, []),
+        "mic@aligned": ({"mic": high(), "tic": high()}, ["mic", "tic"]),
+        "counterfactual@probe": ({"counterfactual_mse": low(), "non_descendant_shift": low()}, []),
+    }
+    scores = {f"{variant}.{name}": value for variant, (values, _) in metrics.items() for name, value in values.items()}
+    if reconstruction:
+        scores["reconstruction.mse"] = low()
+    history = [{"loss": float(100 * (1 - quality / 2) / (epoch + 1) + rng.random()), "kl": float(rng.random())}
+               for epoch in range(epochs)]
+    k = len(factors)
+    return {"schema": 1, "hash": cell_hash, "status": "ok", "cell": _cell(dataset, label, seed),
+            "factors": factors, "adjacency": np.triu(np.ones((k, k), dtype=int), 1).tolist(), "error": None,
+            "scores": scores,
+            "metrics": {variant: {"scores": values, "notes": [], "info": {}, "matrices": matrices}
+                        for variant, (values, matrices) in metrics.items()},
+            "history": {"epochs": history, "steps": epochs * 10},
+            "timings": {"train_s": 1.0, "encode_s": 0.1, "metrics_s": 0.2, "total_s": 1.3},
+            "provenance": _provenance()}
+
+
+def _write_matrices(folder: Path, codes: int, factors: int, quality: float, rng) -> None:
+    """Importance and MIC matrices [codes, factors]: diagonal blocks, sharper for better labels."""
+    aligned = np.zeros((codes, factors))
+    aligned[np.arange(codes), np.arange(codes) % factors] = 1.0
+    importance = quality * aligned + (1 - quality) * rng.random((codes, factors))
+    write_npz(folder / "metrics" / "dci@reg.npz", {"importance": importance / importance.sum()})
+    mic = np.clip(quality * aligned + 0.2 * rng.random((codes, factors)), 0, 1)
+    write_npz(folder / "metrics" / "mic@aligned.npz", {"mic": mic, "tic": mic * 0.5})
+
+
+def _write_interventions(folder: Path, factors: list[str], size: int, samples: int, rng) -> None:
+    k = len(factors)
+    shape = (k, samples, size, size, 3)
+    truth = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    model = np.clip(truth.astype(int) + rng.integers(-40, 40, size=shape), 0, 255).astype(np.uint8)
+    write_npz(folder / "interventions.npz", {
+        "source": rng.integers(0, 256, size=(samples, size, size, 3), dtype=np.uint8),
+        "truth": truth, "model": model, "values": rng.random((k, samples)),
+        "factor_names": np.array(factors)})
