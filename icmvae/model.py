@@ -9,6 +9,10 @@ encoder x -> eps [B, K, k]; causal flow eps -> z (icmvae.flow); decoder z -> x. 
 
 with u the standardised labels of concept i broadcast to its k dims, alpha and beta warmed up
 linearly over epochs (``final * min(epoch - 1, 93) / 93``: zero in epochs 0 and 1, full from 94).
+Those two zero-weight epochs leave the deterministic latent unanchored: on the conv backbone it drifts
+to |z| ~ 25 while the decoder still renders the mean image, and when beta switches on in epoch 2 the
+prior term (~8000 x 1.2/93) kills the encoder's ReLUs and the latent collapses for good;
+``warmup_start_epoch=0`` (not the reference) starts the warm-up in epoch 0 and avoids it.
 Every quirk of the reference code is an option whose default is the reference behaviour; the
 backbone (the shared conv encoder and one decoder on the whole latent) is the CPU-friendly
 deviation every model shares (models.md 1.1), with the reference's per-concept decoders averaged in
@@ -41,6 +45,9 @@ class ICMVAEConfig:
     alpha: float = 0.1  # final weight of the noise term
     beta: float = 1.2  # final weight of the prior term (the reference uses 0.05 on CausalCircuit)
     warmup_epochs: int = 94  # linear warm-up of alpha and beta, zero in epochs 0 and 1
+    # first epoch whose alpha/beta are non-zero; reference 2. 0 anchors the deterministic latent from the
+    # first step: with 2 zero-weight epochs it drifts to |z| ~ 25 and the prior's switch-on collapses it
+    warmup_start_epoch: int = 2
     lr: float = 1e-3
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -60,12 +67,14 @@ class ICMVAEConfig:
         require(self.concept_dim > 0, owner, "concept_dim", "a positive integer", self.concept_dim)
         require(self.alpha >= 0 and self.beta >= 0, owner, "alpha/beta", "non-negative", (self.alpha, self.beta))
         require(self.warmup_epochs >= 2, owner, "warmup_epochs", "at least 2", self.warmup_epochs)
+        require(self.warmup_start_epoch >= 0, owner, "warmup_start_epoch", "non-negative", self.warmup_start_epoch)
         require(self.lr > 0, owner, "lr", "positive", self.lr)
 
 
-def warmup(final: float, epoch: int, epochs: int) -> float:
-    """The reference's ``linear_scheduler`` as its loop calls it: final * min(epoch - 1, epochs - 1) / (epochs - 1)."""
-    return final * min(max(epoch - 1, 0), epochs - 1) / (epochs - 1)
+def warmup(final: float, epoch: int, epochs: int, start: int = 2) -> float:
+    """The reference's ``linear_scheduler`` as its loop calls it: final * min(epoch - 1, epochs - 1) / (epochs - 1)
+    (zero in epochs 0 and 1, final / (epochs - 1) in epoch 2); ``start`` is the first non-zero epoch (reference 2)."""
+    return final * min(max(epoch - start + 1, 0), epochs - 1) / (epochs - 1)
 
 
 @register_model("icm_vae")
@@ -102,8 +111,9 @@ class ICMVAE(CausalModel):
         return {"adam": adam(self.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))}
 
     def on_epoch_start(self, epoch: int) -> None:
-        self.alpha = warmup(self.config.alpha, epoch, self.config.warmup_epochs)
-        self.beta = warmup(self.config.beta, epoch, self.config.warmup_epochs)
+        config = self.config
+        self.alpha = warmup(config.alpha, epoch, config.warmup_epochs, config.warmup_start_epoch)
+        self.beta = warmup(config.beta, epoch, config.warmup_epochs, config.warmup_start_epoch)
 
     def with_alpha(self, images: torch.Tensor) -> torch.Tensor:
         """RGBA with alpha = 1 for the reference backbone (its PNGs are RGBA), the images otherwise."""

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from bench import registry
 from model_fixtures import card_32, random_batch
 from bench.errors import ConfigError
-from bench.train import build_model
+from bench.train import Budget, build_model, train
 from bench.graph import topological_levels
 from icmvae.flow import MaskedAffineFlow
 from icmvae.model import warmup
@@ -84,6 +84,47 @@ def test_warmup_matches_the_reference_schedule():
     assert [warmup(1.2, e, 94) for e in (0, 1)] == [0.0, 0.0]
     assert warmup(1.2, 2, 94) == pytest.approx(1.2 / 93)
     assert warmup(1.2, 94, 94) == pytest.approx(1.2) and warmup(1.2, 300, 94) == pytest.approx(1.2)
+    assert warmup(1.2, 0, 94, start=0) == pytest.approx(1.2 / 93) and warmup(1.2, 92, 94, start=0) == pytest.approx(1.2)
+
+
+@pytest.mark.parametrize("start, nonzero_from", [(2, 2), (0, 0)])
+def test_the_trainer_drives_the_warmup_per_epoch_as_the_reference_loop(card, start, nonzero_from):
+    """The reference sets alpha/beta at the END of epoch e to final * e / 93, so epochs 0 and 1 train with
+    zero weights and epoch 2 with final / 93: check the values each epoch actually trains with."""
+    model = build_model("icm_vae", card, seed=0, warmup_start_epoch=start)
+    seen = []
+    step = model.training_step
+    model.training_step = lambda b, s: seen.append((model.alpha, model.beta)) or step(b, s)
+    images = (np.random.default_rng(0).random((4, 32, 32, 3)) * 255).astype(np.uint8)
+    train(model, images, np.zeros((4, 4)), budget=Budget(epochs=3, batch_size=4), seed=0, progress=False)
+    expected = [(0.1 * n / 93, 1.2 * n / 93) for n in (max(e - nonzero_from + 1, 0) for e in range(3))]
+    assert seen == [pytest.approx(pair) for pair in expected]
+    assert seen[nonzero_from] != (0.0, 0.0) and all(pair == (0.0, 0.0) for pair in seen[:nonzero_from])
+
+
+def test_each_loss_term_is_the_reference_formula_with_the_prior_on_the_posterior_latent(card):
+    """noise term 0.5 |eps|^2 - sum s; prior term 0.5 |z - mu|^2 with mu_i = exp(s'(z_pa)) u_i + t'(z_pa)
+    computed from the posterior z (not detached: its gradient reaches the encoder), u the standardised labels."""
+    model = build_model("icm_vae", card, seed=0)
+    data = batch()
+    eps = model.noise(data["images"])[0]
+    latent, _ = model.flow(eps)
+    scales, noise = [], 0.5 * eps.pow(2).sum(dim=(1, 2))
+    for nodes in topological_levels(PENDULUM):  # the flow's log-det, node by node from the parents' blocks
+        scale, _ = model.flow.scale_shift(latent.flatten(1), nodes)
+        noise = noise - scale.sum(dim=(1, 2))
+    context = [latent.flatten(1) * model.prior.masks[i] for i in range(4)]
+    mu = torch.stack([torch.exp(model.prior.scale_nets[0](context[i])) * data["factors"][:, i, None]
+                      + model.prior.shift_nets[0](context[i]) for i in range(4)], dim=1)
+    prior = (0.5 * (latent - mu).pow(2).sum(dim=(1, 2))).mean()
+    losses = model.training_step(data, 0)
+    assert losses["noise_kl"].item() == pytest.approx(noise.mean().item(), rel=1e-5)
+    assert losses["prior"].item() == pytest.approx(prior.item(), rel=1e-5)
+    weights = list(model.encoder.parameters())[-2:]
+    got, expected = torch.autograd.grad(losses["prior"], weights), torch.autograd.grad(prior, weights)
+    assert got[0].abs().sum() > 0
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +178,8 @@ def test_encode_shape_options_and_bad_config(card):
     assert build_model("icm_vae", card, seed=0, deterministic_z=False).training_step(batch(), 0)["loss"].isfinite()
     with pytest.raises(ConfigError, match="'decoder' must be one of shared, per_concept"):
         registry.model("icm_vae", card, decoder="mlp")
+    with pytest.raises(ConfigError, match="warmup_start_epoch"):
+        registry.model("icm_vae", card, warmup_start_epoch=-1)
     with pytest.raises(ConfigError, match="target must be a concept index in 0..3; got 4"):
         model.intervene(batch()["images"], 4, 0.0)
 
