@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 import time
@@ -68,7 +69,178 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--out", required=True, type=Path, help="PNG file to write")
             command.add_argument("--split", default="train", help="split to sample (default: train)")
             command.add_argument("--count", type=int, default=8, help="images per row (default: 8)")
+
+    suite = commands.add_parser("suite", help="run a suite of (dataset x model x seed) cells")
+    suite.add_argument("config", type=Path, help="a suite YAML file (configs/suites/*.yaml)")
+    _work_arguments(suite)
+    suite.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    suite.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
+    suite.add_argument("--retry-failed", action="store_true", help="run cells recorded as failed again")
+    suite.set_defaults(handler=run_suite_command)
+
+    single = commands.add_parser("run", help="train and evaluate one cell from flags")
+    single.add_argument("--dataset", required=True, help="a registered dataset name")
+    single.add_argument("--model", required=True, help="a registered model name")
+    single.add_argument("--seed", type=int, default=0)
+    single.add_argument("--epochs", type=int)
+    single.add_argument("--steps", type=int)
+    single.add_argument("--batch-size", type=int, default=64)
+    single.add_argument("--set", dest="hyperparameters", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model hyperparameter (repeatable)")
+    single.add_argument("--data", dest="dataset_params", action="append", default=[], metavar="KEY=VALUE",
+                        help="a dataset parameter, e.g. --data size=32 (repeatable)")
+    single.add_argument("--metric", dest="metrics", action="append", metavar="NAME",
+                        help=f"a metric variant (repeatable; default: {', '.join(DEFAULT_METRICS)})")
+    single.add_argument("--label", help="the model's name in reports (default: the model name)")
+    _work_arguments(single)
+    single.set_defaults(handler=run_single_command)
+
+    report = commands.add_parser("report", help="write leaderboards, figures and an HTML report")
+    report.add_argument("source", type=Path, help="a suite YAML file, or a folder of results (e.g. runs/cells)")
+    report.add_argument("--out", type=Path, required=True, help="the report folder, e.g. reports/quick")
+    report.add_argument("--workdir", type=Path, default=None, help="work directory of a suite (default: runs)")
+    report.add_argument("--title", help="the report's title (default: the suite's name)")
+    report.add_argument("--reference", default="icm_vae", help="label that paired tests compare against")
+    report.set_defaults(handler=run_report_command)
+
+    ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a work directory")
+    ui.add_argument("--workdir", type=Path, default=None, help="work directory (default: runs)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(handler=run_ui_command)
     return parser
+
+
+DEFAULT_METRICS = ("dci@reg", "mcc@pearson", "irs@dlib", "r2@linear", "mic@aligned", "counterfactual@probe")
+
+
+def _work_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--workdir", type=Path, default=None, help="work directory (default: $CRLBENCH_WORKDIR or runs)")
+    tracking = command.add_mutually_exclusive_group()
+    tracking.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
+    tracking.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
+
+def _workdir(args: argparse.Namespace) -> Path:
+    return args.workdir if args.workdir is not None else Path(os.environ.get("CRLBENCH_WORKDIR", "runs"))
+
+
+def _tracking_uri(args: argparse.Namespace, workdir: Path) -> str | None:
+    if args.no_tracking:
+        return None
+    if args.tracking_uri:
+        return args.tracking_uri
+    from bench.tracking import default_tracking_uri
+
+    return default_tracking_uri(workdir)
+
+
+def run_suite_command(args: argparse.Namespace) -> int:
+    from bench.suite_config import load_suite
+
+    config = load_suite(args.config)
+    return _run_suite(config, args)
+
+
+def run_single_command(args: argparse.Namespace) -> int:
+    from bench.suite_config import suite_from_dict
+
+    budget = {key: value for key, value in (("epochs", args.epochs), ("steps", args.steps)) if value is not None}
+    model = {"name": args.model, "hyperparameters": _key_values(args.hyperparameters, "--set")}
+    if args.label:
+        model["label"] = args.label
+    data = {
+        "name": "run",
+        "seeds": [args.seed],
+        "budget": {**budget, "batch_size": args.batch_size},
+        "datasets": [{"name": args.dataset, "params": _key_values(args.dataset_params, "--data")}],
+        "models": [model],
+        "metrics": list(args.metrics or DEFAULT_METRICS),
+    }
+    config = suite_from_dict(data, where="crlbench run")
+    return _run_suite(config, args)
+
+
+def _run_suite(config, args: argparse.Namespace) -> int:
+    from bench.suite import plan, run_suite
+
+    workdir = _workdir(args)
+    if getattr(args, "dry_run", False):
+        planned = plan(config, workdir)
+        print(f"suite {config.name}: {len(planned)} cells in {workdir}")
+        for item in planned:
+            note = " (checkpoint)" if item.resumable and item.state == "pending" else ""
+            print(f"  {item.cell.hash}  {item.state:<8} {item.cell.title}{note}")
+        counts = {state: sum(p.state == state for p in planned) for state in ("done", "stale", "failed", "pending")}
+        print("  " + ", ".join(f"{count} {state}" for state, count in counts.items()))
+        return 0
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        raise ConfigError(f"--workers must be a positive integer; got {workers}")
+    start = time.perf_counter()
+    summary = run_suite(config, workdir, workers=workers, tracking_uri=_tracking_uri(args, workdir))
+    seconds = time.perf_counter() - start
+    print(f"suite {config.name}: {summary.ok} ran, {summary.cached} already done, {summary.failed} failed "
+          f"in {seconds:.1f} s; results in {workdir / 'cells'}")
+    for title, error in summary.failures:
+        print(f"  failed: {title}: {error}")
+    return min(summary.failed, 99)
+
+
+def run_report_command(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+    from bench.results import load_records
+    from bench.runner import provenance
+
+    if args.source.suffix in (".yaml", ".yml"):
+        from bench.suite import plan
+        from bench.suite_config import load_suite
+        from bench.results import cell_dir, read_result
+
+        config = load_suite(args.source)
+        workdir = args.workdir if args.workdir is not None else Path(os.environ.get("CRLBENCH_WORKDIR", "runs"))
+        records = []
+        for item in plan(config, workdir):
+            record = read_result(cell_dir(workdir, item.cell.hash))
+            if record is not None:
+                record["_dir"] = str(cell_dir(workdir, item.cell.hash))
+                record["cell"]["label"] = item.cell.label
+                records.append(record)
+        title = args.title or config.name
+        missing = len(config.cells()) - len(records)
+        if missing:
+            print(f"crlbench: warning: {missing} of {len(config.cells())} cells of {config.name} have no result yet", file=sys.stderr)
+    elif args.source.is_dir():
+        records = load_records(args.source)
+        title = args.title or args.source.name
+    else:
+        raise ConfigError(f"{args.source}: expected a suite YAML file or a folder of results")
+    if not records:
+        raise ConfigError(f"{args.source}: no results found (run the suite first)")
+    start = time.perf_counter()
+    files = write_report(records, args.out, title=title, reference_label=args.reference,
+                         provenance={"report_commit": provenance()["git_commit"]})
+    print(f"wrote {len(files)} files to {args.out} in {time.perf_counter() - start:.1f} s ({len(records)} cells)")
+    return 0
+
+
+def run_ui_command(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from bench.tracking import ui_command
+
+    command = ui_command(_workdir(args), port=args.port)
+    print("starting: " + " ".join(command))
+    return subprocess.call(command)
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, Any]:
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+        values[key] = yaml.safe_load(text)
+    return values
 
 
 def _dataset_arguments(command: argparse.ArgumentParser) -> None:

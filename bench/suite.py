@@ -106,18 +106,11 @@ def _tracker(config: SuiteConfig, uri: str | None):
     if uri is None:
         return None
     from bench.runner import provenance
-    from bench.tracking import SuiteTracker, check_tracking
+    from bench.tracking import SuiteTracker, check_tracking, provenance_tags
 
     check_tracking(uri)
     return SuiteTracker(uri, config.name, config=config.to_dict(), config_path=config.source,
-                        tags=_flat_tags(provenance()))
-
-
-def _flat_tags(provenance: dict[str, Any]) -> dict[str, str]:
-    tags = {f"crlbench.version.{name}": str(version) for name, version in provenance["versions"].items()}
-    tags["crlbench.git_commit"] = str(provenance["git_commit"])
-    tags["crlbench.host"] = str(provenance["host"])
-    return tags
+                        tags=provenance_tags(provenance()))
 
 
 def record_title(record: dict[str, Any]) -> str:

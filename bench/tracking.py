@@ -1,0 +1,486 @@
+"""MLflow tracking: one experiment per suite, one parent run per invocation, one child run per cell.
+
+Cells run in worker processes that never talk to MLflow. The main process logs each cell after it
+finishes, from its result record and cell folder (``bench.results``), so a SQLite store has a single
+writer. The result files stay the source of truth: an MLflow error while logging a cell is a
+warning, never a failed suite.
+
+What a cell's child run holds (named ``<dataset>/<label>/seed<seed>``):
+
+- params: ``dataset``, ``model``, ``label``, ``seed``, ``suite``, ``budget.<field>``,
+  ``hp.<hyperparameter>``, ``data.<dataset parameter>`` (nested values flattened with ``.``);
+- metrics: ``train/<loss term>`` per epoch (``step`` = epoch, counted from 1 as the trainer does),
+  every final score under :func:`metric_name` of its key, and ``time/<timing>`` in seconds
+  (``time/metrics_s/<variant>`` for the per-metric times);
+- tags: ``crlbench.cell_hash``, ``crlbench.status``, ``crlbench.suite``, :func:`provenance_tags`
+  (git commit, host, ``crlbench.lib.<library>`` versions), and for a failed cell
+  ``crlbench.error`` (``Type: message``) with the traceback as the run's description;
+- artefacts: ``result.json``, ``history.json``, ``metrics/*.json``, ``metrics/*.npz``,
+  ``interventions.npz`` and any ``*.png`` (never ``checkpoint/`` or ``latents.npz``).
+
+Score names: MLflow 3.17 accepts metric names made of alphanumerics, ``_ - . / space`` (and ``:``
+outside Windows). Metric variants are named like ``dci@reg``, so every other character, ``@``
+included, becomes ``_``: ``dci@reg.disentanglement`` is logged as ``dci_reg.disentanglement``.
+
+With a SQLite store the artefacts live beside the database, in ``<store folder>/mlartifacts``,
+rather than in MLflow's default ``./mlruns`` of whatever directory the suite was started from.
+
+Importing this module does not import mlflow (seconds); it loads on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import numbers
+import os
+import re
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import bench
+from bench.errors import ConfigError, accepted
+from bench.results import RESULT
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+DATABASE = "mlflow.db"
+ARTIFACTS = "mlartifacts"
+CHECK_TIMEOUT_S = 5
+TAG_LIMIT = 8000  # MLflow's MAX_TAG_VAL_LENGTH
+SQL_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+SCHEMES = ("sqlite", "http", "https", *SQL_PORTS)
+CELL_FILES = ("history.json", "interventions.npz")
+CELL_FOLDERS_SKIPPED = ("checkpoint",)
+_NOT_IN_NAMES = re.compile(r"[^\w./\- ]")  # MLflow's allowed name characters, less the colon (Windows)
+_BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
+
+
+class TrackingUnavailable(ConfigError):
+    """The MLflow tracking URI cannot be used: refused, unreachable or not writable."""
+
+
+def default_tracking_uri(workdir: str | os.PathLike) -> str:
+    """``sqlite:///<absolute workdir>/mlflow.db``, creating the work directory."""
+    folder = Path(workdir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return _sqlite_uri(folder)
+
+
+def ui_command(workdir: str | os.PathLike, port: int = 5000) -> list[str]:
+    """The argv that starts the MLflow UI on 127.0.0.1:``port`` for ``workdir``'s SQLite store."""
+    folder = Path(workdir).resolve()
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", _sqlite_uri(folder),
+            "--artifacts-destination", str(folder / ARTIFACTS),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+
+
+def metric_name(key: str) -> str:
+    """The MLflow metric name of a score key: characters MLflow refuses (``@``) become ``_``."""
+    return _NOT_IN_NAMES.sub("_", key)
+
+
+def provenance_tags(provenance: Mapping[str, Any]) -> dict[str, str]:
+    """Run tags from a result record's ``provenance``: git commit, host and library versions."""
+    tags = {f"crlbench.lib.{name}": str(version) for name, version in (provenance.get("versions") or {}).items()}
+    for key in ("git_commit", "host"):
+        if provenance.get(key) is not None:
+            tags[f"crlbench.{key}"] = str(provenance[key])
+    return tags
+
+
+def check_tracking(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """Fail fast, before any training, when MLflow cannot track to ``uri``.
+
+    Accepts ``sqlite:///path``, ``http(s)://`` tracking servers and SQL databases
+    (``postgresql+psycopg2://``, ``mysql``, ``mssql``); refuses ``file:`` stores, which MLflow 3
+    keeps only in maintenance mode. A SQLite file is checked for being writable; a server or
+    database for answering within ``timeout_s`` seconds, without MLflow's minutes of retries.
+    Creates a new SQLite store's tables (a few seconds, once).
+
+    Raises:
+        TrackingUnavailable: naming the URI (password hidden) and what went wrong.
+    """
+    scheme = _scheme(uri)
+    shown = _redacted(uri)
+    if scheme in ("", "file"):
+        raise TrackingUnavailable(
+            f"tracking URI {shown!r}: MLflow 3 no longer writes file stores (./mlruns); use "
+            f"sqlite:///path/to/mlflow.db, an http(s):// tracking server or postgresql+psycopg2://...")
+    if scheme not in SCHEMES:
+        raise TrackingUnavailable(f"tracking URI {shown!r}: unknown scheme {scheme!r}; accepted: {accepted(SCHEMES)}")
+    if scheme == "sqlite":
+        _check_sqlite_file(uri, timeout_s)
+    elif scheme in SQL_PORTS:
+        _check_database(uri, scheme, timeout_s)
+    try:
+        with _quick_http(timeout_s):
+            _client(uri).search_experiments(max_results=1)
+    except Exception as error:  # noqa: BLE001 - any failure here means the store is unusable
+        raise TrackingUnavailable(f"tracking URI {shown!r}: MLflow cannot use the store: {_first_line(error)}") from error
+
+
+class SuiteTracker:
+    """The MLflow record of one suite invocation, as a context manager.
+
+    ``with SuiteTracker(uri, "quick", config, "configs/suites/quick.yaml", tags) as tracker:`` uses
+    the experiment ``crlbench/<suite_name>`` (created when missing, restored when deleted), starts
+    a parent run ``<suite_name>-<UTC time>`` tagged with ``tags`` and the crlbench version, and
+    logs the suite config (``suite.json``, and the file at ``config_path`` under ``config/``).
+    Call :meth:`log_cell` for each finished cell and :meth:`finish` with the counts. Leaving the
+    block ends the parent run FINISHED, or FAILED if an exception escaped (KILLED on Ctrl-C).
+
+    ``artifact_location`` sets where a new experiment keeps artefacts; the default is
+    ``<store folder>/mlartifacts/crlbench-<suite>`` for SQLite and the server's choice otherwise.
+    """
+
+    def __init__(self, uri: str, suite_name: str, config: Mapping[str, Any], config_path: str | os.PathLike | None = None,
+                 tags: Mapping[str, Any] | None = None, artifact_location: str | None = None) -> None:
+        self.uri = uri
+        self.suite_name = suite_name
+        self.config = config
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.tags = dict(tags or {})
+        self.artifact_location = artifact_location
+        self.experiment_name = f"crlbench/{suite_name}"
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._client: MlflowClient | None = None
+
+    def __enter__(self) -> SuiteTracker:
+        try:
+            self._client = _client(self.uri)
+            self.experiment_id = self._experiment()
+            self._start_parent()
+        except Exception as error:  # noqa: BLE001 - reported as the user's URI being unusable
+            _mark_broken(self._client, self.parent_run_id, error)
+            raise TrackingUnavailable(
+                f"tracking URI {_redacted(self.uri)!r}: cannot start the suite's run: {_first_line(error)}") from error
+        log.info("MLflow: experiment %s, run %s%s", self.experiment_name, self.parent_run_id, self._link())
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        status = "FINISHED" if exc_type is None else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        try:
+            self._require().set_terminated(self.parent_run_id, status=status)
+        except Exception as error:  # noqa: BLE001 - never mask the suite's own outcome
+            log.warning("MLflow: could not end run %s as %s: %s", self.parent_run_id, status, _first_line(error))
+
+    def log_cell(self, record: Mapping[str, Any], cell_dir: str | os.PathLike) -> str | None:
+        """Log a finished cell as a child run; its id, or None (and a warning) if MLflow failed."""
+        client, cell = self._require(), record.get("cell") or {}
+        title = f"{cell.get('dataset')}/{cell.get('label')}/seed{cell.get('seed')}"
+        run_id = None
+        try:
+            start_ms, end_ms = _cell_times(record)
+            run = client.create_run(self.experiment_id, start_time=start_ms, run_name=title,
+                                    tags={"mlflow.parentRunId": self.parent_run_id})
+            run_id = run.info.run_id
+            _log_batch(client, run_id, metrics=_cell_metrics(record, end_ms), params=_cell_params(cell),
+                       tags=_cell_tags(record))
+            _log_cell_files(client, run_id, record, Path(cell_dir))
+            client.set_terminated(run_id, status="FINISHED" if record.get("status") == "ok" else "FAILED",
+                                  end_time=end_ms)
+        except Exception as error:  # noqa: BLE001 - the result files are the source of truth
+            log.warning("MLflow: could not log cell %s (%s): %s", title, record.get("hash"), _first_line(error))
+            _mark_broken(client, run_id, error)
+            return None
+        return run_id
+
+    def finish(self, ok: int, failed: int, cached: int) -> None:
+        """Log the parent run's cell counts (``cells_ok``, ``cells_failed``, ``cells_cached``)."""
+        counts = {"cells_ok": ok, "cells_failed": failed, "cells_cached": cached}
+        try:
+            _log_batch(self._require(), self.parent_run_id, metrics=_metrics(counts, _now_ms()))
+        except Exception as error:  # noqa: BLE001 - the summary is also printed and stored in files
+            log.warning("MLflow: could not log the suite's cell counts: %s", _first_line(error))
+
+    def _link(self) -> str:
+        if _scheme(self.uri) not in ("http", "https"):
+            return ""
+        return f" at {_redacted(self.uri).rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.parent_run_id}"
+
+    def _require(self) -> MlflowClient:
+        if self._client is None or self.parent_run_id is None:
+            raise RuntimeError("SuiteTracker is used outside its `with` block")
+        return self._client
+
+    def _experiment(self) -> str:
+        client = self._client
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            try:
+                return client.create_experiment(self.experiment_name, artifact_location=self._artifact_location())
+            except Exception:  # another invocation may have created it meanwhile
+                experiment = client.get_experiment_by_name(self.experiment_name)
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            log.info("MLflow: restoring the deleted experiment %s", self.experiment_name)
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+
+    def _artifact_location(self) -> str | None:
+        if self.artifact_location is not None or _scheme(self.uri) != "sqlite":
+            return self.artifact_location
+        store = _sqlite_path(self.uri).resolve().parent
+        return (store / ARTIFACTS / re.sub(r"[^\w.-]", "_", f"crlbench-{self.suite_name}")).as_uri()
+
+    def _start_parent(self) -> None:
+        client = self._client
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        tags = {"crlbench.version": bench.__version__, "crlbench.suite": self.suite_name, **self.tags}
+        if self.config_path is not None:
+            tags["crlbench.config_path"] = str(self.config_path)
+        run = client.create_run(self.experiment_id, run_name=f"{self.suite_name}-{stamp}")
+        run_id = self.parent_run_id = run.info.run_id
+        _log_batch(client, run_id, tags=_tags(tags))
+        client.log_text(run_id, json.dumps(self.config, indent=1, default=str), "suite.json")
+        if self.config_path is not None and self.config_path.is_file():
+            client.log_artifact(run_id, str(self.config_path), "config")
+
+
+# --- one cell -----------------------------------------------------------------------------------
+
+def _cell_params(cell: Mapping[str, Any]) -> list:
+    from mlflow.entities import Param
+
+    values = {key: cell.get(key) for key in ("dataset", "model", "label", "seed", "suite")}
+    values.update(_flat(cell.get("budget") or {}, "budget"))
+    values.update(_flat(cell.get("hyperparameters") or {}, "hp"))
+    values.update(_flat(cell.get("dataset_params") or {}, "data"))
+    return [Param(metric_name(key), _text(value)) for key, value in values.items()]
+
+
+def _cell_metrics(record: Mapping[str, Any], timestamp_ms: int) -> list:
+    from mlflow.entities import Metric
+
+    history = (record.get("history") or {}).get("epochs") or []
+    metrics = [Metric(metric_name(f"train/{term}"), float(value), timestamp_ms, epoch)
+               for epoch, terms in enumerate(history, start=1) for term, value in terms.items() if _is_number(value)]
+    metrics += _metrics({metric_name(key): value for key, value in (record.get("scores") or {}).items()}, timestamp_ms)
+    timings = _flat(record.get("timings") or {}, "time", separator="/")
+    metrics += _metrics({metric_name(key): value for key, value in timings.items()}, timestamp_ms)
+    return metrics
+
+
+def _cell_tags(record: Mapping[str, Any]) -> list:
+    cell = record.get("cell") or {}
+    tags = {"crlbench.cell_hash": record.get("hash") or cell.get("hash"), "crlbench.status": record.get("status"),
+            "crlbench.suite": cell.get("suite"), **provenance_tags(record.get("provenance") or {})}
+    error = record.get("error")
+    if error:
+        tags["crlbench.error"] = _clip(f"{error.get('type')}: {error.get('message')}", keep="head")
+        if error.get("traceback"):
+            tags["mlflow.note.content"] = _clip(f"```\n{error['traceback']}\n```", keep="tail")
+    return _tags(tags)
+
+
+def _log_cell_files(client: MlflowClient, run_id: str, record: Mapping[str, Any], folder: Path) -> None:
+    if (folder / RESULT).is_file():
+        client.log_artifact(run_id, str(folder / RESULT))
+    else:  # a record handed over before (or without) its file
+        plain = {key: value for key, value in record.items() if not key.startswith("_")}
+        client.log_text(run_id, json.dumps(plain, indent=1, default=str), RESULT)
+    for path in _cell_files(folder):
+        parent = path.parent.relative_to(folder).as_posix()
+        client.log_artifact(run_id, str(path), None if parent == "." else parent)
+
+
+def _cell_files(folder: Path) -> Iterator[Path]:
+    for name in CELL_FILES:
+        if (folder / name).is_file():
+            yield folder / name
+    for pattern in ("*.json", "*.npz"):
+        yield from sorted((folder / "metrics").glob(pattern))
+    for path in sorted(folder.rglob("*.png")):
+        if path.relative_to(folder).parts[0] not in CELL_FOLDERS_SKIPPED:
+            yield path
+
+
+def _cell_times(record: Mapping[str, Any]) -> tuple[int, int]:
+    """The cell's start and end (ms since the epoch), from its finishing time and total duration."""
+    end_ms = _now_ms()
+    finished = (record.get("provenance") or {}).get("finished_at")
+    if finished:
+        with contextlib.suppress(ValueError, TypeError):
+            end_ms = int(datetime.datetime.fromisoformat(finished).timestamp() * 1000)
+    total = (record.get("timings") or {}).get("total_s")
+    return (end_ms - int(total * 1000) if _is_number(total) else end_ms), end_ms
+
+
+def _mark_broken(client: MlflowClient | None, run_id: str | None, error: Exception) -> None:
+    """End a half-logged run FAILED, so the UI does not show it running forever."""
+    if client is None or run_id is None:
+        return
+    with contextlib.suppress(Exception):
+        client.set_tag(run_id, "crlbench.tracking_error", _clip(_first_line(error), keep="head"))
+    with contextlib.suppress(Exception):
+        client.set_terminated(run_id, status="FAILED")
+
+
+# --- MLflow plumbing ----------------------------------------------------------------------------
+
+def _client(uri: str) -> MlflowClient:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # With a tracking server, MLflow writes two "View run" lines to stdout per ended run (a cell);
+    # the suite's own run link is logged by SuiteTracker instead.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _log_batch(client: MlflowClient, run_id: str, metrics: Sequence = (), params: Sequence = (), tags: Sequence = ()) -> None:
+    """``log_batch`` in chunks within MLflow's per-request limits."""
+    for kind, entities in (("metrics", metrics), ("params", params), ("tags", tags)):
+        size = _BATCH[kind]
+        for start in range(0, len(entities), size):
+            client.log_batch(run_id, **{kind: list(entities[start:start + size])})
+
+
+def _metrics(values: Mapping[str, Any], timestamp_ms: int) -> list:
+    from mlflow.entities import Metric
+
+    return [Metric(key, float(value), timestamp_ms, 0) for key, value in values.items() if _is_number(value)]
+
+
+def _tags(values: Mapping[str, Any]) -> list:
+    from mlflow.entities import RunTag
+
+    return [RunTag(metric_name(key), _clip(_text(value), keep="head")) for key, value in values.items() if value is not None]
+
+
+@contextlib.contextmanager
+def _quick_http(timeout_s: float) -> Iterator[None]:
+    """No retries and a short timeout for MLflow's HTTP requests, for the duration of a check."""
+    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(timeout_s)))}
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+def _check_sqlite_file(uri: str, timeout_s: float) -> None:
+    """The SQLite file can be created and written (MLflow itself would retry for minutes)."""
+    path = _sqlite_path(uri)
+    if str(path) in ("", ".", ":memory:"):
+        raise TrackingUnavailable(f"tracking URI {uri!r}: give a database file, as in sqlite:///path/to/{DATABASE}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path, timeout=timeout_s, isolation_level=None)) as database:
+            database.execute("PRAGMA schema_version")
+            database.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a read-only file
+            database.execute("ROLLBACK")
+    except (OSError, sqlite3.Error) as error:
+        raise TrackingUnavailable(f"tracking URI {uri!r}: cannot write the SQLite file {path}: {error}") from None
+
+
+def _check_database(uri: str, scheme: str, timeout_s: float) -> None:
+    """The database server answers and accepts the credentials (MLflow would retry for minutes)."""
+    parts, shown = urlsplit(uri), _redacted(uri)
+    if parts.hostname:
+        address = (parts.hostname, parts.port or SQL_PORTS[scheme])
+        try:
+            socket.create_connection(address, timeout=timeout_s).close()
+        except OSError as error:
+            raise TrackingUnavailable(f"tracking URI {shown!r}: cannot reach {address[0]}:{address[1]}: {error}") from None
+    try:
+        import sqlalchemy
+
+        timeout = {"connect_timeout": max(1, round(timeout_s))} if scheme in ("postgresql", "mysql") else {}
+        engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool, connect_args=timeout)
+        with engine.connect():
+            pass
+    except ImportError as error:
+        raise TrackingUnavailable(f"tracking URI {shown!r}: the database driver is not installed ({error}); "
+                                  f"for PostgreSQL: pip install 'crlbench[postgres]'") from None
+    except Exception as error:  # noqa: BLE001 - sqlalchemy and driver errors alike
+        raise TrackingUnavailable(f"tracking URI {shown!r}: cannot connect: {_first_line(error)}") from None
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+def _sqlite_uri(folder: Path) -> str:
+    return f"sqlite:///{(folder / DATABASE).as_posix()}"
+
+
+def _sqlite_path(uri: str) -> Path:
+    """The file of a ``sqlite:///`` URI (relative after three slashes, absolute after four)."""
+    return Path(uri.removeprefix("sqlite://").removeprefix("/").split("?", 1)[0])
+
+
+def _scheme(uri: str) -> str:
+    scheme = urlsplit(uri).scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter: a plain path
+        return ""
+    return scheme.split("+", 1)[0]
+
+
+def _redacted(uri: str) -> str:
+    """``uri`` with its password, if any, replaced by ``***``."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return uri.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _flat(values: Mapping[str, Any], prefix: str, separator: str = ".") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{separator}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, name, separator))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _clip(text: str, keep: str) -> str:
+    """``text`` within MLflow's tag length, keeping its head (a message) or tail (a traceback)."""
+    if len(text) <= TAG_LIMIT:
+        return text
+    mark = "\n[...]\n"
+    room = TAG_LIMIT - len(mark)
+    return text[:room] + mark if keep == "head" else mark + text[-room:]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:500]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,259 @@
+"""MLflow tracking: a suite's parent run, its cells' child runs, the fail-fast URI check, the UI command.
+
+One SQLite store per module: creating MLflow's tables takes seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import results
+from bench.tracking import SuiteTracker, TrackingUnavailable, check_tracking, default_tracking_uri, metric_name, ui_command
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+SUITE = "tracking-test"
+EPOCHS = 4
+PROVENANCE = {"versions": {"crlbench": "0.1.0", "python": "3.11.7", "torch": "2.5.0", "numpy": "2.1.0"},
+              "git_commit": "abc123", "host": "testhost", "finished_at": "2026-01-02T03:04:05+00:00"}
+
+
+def _record(cell_hash: str, seed: int, status: str) -> dict:
+    record = {
+        "schema": 1, "hash": cell_hash, "status": status,
+        "cell": {"hash": cell_hash, "suite": SUITE, "dataset": "pendulum", "dataset_params": {"n_train": 500},
+                 "model": "beta_vae", "label": "beta_vae", "hyperparameters": {"beta": 4.0, "latent_dim": 4},
+                 "seed": seed, "budget": {"epochs": EPOCHS, "steps": None, "batch_size": 64},
+                 "metrics": [{"name": "dci@reg", "options": {}}], "evaluation": {"split": "test"}},
+        "factors": ["pendulum_angle", "light_angle", "shadow_length", "shadow_position"],
+        "error": None, "scores": {}, "metrics": {}, "history": {"epochs": [], "steps": 0},
+        "timings": {"total_s": 2.5}, "provenance": PROVENANCE,
+    }
+    if status == "ok":
+        record.update(
+            scores={"dci@reg.disentanglement": 0.75, "dci@reg.completeness": 0.5, "reconstruction.mse": 0.01},
+            history={"epochs": [{"loss": 10.0 - epoch, "kl": 1.0} for epoch in range(EPOCHS)], "steps": 40},
+            timings={"train_s": 1.5, "encode_s": 0.5, "metrics_s": {"dci@reg": 0.4}, "total_s": 2.5})
+    else:
+        record["error"] = {"type": "FloatingPointError", "message": "loss 'kl' is nan at step 7",
+                           "traceback": "Traceback (most recent call last):\n  ...\nFloatingPointError: nan"}
+    return record
+
+
+def _cell_folder(workdir: Path, record: dict) -> Path:
+    folder = results.cell_dir(workdir, record["hash"])
+    results.write_json(folder / results.RESULT, record)
+    if record["status"] == "ok":
+        results.write_json(folder / "history.json", record["history"])
+        results.write_json(folder / "metrics" / "dci@reg.json", {"scores": {"disentanglement": 0.75}})
+        results.write_npz(folder / "metrics" / "dci@reg.npz", {"importance": np.eye(4)})
+        (folder / "checkpoint").mkdir()
+        (folder / "checkpoint" / "last.pt").write_bytes(b"weights")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict:
+    """A suite invocation with an ok cell and a failed cell, logged to a fresh SQLite store."""
+    workdir = tmp_path_factory.mktemp("runs")
+    uri = default_tracking_uri(workdir)
+    config_path = workdir / "suite.yaml"
+    config_path.write_text(f"name: {SUITE}\nseeds: [0, 1]\n")
+    ok, failed = _record("aaaa000000000000", 0, "ok"), _record("bbbb000000000000", 1, "failed")
+    with SuiteTracker(uri, SUITE, {"name": SUITE, "seeds": [0, 1]}, config_path, tags={"crlbench.git_commit": "abc123"}) as tracker:
+        ok_id = tracker.log_cell(ok, _cell_folder(workdir, ok))
+        failed_id = tracker.log_cell(failed, _cell_folder(workdir, failed))
+        tracker.finish(ok=1, failed=1, cached=0)
+    return {"workdir": workdir, "uri": uri, "parent": tracker.parent_run_id, "ok": ok_id, "failed": failed_id}
+
+
+def _client(store):
+    import mlflow
+
+    return mlflow.MlflowClient(store["uri"])
+
+
+def _search(store):
+    import mlflow
+
+    mlflow.set_tracking_uri(store["uri"])
+    try:
+        return mlflow.search_runs(experiment_names=[f"crlbench/{SUITE}"]).set_index("run_id")
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_default_tracking_uri_is_a_sqlite_file_in_the_workdir(tmp_path):
+    uri = default_tracking_uri(tmp_path / "new")
+    assert uri == f"sqlite:///{(tmp_path / 'new').resolve()}/mlflow.db"
+    assert (tmp_path / "new").is_dir()
+
+
+def test_a_suite_is_a_parent_run_with_one_child_per_cell(store):
+    runs = _search(store)
+    assert len(runs) == 3
+    children = runs[runs["tags.mlflow.parentRunId"] == store["parent"]]
+    assert set(children.index) == {store["ok"], store["failed"]}
+    assert runs.loc[store["parent"], "tags.mlflow.runName"].startswith(f"{SUITE}-")
+    assert children.loc[store["ok"], "tags.mlflow.runName"] == "pendulum/beta_vae/seed0"
+
+
+def test_cell_params_cover_the_cell_its_budget_hyperparameters_and_dataset_params(store):
+    params = _client(store).get_run(store["ok"]).data.params
+    assert params["dataset"] == "pendulum" and params["model"] == "beta_vae" and params["seed"] == "0"
+    assert params["budget.epochs"] == str(EPOCHS) and params["budget.batch_size"] == "64"
+    assert params["hp.beta"] == "4.0" and params["hp.latent_dim"] == "4"
+    assert params["data.n_train"] == "500"
+
+
+def test_loss_terms_are_logged_per_epoch(store):
+    history = _client(store).get_metric_history(store["ok"], "train/loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, EPOCHS + 1))
+    assert sorted(history, key=lambda m: m.step)[0].value == 10.0
+
+
+def test_final_scores_and_timings_are_metrics_with_mlflow_names(store):
+    metrics = _client(store).get_run(store["ok"]).data.metrics
+    assert metrics["dci_reg.disentanglement"] == 0.75
+    assert metrics["reconstruction.mse"] == 0.01
+    assert metrics["time/train_s"] == 1.5 and metrics["time/metrics_s/dci_reg"] == 0.4
+
+
+def test_score_keys_map_to_valid_metric_names():
+    assert metric_name("dci@reg.disentanglement") == "dci_reg.disentanglement"
+    assert metric_name("counterfactual@probe.error") == "counterfactual_probe.error"
+    assert metric_name("mig.score") == "mig.score"
+
+
+def test_run_statuses_follow_the_cells_and_the_suite(store):
+    client = _client(store)
+    assert client.get_run(store["ok"]).info.status == "FINISHED"
+    assert client.get_run(store["failed"]).info.status == "FAILED"
+    assert client.get_run(store["parent"]).info.status == "FINISHED"
+
+
+def test_a_failed_cell_carries_its_error_tag(store):
+    tags = _client(store).get_run(store["failed"]).data.tags
+    assert tags["crlbench.status"] == "failed"
+    assert tags["crlbench.error"] == "FloatingPointError: loss 'kl' is nan at step 7"
+    assert "Traceback" in tags["mlflow.note.content"]
+
+
+def test_cell_tags_record_hash_commit_and_versions(store):
+    tags = _client(store).get_run(store["ok"]).data.tags
+    assert tags["crlbench.cell_hash"] == "aaaa000000000000"
+    assert tags["crlbench.git_commit"] == "abc123" and tags["crlbench.lib.torch"] == "2.5.0"
+
+
+def test_cell_artifacts_are_uploaded_without_the_checkpoint(store):
+    client = _client(store)
+    top = {item.path for item in client.list_artifacts(store["ok"])}
+    assert {"result.json", "history.json", "metrics"} <= top and "checkpoint" not in top
+    assert {item.path for item in client.list_artifacts(store["ok"], "metrics")} == {"metrics/dci@reg.json", "metrics/dci@reg.npz"}
+    assert {item.path for item in client.list_artifacts(store["failed"])} == {"result.json"}
+
+
+def test_artifacts_live_beside_the_sqlite_store(store):
+    artifact_uri = _client(store).get_run(store["ok"]).info.artifact_uri
+    assert artifact_uri.startswith((store["workdir"].resolve() / "mlartifacts").as_uri())
+
+
+def test_the_parent_run_holds_the_config_and_cell_counts(store):
+    client = _client(store)
+    parent = client.get_run(store["parent"])
+    assert parent.data.metrics == {"cells_ok": 1.0, "cells_failed": 1.0, "cells_cached": 0.0}
+    assert parent.data.tags["crlbench.version"] and parent.data.tags["crlbench.git_commit"] == "abc123"
+    paths = {item.path for item in client.list_artifacts(store["parent"])}
+    assert "suite.json" in paths and "config" in paths
+
+
+def test_an_escaping_exception_fails_the_parent_run(store):
+    with pytest.raises(RuntimeError, match="boom"):
+        with SuiteTracker(store["uri"], "tracking-crash", {}) as tracker:
+            raise RuntimeError("boom")
+    assert _client(store).get_run(tracker.parent_run_id).info.status == "FAILED"
+
+
+def test_an_mlflow_error_while_logging_a_cell_is_a_warning(store, caplog, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    record = _record("cccc000000000000", 2, "ok")
+    with SuiteTracker(store["uri"], "tracking-broken", {}) as tracker:
+        def broken(*args, **kwargs):
+            raise MlflowException("database is locked")
+
+        monkeypatch.setattr(tracker._client, "log_batch", broken)
+        with caplog.at_level(logging.WARNING, logger="bench.tracking"):
+            assert tracker.log_cell(record, store["workdir"] / "missing") is None
+    assert "database is locked" in caplog.text and "pendulum/beta_vae/seed2" in caplog.text
+    child = _client(store).search_runs([tracker.experiment_id], f"tags.mlflow.parentRunId = '{tracker.parent_run_id}'")
+    assert [run.info.status for run in child] == ["FAILED"]
+
+
+def test_check_tracking_accepts_a_working_sqlite_store(store):
+    check_tracking(store["uri"])
+
+
+def test_check_tracking_fails_fast_on_an_unreachable_server():
+    start = time.perf_counter()
+    with pytest.raises(TrackingUnavailable, match="http://127.0.0.1:9"):
+        check_tracking("http://127.0.0.1:9")
+    assert time.perf_counter() - start < 10
+
+
+def test_check_tracking_gives_up_on_a_server_that_never_answers():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        start = time.perf_counter()
+        with pytest.raises(TrackingUnavailable, match=uri):
+            check_tracking(uri, timeout_s=1)
+    assert time.perf_counter() - start < 5
+
+
+def test_check_tracking_fails_fast_on_an_unreachable_database_and_hides_the_password():
+    with pytest.raises(TrackingUnavailable) as caught:
+        check_tracking("postgresql+psycopg2://crl:secret@127.0.0.1:9/crlbench", timeout_s=2)
+    assert "127.0.0.1:9" in str(caught.value) and "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("uri", ["file:///tmp/mlruns", "./mlruns"])
+def test_check_tracking_refuses_file_stores(uri):
+    with pytest.raises(TrackingUnavailable, match="file stores"):
+        check_tracking(uri)
+
+
+def test_check_tracking_refuses_an_unwritable_sqlite_path(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    uri = f"sqlite:///{tmp_path}/a_file/mlflow.db"
+    with pytest.raises(TrackingUnavailable, match="cannot write the SQLite file") as caught:
+        check_tracking(uri)
+    assert uri in str(caught.value)
+
+
+def test_check_tracking_refuses_a_file_that_is_not_a_database(tmp_path):
+    (tmp_path / "mlflow.db").write_text("x" * 200)
+    with pytest.raises(TrackingUnavailable, match="not a database"):
+        check_tracking(f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def test_ui_command_binds_localhost_to_the_workdir_store(tmp_path):
+    argv = ui_command(tmp_path, port=5123)
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--port") + 1] == "5123" and argv[argv.index("--workers") + 1] == "1"
+    assert f"sqlite:///{tmp_path.resolve()}/mlflow.db" in argv
+
+
+def test_importing_tracking_does_not_import_mlflow():
+    code = "import sys, bench.tracking; assert 'mlflow' not in sys.modules, 'mlflow imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
