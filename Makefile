@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
+SUITE ?= configs/suites/quick.yaml
+WORKERS ?= 2
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
@@ -18,16 +20,19 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench,postgres]"
 	touch $(STAMP)
 
-# The main job on embedded defaults: generate the three datasets into $(WORKDIR)/data and write a
-# sample grid with ground-truth intervention strips for each into $(WORKDIR)/samples.
+# The main job on embedded defaults: run $(SUITE) (the quick suite: every model on every dataset,
+# three seeds, within an hour on 2 cores) into $(WORKDIR) with MLflow on $(WORKDIR)/mlflow.db, write
+# its report to $(WORKDIR)/reports/<suite>, and draw each dataset's sample grid to $(WORKDIR)/samples.
+# A rerun skips finished cells. CI runs it with SUITE=configs/suites/smoke.yaml.
 bench: setup
 	for name in pendulum flow causal_circuit; do \
-	  $(BIN)/crlbench data generate $$name --workdir $(WORKDIR) && \
 	  $(BIN)/crlbench data show $$name --workdir $(WORKDIR) --out $(WORKDIR)/samples/$$name.png || exit 1; \
 	done
+	$(BIN)/crlbench suite $(SUITE) --workdir $(WORKDIR) --workers $(WORKERS)
+	$(BIN)/crlbench report $(SUITE) --workdir $(WORKDIR) --out $(WORKDIR)/reports/$(basename $(notdir $(SUITE)))
 
 test: setup
 	$(BIN)/python -m pytest

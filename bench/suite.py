@@ -64,7 +64,8 @@ def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tra
               retry_failed: bool = False, progress: bool = True) -> SuiteSummary:
     """Run the suite's unfinished cells; with ``tracking_uri`` each cell becomes an MLflow child run.
 
-    The tracking store is checked before any training, so an unreachable server fails at once.
+    The tracking store is checked before any training, so an unreachable server fails at once; a
+    rerun with nothing left to do opens no run (and does not import MLflow).
     """
     workdir = Path(workdir)
     planned = plan(config, workdir)
@@ -79,7 +80,7 @@ def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tra
                 summary.failures.append((p.cell.title, _error_line(record)))
             else:
                 summary.cached += 1
-    tracker = _tracker(config, tracking_uri)
+    tracker = _tracker(config, tracking_uri) if to_run else None  # nothing to run: no empty parent run
 
     def on_result(record: dict[str, Any]) -> None:
         summary.records.append(record)
