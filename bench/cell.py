@@ -65,7 +65,7 @@ class Cell:
         """What the hash covers, with every default resolved."""
         dataset_class = registry.registry("dataset").get(self.dataset)
         model_class = registry.registry("model").get(self.model)
-        return {
+        identity = {
             "crlbench": bench.__version__,
             "dataset": {"name": self.dataset, "version": str(dataset_class.version),
                         "params": _resolved(dataset_class.Params, self.dataset_params, self.dataset)},
@@ -75,6 +75,11 @@ class Cell:
             "budget": dataclasses.asdict(self.budget),
             "device": self.device,
         }
+        if self.evaluation.split not in dataset_class.split_names:  # trained without the held-out part
+            from bench.runner import VALIDATION_FRACTION
+
+            identity["validation_holdout"] = VALIDATION_FRACTION
+        return identity
 
     def to_dict(self) -> dict[str, Any]:
         """The cell as the result record stores it."""

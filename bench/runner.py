@@ -15,6 +15,7 @@ Any exception becomes a ``failed`` record naming the error; the caller goes on w
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import logging
@@ -22,7 +23,7 @@ import platform
 import subprocess
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,22 @@ from bench.train import build_model, train
 log = logging.getLogger(__name__)
 
 EVALUATION_STREAM, METRIC_STREAM = 3, 4
+VALIDATION_FRACTION = 0.1  # of the training split, held out when a dataset has no val split
+VALIDATION_SEED = 0  # the holdout is the same for every cell seed: trials are compared on one set
 ENCODE_BATCH = 256
 RECONSTRUCTION_SAMPLES = 256
 DEFAULT_FACTOR_BINS = 20  # disentanglement_lib's binning of continuous factors for discrete-only metrics
 EpochHook = Callable[[str, int, int], None]  # (cell hash, epochs done, epochs in the budget)
+ModelHook = Callable[[Any, int, dict[str, float]], None]  # (model, epochs done, mean losses of that epoch)
 
 
-def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoch: EpochHook | None = None) -> dict[str, Any]:
-    """Run ``cell`` under ``workdir`` and return its record (also written to ``cells/<hash>/result.json``)."""
+def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoch: EpochHook | None = None,
+             epoch_hooks: Sequence[ModelHook] = (), propagate: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
+    """Run ``cell`` under ``workdir`` and return its record (also written to ``cells/<hash>/result.json``).
+
+    ``epoch_hooks`` see the model after every epoch (Optuna's pruning reports from there); an
+    exception of a type in ``propagate`` (``optuna.TrialPruned``) is re-raised, not recorded.
+    """
     directory = cell_dir(workdir, cell.hash)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.rglob(".*.tmp"):  # left by a process killed mid-write; this cell is ours now
@@ -58,8 +67,10 @@ def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoc
     registry.load_plugins(cell.plugins)  # a worker process imports the suite's plugins itself
     record: dict[str, Any] = {"schema": SCHEMA, "hash": cell.hash, "status": "ok", "cell": cell.to_dict(), "error": None}
     try:
-        record.update(_evaluate(cell, Path(workdir), directory, timings, progress, on_epoch))
+        record.update(_evaluate(cell, Path(workdir), directory, timings, progress, on_epoch, epoch_hooks))
     except Exception as error:  # noqa: BLE001 - a failed cell is recorded, the suite goes on
+        if isinstance(error, propagate):
+            raise
         log.warning("cell %s failed: %s: %s", cell.title, type(error).__name__, error)
         record.update(status="failed", error={"type": type(error).__name__, "message": str(error),
                                               "traceback": traceback.format_exc()})
@@ -71,12 +82,9 @@ def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoc
 
 
 def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progress: bool,
-              on_epoch: EpochHook | None) -> dict[str, Any]:
+              on_epoch: EpochHook | None, epoch_hooks: Sequence[ModelHook]) -> dict[str, Any]:
     dataset = registry.dataset(cell.dataset, cache_dir=workdir / "data", **cell.dataset_params)
-    if cell.evaluation.split not in dataset.split_names:
-        raise unknown_name("evaluation split", cell.evaluation.split, dataset.split_names,
-                           where=f"dataset {cell.dataset!r}: ")
-    train_split, eval_split = dataset.split("train"), dataset.split(cell.evaluation.split)
+    train_split, eval_split = training_and_evaluation_splits(dataset, cell.evaluation.split)
     device = resolve_device(cell.device)
     model = build_model(cell.model, dataset.card, cell.seed, **cell.hyperparameters).to(device)
 
@@ -86,6 +94,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     if cell.budget.steps is not None and cell.budget.epochs is not None:
         epochs = min(epochs, -(-cell.budget.steps // batches_per_epoch))
     callbacks = [lambda epoch, losses: on_epoch(cell.hash, epoch, epochs)] if on_epoch else []
+    callbacks += [lambda epoch, losses, hook=hook: hook(model, epoch, losses) for hook in epoch_hooks]
     history = train(model, train_split.images, train_split.factors, budget=cell.budget, seed=cell.seed,
                     checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
                     callbacks=callbacks, progress=progress, device=device)
@@ -119,6 +128,26 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         "metrics": metrics,
         "history": history_data,
     }
+
+
+def training_and_evaluation_splits(dataset, split: str):
+    """The training split and the evaluation split ``split``. For ``val`` on a dataset without one
+    (Pendulum, Flow), a seeded ``VALIDATION_FRACTION`` of the training split is held out and
+    training uses the rest; the cell hash records the holdout (:meth:`bench.cell.Cell.identity`)."""
+    if split in dataset.split_names:
+        return dataset.split("train"), dataset.split(split)
+    if split != "val":
+        raise unknown_name("evaluation split", split, dataset.split_names, where=f"dataset {dataset.name!r}: ")
+    full = dataset.split("train")
+    order = np.random.default_rng(np.random.SeedSequence(VALIDATION_SEED, spawn_key=(EVALUATION_STREAM,))).permutation(len(full))
+    held = int(round(VALIDATION_FRACTION * len(full)))
+    return _subset(full, np.sort(order[held:]), "train"), _subset(full, np.sort(order[:held]), "val")
+
+
+def _subset(split, rows: np.ndarray, name: str):
+    extras = {key: value[rows] for key, value in split.extras.items() if len(value) == len(split)}
+    return dataclasses.replace(split, name=name, images=split.images[rows], factors=split.factors[rows],
+                               noise=split.noise[rows], extras=extras)
 
 
 def resolve_device(device: str) -> str:

@@ -118,3 +118,47 @@ def test_a_method_from_plugins_runs_in_worker_processes(tmp_path, plugin_path):
     assert {r["cell"]["label"] for r in records} == {"linear_ae"}
     assert all(r["provenance"]["torch_threads"] == 1 for r in records)
     json.dumps(records)  # plain JSON all the way down
+
+
+def test_a_val_split_is_held_out_of_training_when_the_dataset_has_none(tmp_path):
+    from bench import registry
+    from bench.runner import training_and_evaluation_splits
+
+    dataset = registry.dataset("pendulum", cache_dir=tmp_path, size=32)
+    train, val = training_and_evaluation_splits(dataset, "val")
+    full = dataset.split("train")
+    assert len(train) + len(val) == len(full) and len(val) == round(0.1 * len(full))
+    rows = {tuple(f) for f in train.factors}
+    assert not any(tuple(f) in rows for f in val.factors)
+    again, _ = training_and_evaluation_splits(dataset, "val")
+    assert np.array_equal(again.factors, train.factors)
+
+
+def test_a_val_cell_hashes_apart_from_its_test_twin(tmp_path):
+    test_cell = load_suite(write_suite(tmp_path, name="t.yaml")).cells()[0]
+    val_cell = load_suite(write_suite(tmp_path, name="v.yaml", evaluation={"split": "val", "n_train": 60,
+                                                                          "n_test": 40})).cells()[0]
+    assert val_cell.hash != test_cell.hash and val_cell.identity()["validation_holdout"] == 0.1
+
+
+class Stop(Exception):
+    pass
+
+
+def test_epoch_hooks_see_the_model_and_propagated_errors_escape(tmp_path):
+    from bench.runner import run_cell
+
+    cell = load_suite(write_suite(tmp_path, budget={"epochs": 2, "steps": 2, "batch_size": 16},
+                                  models=[{"name": "icm_vae"}])).cells()[0]
+    seen = []
+    record = run_cell(cell, tmp_path / "work", epoch_hooks=[lambda model, epoch, losses: seen.append(
+        (type(model).__name__, epoch, "loss" in losses))])
+    assert record["status"] == "ok" and seen == [("ICMVAE", 1, True)]
+
+    def stop(model, epoch, losses):
+        raise Stop
+
+    other = load_suite(write_suite(tmp_path, name="o.yaml", seeds=[5], models=[{"name": "icm_vae"}])).cells()[0]
+    with pytest.raises(Stop):
+        run_cell(other, tmp_path / "work", epoch_hooks=[stop], propagate=(Stop,))
+    assert not (cell_dir(tmp_path / "work", other.hash) / "result.json").exists()
