@@ -34,6 +34,8 @@ MATRIX_FIGURES = (("dci@reg", "importance"), ("mic@aligned", "mic"))
 TILE_MIN_PIXELS = 48  # tiny images are magnified to at least this size in intervention grids
 TILE_GAP = 2
 INTERVENTION_ARRAYS = {"source", "truth", "model"}  # values and factor_names are optional
+MAX_HEATMAP_HEIGHT = 7.0  # inches
+MAX_CODE_LABELS = 16  # code labels on a heatmap's y axis
 DODGE = 0.6  # the width over which the datasets of one model are spread in point plots
 
 
@@ -147,19 +149,26 @@ def matrix_heatmaps(records: list[dict], out_dir: Path, *, variant: str, matrix:
 
 
 def _heatmap_figure(panels, path: Path, title: str) -> Path:
+    """seaborn heatmaps side by side on one colour scale; tall matrices (128 codes of ICM-VAE on
+    CausalCircuit) keep a bounded height and label every n-th code."""
+    import seaborn
+
     vmax = max(float(np.nanmax(values)) for _, values, _, _ in panels) or 1.0
     codes = max(values.shape[0] for _, values, _, _ in panels)
-    figure = Figure(figsize=(2.6 * len(panels) + 0.8, 1.2 + 0.22 * codes))
+    figure = Figure(figsize=(2.6 * len(panels) + 0.8, min(1.2 + 0.22 * codes, MAX_HEATMAP_HEIGHT)))
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (label, values, n_seeds, factors) in zip(axes, panels):
+    colourbar_axes = figure.add_axes([0.92, 0.15, 0.012, 0.7])
+    for index, (ax, (label, values, n_seeds, factors)) in enumerate(zip(axes, panels)):
         names = factors if len(factors) == values.shape[1] else list(range(values.shape[1]))
-        image = ax.imshow(values, vmin=0, vmax=vmax, cmap="viridis", aspect="auto", interpolation="nearest")
-        ax.set_xticks(range(values.shape[1]), names, rotation=45, ha="right", fontsize=7)
-        ax.set_yticks(range(values.shape[0]), range(values.shape[0]), fontsize=7)
+        seaborn.heatmap(values, ax=ax, vmin=0, vmax=vmax, cmap="viridis", xticklabels=names,
+                        yticklabels=max(1, values.shape[0] // MAX_CODE_LABELS), cbar=index == 0,
+                        cbar_ax=colourbar_axes if index == 0 else None)
+        ax.tick_params(labelsize=7)
+        ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right")
         ax.set_title(f"{label} ({n_seeds} seed{'s' * (n_seeds != 1)})", fontsize=9)
     axes[0].set_ylabel("code")
-    figure.colorbar(image, ax=list(axes), fraction=0.03)
-    figure.suptitle(title, y=1.06)
+    figure.subplots_adjust(right=0.9, bottom=0.25)
+    figure.suptitle(title, y=1.02)
     return save(figure, path)
 
 
