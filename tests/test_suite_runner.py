@@ -120,6 +120,17 @@ def test_a_method_from_plugins_runs_in_worker_processes(tmp_path, plugin_path):
     json.dumps(records)  # plain JSON all the way down
 
 
+def test_a_method_from_plugins_appears_in_the_leaderboard(tmp_path, plugin_path):
+    from bench.report import write_report
+
+    path = write_suite(tmp_path, plugins=["crl_plugin_models"], models=[{"name": "linear_ae"}, {"name": "beta_vae"}])
+    summary = run_suite(load_suite(path), tmp_path / "work", progress=False)
+    assert summary.ok == 2
+    write_report(load_records(tmp_path / "work"), tmp_path / "report", title="plugins")
+    table = (tmp_path / "report" / "leaderboard.md").read_text()
+    assert "linear_ae" in table and "beta_vae" in table
+
+
 def test_a_val_split_is_held_out_of_training_when_the_dataset_has_none(tmp_path):
     from bench import registry
     from bench.runner import training_and_evaluation_splits
