@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.files import atomic_write
 
 SCHEMA = 1
 RESULT = "result.json"
@@ -49,17 +50,13 @@ def cell_dir(workdir: str | os.PathLike, cell_hash: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as JSON atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=1, sort_keys=False, default=_plain)
-    _atomic(path, lambda handle: handle.write(text.encode()))
+    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write numpy arrays atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path, lambda handle: np.savez_compressed(handle, **arrays))
+    atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -82,26 +79,6 @@ def load_records(root: str | os.PathLike) -> list[dict[str, Any]]:
         record["_dir"] = str(path.parent)
         records.append(record)
     return records
-
-
-def _atomic(path: Path, write) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o666 & ~_umask())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _plain(value: Any) -> Any:

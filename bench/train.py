@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from bench.errors import ConfigError, CrlbenchError
+from bench.files import atomic_write
 from bench.model import CausalModel
 
 log = logging.getLogger(__name__)
@@ -176,15 +176,7 @@ def _save(path: Path, model, optimizers, epoch: int, history: History) -> None:
         "history": {"epochs": history.epochs, "steps": history.steps},
         "torch_rng": torch.get_rng_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            torch.save(state, handle)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def _restore(path: Path, model, optimizers) -> tuple[int, History]:

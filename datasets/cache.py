@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.files import atomic_write
 
 
 class CacheCorruptedWarning(UserWarning):
@@ -88,25 +89,7 @@ def _atomic_write(path: Path, write) -> str:
     The digest is taken from the temporary file, before the rename, so that a reader who removes
     a half-written entry cannot make the writer fail.
     """
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        digest = _sha256(Path(handle.name))
-        os.chmod(handle.name, 0o666 & ~_umask())  # NamedTemporaryFile makes files private
-        os.replace(handle.name, path)
-        return digest
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    return atomic_write(path, write, inspect=_sha256)
 
 
 def _sha256(path: Path) -> str:
