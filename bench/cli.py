@@ -192,23 +192,16 @@ def run_report_command(args: argparse.Namespace) -> int:
     from bench.runner import provenance
 
     if args.source.suffix in (".yaml", ".yml"):
-        from bench.suite import plan
+        from bench.suite import suite_records
         from bench.suite_config import load_suite
-        from bench.results import cell_dir, read_result
 
         config = load_suite(args.source)
-        workdir = args.workdir if args.workdir is not None else Path(os.environ.get("CRLBENCH_WORKDIR", "runs"))
-        records = []
-        for item in plan(config, workdir):
-            record = read_result(cell_dir(workdir, item.cell.hash))
-            if record is not None:
-                record["_dir"] = str(cell_dir(workdir, item.cell.hash))
-                record["cell"]["label"] = item.cell.label
-                records.append(record)
+        records = suite_records(config, _workdir(args))
         title = args.title or config.name
         missing = len(config.cells()) - len(records)
         if missing:
-            print(f"crlbench: warning: {missing} of {len(config.cells())} cells of {config.name} have no result yet", file=sys.stderr)
+            print(f"crlbench: warning: {missing} of {len(config.cells())} cells of {config.name} have no result yet",
+                  file=sys.stderr)
     elif args.source.is_dir():
         records = load_records(args.source)
         title = args.title or args.source.name
@@ -308,10 +301,6 @@ def _build_dataset(args: argparse.Namespace) -> Any:
     else:
         config = DatasetConfig(args.dataset)
     overrides = {key: value for key, value in (("size", args.size), ("seed", args.seed)) if value is not None}
-    for item in args.overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(text)
+    overrides.update(_key_values(args.overrides, "--set"))
     cache_dir = None if args.workdir is None else args.workdir / "data"  # None: the dataset's default
     return config.build(cache_dir=cache_dir, **overrides)

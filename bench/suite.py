@@ -49,6 +49,19 @@ def plan(config: SuiteConfig, workdir: str | Path) -> list[PlannedCell]:
     return planned
 
 
+def suite_records(config: SuiteConfig, workdir: str | Path) -> list[dict[str, Any]]:
+    """The records of the suite's finished cells (``_dir`` set), labelled as the suite labels them."""
+    records = []
+    for cell in config.cells():
+        directory = cell_dir(workdir, cell.hash)
+        record = read_result(directory)
+        if record is not None:
+            record["_dir"] = str(directory)
+            record["cell"]["label"] = cell.label
+            records.append(record)
+    return records
+
+
 def cell_state(cell: Cell, record: dict[str, Any] | None) -> str:
     if record is None:
         return "pending"
