@@ -11,7 +11,9 @@ z_final = f + e; the decoder gets z_final + sqrt(lambda) N(0, I). The loss (``ne
 with u_j the standardised label j broadcast to k dims and h_j(u) = g^u_j(sum_i A_ij u_i) the label
 mechanism (on raw labels in the reference). The reference's do() does not hold the intervened value
 (models.md 3.6); ``intervene`` here is the recommended abduction-action-prediction on the learned
-graph thresholded at ``graph_threshold``.
+graph thresholded at ``graph_threshold``. ``backbone="reference"`` swaps the shared conv backbone for
+the code's MLP encoder and per-concept MLP decoders on RGBA (the same networks as ICM-VAE's, models.md
+2.3-2.4 and 3.1), about 186.1 M parameters at 96x96.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import nn
 from bench.errors import ConfigError
 from bench.graph import descendants, topological_levels
 from bench.model import CausalModel, adam
-from bench.nets import ConvDecoder, ConvEncoder
+from bench.nets import ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder
 from bench.params import require
 from bench.registry import register_model
 
@@ -52,6 +54,9 @@ class CausalVAEConfig:
     label_mechanism_on: Literal["raw", "standardised"] = "raw"  # reference: l_u on raw labels
     decoder: Literal["shared", "per_concept"] = "shared"  # per_concept: the reference's averaged logits
     graph_threshold: float = 0.3  # |A_ij| above it is an edge (the code's unused prune())
+    # conv: the shared 64x64 backbone; reference: the code's MLP encoder and per-concept MLP decoders on RGBA
+    # (an alpha channel of ones is appended, as the reference's PNGs have; ``decoder`` is then ignored)
+    backbone: Literal["conv", "reference"] = "conv"
 
     def __post_init__(self) -> None:
         owner = "model 'causal_vae'"
@@ -85,11 +90,20 @@ class CausalVAE(CausalModel):
             raise ConfigError(f"model 'causal_vae': a_init='reference' needs 4 factors; got {self.concepts}; use a_init='zeros'")
         initial = torch.tensor(REFERENCE_A0, dtype=torch.float32) if config.a_init == "reference" else torch.zeros(self.concepts, self.concepts)
         self.adjacency = nn.Parameter(initial)
-        self.encoder = ConvEncoder(latent, self.channels, self.image_size)  # the variance head is discarded: not built
+        self.rgba = config.backbone == "reference"
+        # the variance head is discarded: not built (the reference's encoder has 2 x latent outputs)
+        if self.rgba:
+            self.encoder = ReferenceMLPEncoder(latent, self.channels + 1, self.image_size)
+        else:
+            self.encoder = ConvEncoder(latent, self.channels, self.image_size)
         self.mask_nets = nn.ModuleList(concept_mlp(config.concept_dim, MASK_HIDDEN) for _ in range(self.concepts))
         self.label_nets = nn.ModuleList(concept_mlp(1, LABEL_HIDDEN) for _ in range(self.concepts))
         self.attention_weights = nn.Parameter(torch.randn(config.concept_dim, config.concept_dim)) if config.attention else None
-        if config.decoder == "shared":
+        if self.rgba:
+            self.decoders = nn.ModuleList(
+                [ReferenceConceptDecoders(self.concepts, config.concept_dim, self.channels + 1, self.image_size)]
+            )
+        elif config.decoder == "shared":
             self.decoders = nn.ModuleList([ConvDecoder(latent, self.channels, self.image_size)])
         else:
             self.decoders = nn.ModuleList(ConvDecoder(config.concept_dim, self.channels, self.image_size) for _ in range(self.concepts))
@@ -103,8 +117,14 @@ class CausalVAE(CausalModel):
 
     # -- the structural layers ---------------------------------------------------------------
 
+    def with_alpha(self, images: torch.Tensor) -> torch.Tensor:
+        """RGBA with alpha = 1 for the reference backbone (its PNGs are RGBA), the images otherwise."""
+        if not self.rgba:
+            return images
+        return torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
+
     def exogenous(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images).view(len(images), self.concepts, self.config.concept_dim)
+        return self.encoder(self.with_alpha(images)).view(len(images), self.concepts, self.config.concept_dim)
 
     def dag_layer(self, eps: torch.Tensor) -> torch.Tensor:
         """z = eps (I - A)^-1 on each within-concept dim: z_j = sum_i A_ij z_i + eps_j."""
@@ -130,6 +150,9 @@ class CausalVAE(CausalModel):
         return eps, latent, final
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Pixel logits (RGBA with the reference backbone); per-concept decoders are averaged in logit space."""
+        if self.rgba:
+            return self.decoders[0](latent)
         if len(self.decoders) == 1:
             return self.decoders[0](latent.flatten(1))
         return torch.stack([dec(latent[:, i]) for i, dec in enumerate(self.decoders)]).mean(dim=0)
@@ -140,7 +163,8 @@ class CausalVAE(CausalModel):
         images, labels = batch["images"], batch["factors"]
         eps, latent, final = self.structural(images)
         decoded = final + self.config.sampling_variance**0.5 * torch.randn_like(final)
-        reconstruction = F.binary_cross_entropy_with_logits(self.decode(decoded), images, reduction="sum") / len(images)
+        logits = self.decode(decoded)
+        reconstruction = F.binary_cross_entropy_with_logits(logits, self.with_alpha(images), reduction="sum") / len(images)
         target = labels[:, :, None].expand_as(latent)
         exogenous_kl = 0.5 * eps.pow(2).sum(dim=(1, 2)).mean()
         causal_kl = 0.5 * (latent - target).pow(2).sum(dim=(1, 2)).mean()
@@ -162,7 +186,7 @@ class CausalVAE(CausalModel):
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode(self.encode(images)))
+        return torch.sigmoid(self.decode(self.encode(images)))[:, : self.channels]
 
     def learned_graph(self) -> np.ndarray:
         """The learned graph: |A_ij| above ``graph_threshold``, without self-loops."""
@@ -191,4 +215,4 @@ class CausalVAE(CausalModel):
         downstream = descendants(graph, target)
         for node in (node for node in order if node in downstream):
             after[:, node] = parents[:, node] = self.mechanisms(parents)[:, node] + residual[:, node]
-        return torch.sigmoid(self.decode(after))
+        return torch.sigmoid(self.decode(after))[:, : self.channels]

@@ -12,9 +12,10 @@ Per batch, as the reference's alternating updates (models.md 4.3):
 
 The networks are the shared conv backbone (the reference's ResNet-50 / SAGAN trio does not fit a CPU
 budget, models.md 4.7 item 3); D keeps the reference's structure (x branch, z branch, joint branch,
-mean of the three scores) and its spectral normalisation. The reference has no working do(): here
-``intervene`` abducts the prior noise in pre-nonlinearity space, sets the target and recomputes its
-descendants (models.md 4.5, recommended form).
+mean of the three scores) and its spectral normalisation. ``networks="reference"`` builds the
+reference trio instead (``bench.nets.Reference*``, 64x64 only, about 49.6 M parameters). The
+reference has no working do(): here ``intervene`` abducts the prior noise in pre-nonlinearity space,
+sets the target and recomputes its descendants (models.md 4.5, recommended form).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from bench.errors import ConfigError
 from bench.graph import descendants, topological_levels
 from bench.model import CausalModel, adam
-from bench.nets import ConvDecoder, ConvEncoder
+from bench.nets import (ConvDecoder, ConvEncoder, ReferenceJointDiscriminator, ReferenceResNetEncoder,
+                        ReferenceSAGANGenerator)
 from bench.params import require
 from bench.registry import register_model
 
@@ -56,6 +58,9 @@ class DEARConfig:
     adam_beta1: float = 0.0
     adam_beta2: float = 0.999
     score_clip: tuple = (0.5, 2.0)  # the density-ratio weight's clamp
+    # conv: the shared backbone and a small joint D; reference: the Pendulum run's ResNet-50 Gaussian encoder,
+    # SAGAN generator with noise injection and SAGAN joint D (64x64 only; ~50 M parameters, slow on a CPU)
+    networks: Literal["conv", "reference"] = "conv"
 
     def __post_init__(self) -> None:
         owner = "model 'dear'"
@@ -130,9 +135,14 @@ class DEAR(CausalModel):
         config = self.config
         self.labelled = len(card.factors)
         self.latent = self.labelled + config.free_dims
-        self.encoder = ConvEncoder(2 * self.latent, self.channels, self.image_size)
-        self.generator = ConvDecoder(self.latent, self.channels, self.image_size)
-        self.discriminator = JointDiscriminator(self.latent, self.channels, self.image_size)
+        if config.networks == "reference":
+            self.encoder = ReferenceResNetEncoder(2 * self.latent, self.channels, self.image_size)
+            self.generator = ReferenceSAGANGenerator(self.latent, self.channels, self.image_size)
+            self.discriminator = ReferenceJointDiscriminator(self.latent, self.channels, self.image_size)
+        else:
+            self.encoder = ConvEncoder(2 * self.latent, self.channels, self.image_size)
+            self.generator = ConvDecoder(self.latent, self.channels, self.image_size)
+            self.discriminator = JointDiscriminator(self.latent, self.channels, self.image_size)
         self.adjacency = nn.Parameter(torch.zeros(self.labelled, self.labelled))  # zero-initialised
         self.register_buffer("support", torch.as_tensor(np.asarray(card.adjacency), dtype=torch.float32))
         self.link = MonotoneMap(self.labelled, config.prior, config.positive_gain)

@@ -1,4 +1,5 @@
-"""Training-step speed of each registered model: images per second at 64x64, batch 64.
+"""Training-step speed of each registered model: images per second at 64x64, batch 64, then the
+reference backbones (ICM-VAE and CausalVAE MLPs at 96x96 RGBA, DEAR's ResNet-50 / SAGAN trio at 64x64).
 
 Each step is a full optimisation step (forward, backward, optimiser; DEAR's three alternating
 updates) on random images, timed after warm-up steps, with torch's default threads. Run: ``.venv/bin/python benchmarks/model_speed.py``.
@@ -47,18 +48,32 @@ def main() -> None:
     per_concept = images_per_second("icm_vae", card, args.batch_size, args.steps, decoder="per_concept")
     print(f"  icm_vae with per-concept conv decoders: {per_concept:7.1f} images/s")
     reference_backbone()
+    reference_backbone("causal_vae")
+    reference_dear()
 
 
-def reference_backbone(steps: int = 5, batch_size: int = 64) -> None:
-    """ICM-VAE with the reference MLP backbone on 96x96 RGBA, against the reference code's 2.6 s per
-    batch of 64 measured on a 2-core CPU (models.md 1.1)."""
+def reference_backbone(name: str = "icm_vae", steps: int = 5, batch_size: int = 64) -> None:
+    """ICM-VAE or CausalVAE with the reference MLP backbone on 96x96 RGBA, against the CausalVAE reference
+    code's 2.6 s per batch of 64 measured on a 2-core CPU (models.md 1.1)."""
     card = registry.dataset("pendulum", cache_dir="/nonexistent-not-used", size=96).card
-    speed = images_per_second("icm_vae", card, batch_size, steps, warmup=2, backbone="reference")
-    model = build_model("icm_vae", card, seed=0, backbone="reference")
+    speed = images_per_second(name, card, batch_size, steps, warmup=2, backbone="reference")
+    model = build_model(name, card, seed=0, backbone="reference")
     parameters = sum(p.numel() for p in model.parameters())
     seconds = batch_size / speed
-    print(f"  icm_vae, reference backbone, 96x96 RGBA ({parameters / 1e6:.1f} M parameters): {seconds:.2f} s per "
+    print(f"  {name}, reference backbone, 96x96 RGBA ({parameters / 1e6:.1f} M parameters): {seconds:.2f} s per "
           f"batch of {batch_size} = {2.6 / seconds:.2f}x faster than the reference code's 2.6 s (goal >= 1.5x)")
+
+
+def reference_dear(steps: int = 3, batch_size: int = 64) -> None:
+    """DEAR with the reference networks (ResNet-50 encoder, SAGAN generator, SAGAN joint D) at 64x64; the
+    reference trains at batch 128 (models.md 4.4), so an iteration there costs about twice this step."""
+    card = registry.dataset("pendulum", cache_dir="/nonexistent-not-used", size=64).card
+    speed = images_per_second("dear", card, batch_size, steps, warmup=1, networks="reference")
+    model = build_model("dear", card, seed=0, networks="reference")
+    parameters = sum(p.numel() for p in model.parameters())
+    seconds = batch_size / speed
+    print(f"  dear, reference networks, 64x64 ({parameters / 1e6:.1f} M parameters): {seconds:.2f} s per batch of "
+          f"{batch_size} ({seconds * 5500 / batch_size / 60:.1f} min per epoch of 5.5k images)")
 
 
 if __name__ == "__main__":

@@ -79,3 +79,40 @@ def test_attention_can_be_dropped_and_cycles_refuse_interventions(card):
     with pytest.raises(ConfigError, match="learned graph the graph has a cycle"):
         model.intervene(batch()["images"], 0, 1.0)
     assert np.array_equal(model.learned_graph()[[0, 2], [2, 0]], [1, 1])
+
+
+def test_reference_backbone_reads_rgba_and_answers_in_rgb(card):
+    model = build_model("causal_vae", card, seed=0, backbone="reference")
+    x = batch()["images"]
+    assert model.decode(model.encode(x)).shape == (4, 4, 32, 32)  # RGBA logits, as the reference
+    assert model.encode(x).shape == (4, 4, 4)
+    assert model.reconstruct(x).shape == x.shape
+    out = model.intervene(x, 1, 0.5)
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+
+
+def test_reference_backbone_trains_and_uses_every_parameter(card):
+    from bench.train import optimisation_step
+
+    model = build_model("causal_vae", card, seed=0, backbone="reference")
+    losses = optimisation_step(model, model.optimizers(), batch(), 0)
+    assert np.isfinite(losses["loss"])
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []  # no layer built but never called
+
+
+def test_reference_backbone_has_the_reference_parameter_count_at_96(tmp_path_factory):
+    """Hand count at 96x96 RGBA, z = 4 x 4 (models.md 2.3, 2.4, 3.1):
+
+    encoder 36864 -> 900 -> 300 -> 16 (mean only; the discarded variance half is not built):
+        33 177 600 + 900 + 270 000 + 300 + 4 800 + 16                          =  33 453 616
+    4 decoders 4 -> 300 -> 300 -> 1024 -> 36864, per concept 38 185 624; the four last-layer
+    biases, only ever averaged, are one:  4 x 38 185 624 - 3 x 36 864          = 152 631 904
+    A 16, mask MLPs 4 x (4*32+32 + 32*4+4) = 1 168, label MLPs 4 x (32+32 + 32+1) = 388, M 16 =   1 588
+    total                                                                      = 186 087 108
+    The reference's used parts (models.md 3.1: 186.2 M) are 186 202 516: 4 816 (variance half) and
+    110 592 (three biases) more.
+    """
+    card96 = registry.dataset("pendulum", cache_dir=tmp_path_factory.mktemp("d"), size=96).card
+    with torch.device("meta"):  # counts without allocating 0.75 GB
+        model = registry.model("causal_vae", card96, backbone="reference")
+    assert sum(p.numel() for p in model.parameters()) == 186_087_108

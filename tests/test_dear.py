@@ -80,3 +80,41 @@ def test_bad_configuration_is_refused(card):
         registry.model("dear", card, sup_type="hinge")
     with pytest.raises(ConfigError, match="target must be a factor index in 0..3; got 4"):
         build_model("dear", card, seed=0).intervene(batch(2)["images"], 4, 0.0)
+
+
+@pytest.fixture(scope="module")
+def card_64(tmp_path_factory):
+    return registry.dataset("pendulum", cache_dir=tmp_path_factory.mktemp("d"), size=64).card
+
+
+def test_reference_networks_encode_reconstruct_and_intervene_at_64(card_64):
+    model = build_model("dear", card_64, seed=0, networks="reference")
+    x = random_batch(4, size=64)["images"]
+    assert model.encode(x).shape == (4, 4, 1)
+    assert model.reconstruct(x).shape == x.shape
+    out = model.intervene(x, 1, 0.5)
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+
+
+def test_reference_networks_train_one_step_with_finite_losses(card_64):
+    from bench.train import optimisation_step
+
+    model = build_model("dear", card_64, seed=0, networks="reference")
+    losses = optimisation_step(model, model.optimizers(), random_batch(4, size=64), 0)
+    assert set(losses) == {"discriminator", "encoder", "supervision", "generator"}
+    assert all(np.isfinite(value) for value in losses.values())
+
+
+def test_reference_networks_have_the_hand_counted_sizes(card_64):
+    """Encoder 27 723 852, generator 8 553 956, discriminator 13 283 892 (hand counts in test_nets.py),
+    A 16 and the linear link's gain and offset 8: 49 561 724 in all."""
+    model = registry.model("dear", card_64, networks="reference")
+    sizes = {name: sum(p.numel() for p in getattr(model, name).parameters())
+             for name in ("encoder", "generator", "discriminator")}
+    assert sizes == {"encoder": 27_723_852, "generator": 8_553_956, "discriminator": 13_283_892}
+    assert sum(p.numel() for p in model.parameters()) == 49_561_724
+
+
+def test_reference_networks_refuse_other_sizes(card):
+    with pytest.raises(ConfigError, match="image size must be 64 .*got 32"):
+        registry.model("dear", card, networks="reference")
