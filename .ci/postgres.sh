@@ -4,6 +4,7 @@
 # initdb refuses root, so the cluster runs as the `postgres` user, in a temporary data directory.
 set -euo pipefail
 PGPORT="${PGPORT:-54329}"
+while (exec 3<>"/dev/tcp/127.0.0.1/$PGPORT") 2>/dev/null; do PGPORT=$((PGPORT + 1)); done  # port taken: the next
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import os
@@ -102,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title", help="the report's title (default: the suite's name)")
     report.add_argument("--reference", default="icm_vae", help="label that paired tests compare against")
     report.set_defaults(handler=run_report_command)
+
+    tuning = commands.add_parser("tune", help="run (or resume) an Optuna study for one model on one dataset")
+    tuning.add_argument("config", type=Path, help="a tuning YAML file (configs/tune/*.yaml)")
+    _work_arguments(tuning)
+    tuning.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///WORKDIR/optuna.db); a PostgreSQL "
+                        "URL (postgresql+psycopg2://...) lets workers on several machines join one study")
+    tuning.add_argument("--study-name", help="the study to create or resume (default: the config's name)")
+    tuning.add_argument("--n-trials", type=int, help="trials in all, counting earlier ones (default: the config's)")
+    tuning.add_argument("--workers", type=int, default=1, help="local worker processes on the study (default: 1)")
+    tuning.add_argument("--export", action="store_true",
+                        help="write the best hyperparameters to configs/tuned/<model>-<dataset>.yaml")
+    tuning.set_defaults(handler=run_tune_command)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a work directory")
     ui.add_argument("--workdir", type=Path, default=None, help="work directory (default: runs)")
@@ -213,6 +226,34 @@ def run_report_command(args: argparse.Namespace) -> int:
     files = write_report(records, args.out, title=title, reference_label=args.reference,
                          provenance={"report_commit": provenance()["git_commit"]})
     print(f"wrote {len(files)} files to {args.out} in {time.perf_counter() - start:.1f} s ({len(records)} cells)")
+    return 0
+
+
+def run_tune_command(args: argparse.Namespace) -> int:
+    import optuna
+
+    from bench.tune import export_best, load_tune, study_report, tune
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    config = load_tune(args.config)
+    workdir = _workdir(args)
+    start = time.perf_counter()
+    study = tune(config, storage=args.storage, study_name=args.study_name, n_trials=args.n_trials,
+                 workers=args.workers, workdir=workdir, tracking_uri=_tracking_uri(args, workdir))
+    seconds = time.perf_counter() - start
+    states = collections.Counter(trial.state.name.lower() for trial in study.get_trials(deepcopy=False))
+    summary = study_report(study, workdir / "tune" / study.study_name / "report", storage_url=args.storage)
+    print(f"study {study.study_name}: {sum(states.values())} trials ("
+          + ", ".join(f"{count} {state}" for state, count in sorted(states.items())) + f") after {seconds:.1f} s; "
+          f"report in {summary.parent}")
+    if not states.get("complete"):
+        print("crlbench: error: no trial completed; nothing to export", file=sys.stderr)
+        return 1
+    print(f"  best value {study.best_value:.6g} at trial {study.best_trial.number}: {study.best_params}")
+    if args.export:
+        # configs/tune/x.yaml -> configs/tuned/<model>-<dataset>.yaml, next to the suites that reference it
+        path = export_best(study, config, args.config.resolve().parent.parent / "tuned")
+        print(f"  exported to {path}")
     return 0
 
 

@@ -1,0 +1,797 @@
+"""Hyperparameter tuning with Optuna: a study whose objective is "run these cells, return the selection metric".
+
+Each trial samples the search space of a :class:`~bench.tune_config.TuneConfig`, builds the suite of
+one model on one dataset over the tuning seeds (:meth:`TuneConfig.suite`) and runs its cells in this
+process with :func:`bench.runner.run_cell` under ``<workdir>/tune/<study>``. Its value is the mean
+over seeds of the objective on the val split. A cell that fails (training diverged, ...) fails the
+trial (state FAIL), not the study.
+
+Storage and workers. A study lives in an RDB storage (default ``sqlite:///<workdir>/optuna.db``;
+``postgresql+psycopg2://...`` for workers on several machines) opened with a heartbeat: a worker that
+dies mid-trial leaves a RUNNING trial that is marked FAIL (and retried ``trials.max_retry`` times)
+once its heartbeat is older than the grace period, by the next trial start of any worker or by the
+next invocation. Rerunning with the same study name resumes: an invocation runs only what is
+missing to reach ``n_trials`` trials in all (complete, pruned or failed). ``workers`` local
+processes (this one and ``workers - 1`` spawned ones) share the missing trials exactly, each taking
+the next trial when it is free, with ``cores // workers`` torch threads and its own sampler seed.
+Workers on other machines joining the same study stop at ``n_trials`` in all too (each checks the
+count before it starts a trial), give or take trials started at the same moment. Datasets are
+cached in ``<workdir>/data``, shared with suites and other studies.
+
+MLflow (``tracking_uri``): experiment ``crlbench-tune/<study>``, one parent run per study (reused
+when resumed), a child run per trial (params, ``objective``, the tag ``optuna.state`` and the run
+status FINISHED / KILLED / FAILED for complete / pruned / failed), and each trial's cells as
+children of the trial's run. Worker processes never talk to MLflow: the invoking process logs the
+trials its workers ran (and those it found dead) as they finish, so a SQLite store has one writer.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as futures
+import contextlib
+import dataclasses
+import datetime
+import functools
+import json
+import logging
+import multiprocessing
+import os
+import socket
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+
+from bench import registry
+from bench.errors import ConfigError, CrlbenchError
+from bench.files import atomic_write
+from bench.results import cell_dir, read_result, write_json
+from bench.tracking import metric_name
+from bench.tune_config import TuneConfig, build_pruner, build_sampler, load_tune
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["TrialFailed", "TuneConfig", "default_storage", "export_best", "load_tune", "open_storage",
+           "study_report", "tune"]
+
+log = logging.getLogger(__name__)
+
+STORAGE_FILE = "optuna.db"
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+HEARTBEAT_INTERVAL_S = 10
+GRACE_PERIOD_S = 30  # a RUNNING trial without a heartbeat for this long belongs to a dead worker
+SQLITE_TIMEOUT_S = 60  # workers share one SQLite file: a writer waits for the lock rather than failing
+POLL_S = 1.0  # how often the invoking process looks for trials to log while workers run
+VALIDATION_SAMPLES = 256  # validation images whose reconstruction error the per-epoch pruners judge
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+# Trial user attributes written by the objective.
+INVOCATION, WORKER, CELLS, SEED_VALUES, RUNNER_S, OBJECTIVE_S, ERROR = (
+    "crlbench.invocation", "crlbench.worker", "crlbench.cells", "crlbench.seed_values", "crlbench.runner_s",
+    "crlbench.objective_s", "crlbench.error")
+
+
+class TrialFailed(CrlbenchError):
+    """A trial's cell failed, or its sampled hyperparameters do not fit the model: FAIL, and the study goes on."""
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What every worker of one invocation shares (sent to spawned workers)."""
+
+    storage: str
+    study_name: str
+    n_trials: int  # in all, over every invocation and worker
+    workdir: Path
+    heartbeat_interval: int
+    grace_period: int | None
+    invocation: str  # tags the trials this invocation ran, so that it logs them (and only them)
+    existing: int  # trials already there when the invocation started: seeds the samplers
+
+    @property
+    def cells_root(self) -> Path:
+        return self.workdir / "tune" / self.study_name
+
+
+# --- the study ----------------------------------------------------------------------------------
+
+def tune(config: TuneConfig, *, storage: str | None = None, study_name: str | None = None,
+         n_trials: int | None = None, workers: int = 1, workdir: str | os.PathLike = "runs",
+         tracking_uri: str | None = None, heartbeat_interval: int = HEARTBEAT_INTERVAL_S,
+         grace_period: int | None = GRACE_PERIOD_S) -> optuna.Study:
+    """Create or resume the study and run its missing trials; returns the study (reading the storage).
+
+    Args:
+        config: the validated tuning config (:func:`load_tune`).
+        storage: an RDB URL; default ``sqlite:///<workdir>/optuna.db``.
+        study_name: default ``config.name``.
+        n_trials: trials in all (complete + pruned + failed), default ``config.trials.n_trials``.
+        workers: local worker processes; 1 runs the trials in this process.
+        workdir: cells go to ``<workdir>/tune/<study>``.
+        tracking_uri: MLflow tracking URI, or None for no tracking.
+        heartbeat_interval, grace_period: seconds; a trial whose worker has sent no heartbeat for
+            ``grace_period`` is marked FAIL.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"tune: 'workers' must be a positive integer; got {workers!r}")
+    total = config.trials.n_trials if n_trials is None else n_trials
+    if not isinstance(total, int) or total < 1:
+        raise ConfigError(f"tune: 'n_trials' must be a positive integer; got {total!r}")
+    workdir = Path(workdir).resolve()
+    study_name = study_name or config.name
+    url = storage or default_storage(workdir)
+    if tracking_uri is not None:
+        from bench.tracking import check_tracking
+
+        check_tracking(tracking_uri)
+    adopted: list[int] = []  # trials of dead workers that this invocation marked FAIL
+    study = _open_study(config, url, study_name, open_storage(
+        url, heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=config.trials.max_retry,
+        on_stale=adopted.append))
+    counted = _counted_trials(study)
+    settings = StudySettings(url, study_name, total, workdir, heartbeat_interval, grace_period, uuid.uuid4().hex, counted)
+    missing = max(0, total - counted)
+    workers = min(workers, missing)
+    log.info("study %s: %d of %d trials there, %d to run on %d worker(s)", study_name, counted, total, missing, workers)
+    tracker = TuneTracker(tracking_uri, study_name, config, url, settings.cells_root) if tracking_uri else None
+    with tracker if tracker is not None else contextlib.nullcontext():
+        def log_finished(*_: Any) -> None:
+            if tracker is not None:
+                tracker.log_finished(study, settings.invocation, adopted)
+
+        log_finished()
+        if missing:
+            _share_data_cache(settings)
+            _run_workers(config, settings, workers, missing, on_trial=log_finished, on_stale=adopted.append)
+        log_finished()
+        if tracker is not None:
+            tracker.finish(study)
+    return study
+
+
+def default_storage(workdir: str | os.PathLike) -> str:
+    """``sqlite:///<absolute workdir>/optuna.db``, creating the work directory."""
+    folder = Path(workdir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / STORAGE_FILE).as_posix()}"
+
+
+def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, grace_period: int | None = GRACE_PERIOD_S,
+                 max_retry: int = 0, on_stale: Callable[[int], None] | None = None) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage with a heartbeat; a stale trial is retried up to ``max_retry`` times and
+    its number passed to ``on_stale``."""
+    import optuna
+    from bench.tracking import _first_line, _redacted, _scheme, _sqlite_path
+
+    scheme = _scheme(url)
+    if scheme not in STORAGE_SCHEMES:
+        raise ConfigError(f"storage {_redacted(url)!r}: unknown scheme {scheme!r}; accepted: sqlite:///path/to/"
+                          f"{STORAGE_FILE}, postgresql+psycopg2://user:password@host/database, mysql://...")
+    if scheme == "sqlite":
+        _sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+        def stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            log.warning("study %s: trial %d had no heartbeat for %s s (its worker died); marked FAIL",
+                        study.study_name, trial.number, grace_period or 2 * heartbeat_interval)
+            if on_stale is not None:
+                on_stale(trial.number)
+            retry(study, trial)
+
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                                              grace_period=grace_period, heartbeat_stale_trial_callback=stale)
+        except Exception as error:  # noqa: BLE001 - sqlalchemy and driver errors alike
+            raise ConfigError(f"storage {_redacted(url)!r}: cannot open it: {_first_line(error)}") from error
+
+
+def _open_study(config: TuneConfig, url: str, study_name: str, storage: Any) -> optuna.Study:
+    """The study, created or loaded; its direction checked, the trials of dead workers marked FAIL."""
+    import optuna
+    from bench.tracking import _redacted
+
+    study = optuna.create_study(storage=storage, study_name=study_name, direction=config.objective.direction,
+                                load_if_exists=True, sampler=build_sampler(config.sampler, config.sampler.seed),
+                                pruner=build_pruner(config.pruner))
+    stored = study.direction.name.lower()
+    if stored != config.objective.direction:
+        raise ConfigError(f"study {study_name!r} in {_redacted(url)!r} was created to {stored} its objective; "
+                          f"{config.source or config.name} asks to {config.objective.direction}: use another study name")
+    if "crlbench.config" not in study.user_attrs:
+        study.set_user_attr("crlbench.config", json.loads(json.dumps(config.to_dict(), default=str)))
+        study.set_user_attr("crlbench.objective", config.objective.describe())
+    _fail_stale_trials(study)
+    return study
+
+
+def _counted_trials(study: optuna.Study) -> int:
+    """Trials that use up the budget: every state but WAITING (a waiting retry runs in place of a new trial)."""
+    from optuna.trial import TrialState
+
+    return len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _optimize(config: TuneConfig, settings: StudySettings, tickets: Any, worker: int,
+              callbacks: Sequence[Callable] = (), on_stale: Callable[[int], None] | None = None) -> None:
+    """Run trials in this process while ``tickets`` (a shared ``multiprocessing.Value``) has some and
+    the study has fewer than ``n_trials`` trials (workers of other invocations count too)."""
+    import optuna
+
+    registry.load_plugins(config.plugins)
+    storage = open_storage(settings.storage, heartbeat_interval=settings.heartbeat_interval,
+                           grace_period=settings.grace_period, max_retry=config.trials.max_retry, on_stale=on_stale)
+    sampler_seed = None
+    if config.sampler.seed is not None:  # each worker and invocation its own stream, reproducibly
+        sequence = np.random.SeedSequence(config.sampler.seed, spawn_key=(settings.existing, worker))
+        sampler_seed = int(sequence.generate_state(1)[0])
+    study = optuna.load_study(study_name=settings.study_name, storage=storage,
+                              sampler=build_sampler(config.sampler, sampler_seed), pruner=build_pruner(config.pruner))
+    objective = TrialObjective(config, settings.study_name, settings.cells_root, settings.invocation)
+    deadline = None if config.trials.timeout_s is None else time.monotonic() + config.trials.timeout_s
+    while ((deadline is None or time.monotonic() < deadline) and _counted_trials(study) < settings.n_trials
+           and _take_ticket(tickets)):
+        study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
+
+
+def _take_ticket(tickets: Any) -> bool:
+    """Claim one of the trials left to this invocation: an exact budget however fast each worker is."""
+    with tickets.get_lock():
+        if tickets.value <= 0:
+            return False
+        tickets.value -= 1
+        return True
+
+
+def _run_workers(config: TuneConfig, settings: StudySettings, workers: int, trials: int,
+                 on_trial: Callable[..., None], on_stale: Callable[[int], None]) -> None:
+    """Run ``trials`` trials in this process and ``workers - 1`` spawned ones, each taking the next
+    trial when it is free.
+
+    ``on_trial`` runs after each trial of this process and, once this process is done, every
+    ``POLL_S`` seconds until the other workers are (MLflow logging: this process is the only writer).
+    Every process gets ``cores // workers`` torch threads; this one's are restored afterwards.
+    """
+    import optuna
+    import torch
+    from bench.executor import threads_per_worker
+
+    context = multiprocessing.get_context("spawn")
+    tickets = context.Value("i", trials)
+    if workers == 1:
+        _optimize(config, settings, tickets, 0, callbacks=[on_trial], on_stale=on_stale)
+        return
+    threads = threads_per_worker(workers)
+    pool = futures.ProcessPoolExecutor(workers - 1, mp_context=context, initializer=_start_worker,
+                                       initargs=(threads, tickets))
+    finished = False
+    try:
+        pending = {pool.submit(_worker, config, settings, index, optuna.logging.get_verbosity())
+                   for index in range(1, workers)}
+        own_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            _optimize(config, settings, tickets, 0, callbacks=[on_trial], on_stale=on_stale)
+        finally:
+            torch.set_num_threads(own_threads)
+        while pending:
+            done, pending = futures.wait(pending, timeout=POLL_S, return_when=futures.FIRST_COMPLETED)
+            on_trial()
+            for future in done:
+                _worker_result(future, settings)
+        finished = True
+    finally:
+        if not finished:  # the other workers finish the trials they are running and start no more
+            with tickets.get_lock():
+                tickets.value = 0
+        # Every worker has returned when all went well; their interpreters then take a second or two
+        # to exit (torch's teardown), which need not hold up this process.
+        pool.shutdown(wait=not finished, cancel_futures=True)
+
+
+def _worker_result(future: futures.Future, settings: StudySettings) -> None:
+    """Raise what a spawned worker raised; a dead worker as a :class:`CrlbenchError` saying how to resume."""
+    try:
+        future.result()
+    except BrokenProcessPool:
+        raise CrlbenchError(
+            f"study {settings.study_name}: a worker process ended abruptly (killed, or out of memory); run the "
+            f"same command again to resume: the trial it was running is marked FAIL once "
+            f"{settings.grace_period or 2 * settings.heartbeat_interval} s have passed") from None
+
+
+_worker_tickets: Any = None  # a spawned worker's handle on the invocation's tickets
+
+
+def _start_worker(threads: int, tickets: Any) -> None:
+    """A spawned worker's initializer: its share of the cores, and the tickets (shared memory, which
+    can only be handed over when the process starts)."""
+    from bench.executor import _limit_threads
+
+    global _worker_tickets
+    _limit_threads(threads)
+    _worker_tickets = tickets
+
+
+def _worker(config: TuneConfig, settings: StudySettings, worker: int, verbosity: int) -> None:
+    """A spawned worker: trials until the tickets run out."""
+    import optuna
+
+    optuna.logging.set_verbosity(verbosity)
+    _optimize(config, settings, _worker_tickets, worker)
+
+
+def _share_data_cache(settings: StudySettings) -> None:
+    """Point the study's data cache at ``<workdir>/data``, where suites keep theirs, so that every
+    study does not generate the datasets again (where symbolic links cannot be made, it keeps its own)."""
+    shared, own = settings.workdir / "data", settings.cells_root / "data"
+    if own.exists() or own.is_symlink():
+        return
+    settings.cells_root.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        shared.mkdir(parents=True, exist_ok=True)
+        own.symlink_to(shared, target_is_directory=True)
+
+
+# --- one trial ----------------------------------------------------------------------------------
+
+class TrialObjective:
+    """The objective: run the trial's cells (one per tuning seed), return the mean objective over seeds."""
+
+    def __init__(self, config: TuneConfig, study_name: str, workdir: Path, invocation: str) -> None:
+        self.config = config
+        self.study_name = study_name
+        self.workdir = Path(workdir)
+        self.invocation = invocation
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+        from bench.runner import run_cell
+
+        start = time.perf_counter()
+        sampled = {param.name: param.suggest(trial) for param in self.config.search_space}
+        trial.set_user_attr(INVOCATION, self.invocation)
+        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        try:
+            cells = self.config.suite(sampled, self.study_name).cells()
+        except ConfigError as error:
+            raise _failed(trial, f"the sampled hyperparameters do not fit the model: {error}") from None
+        trial.set_user_attr(CELLS, [cell.hash for cell in cells])
+        values: dict[str, float] = {}
+        runner_s = 0.0
+        for index, cell in enumerate(cells):
+            hooks = [self._pruning_hook(trial, cell, index)] if self.config.pruner.per_epoch else []
+            with _cell_lock(cell_dir(self.workdir, cell.hash)):  # another worker may have sampled the same values
+                record = run_cell(cell, self.workdir, epoch_hooks=hooks, propagate=(optuna.TrialPruned,))
+            runner_s += runner_seconds(record)
+            trial.set_user_attr(RUNNER_S, runner_s)
+            if record["status"] != "ok":
+                error = record.get("error") or {}
+                raise _failed(trial, f"cell {cell.title} ({cell.hash}) failed: {error.get('type')}: {error.get('message')}")
+            values[str(cell.seed)] = self.config.objective.value(record["scores"], self.config.source or self.config.name)
+            trial.set_user_attr(SEED_VALUES, values)
+            if self.config.pruner.type == "wilcoxon":
+                trial.report(values[str(cell.seed)], index)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after {cell.title}")
+        trial.set_user_attr(OBJECTIVE_S, time.perf_counter() - start)
+        return float(np.mean(list(values.values())))
+
+    def _pruning_hook(self, trial: optuna.Trial, cell: Any, index: int) -> Callable[[Any, int, dict], None]:
+        """After each epoch, report the validation reconstruction error (negated when the objective is
+        maximised, so that higher is better for the pruner as for the study) and prune if told to.
+        Steps run on across seeds: seed ``index`` reports ``index * epochs + epoch``."""
+        import optuna
+
+        images, epochs = _validation_sample(self.workdir, cell.dataset, json.dumps(cell.dataset_params, sort_keys=True),
+                                            cell.budget)
+        sign = -1.0 if self.config.objective.direction == "maximize" else 1.0
+
+        def hook(model: Any, epoch: int, losses: dict[str, float]) -> None:
+            trial.report(sign * reconstruction_error(model, images), index * epochs + epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} of {cell.title}")
+
+        return hook
+
+
+def _failed(trial: optuna.Trial, message: str) -> TrialFailed:
+    """The exception that fails ``trial``, its message kept as the user attribute ``crlbench.error``."""
+    trial.set_user_attr(ERROR, message)
+    return TrialFailed(message)
+
+
+def runner_seconds(record: dict[str, Any]) -> float:
+    """The time the runner recorded for training, encoding and metrics of one cell."""
+    timings = record.get("timings") or {}
+    metrics = timings.get("metrics_s") or {}
+    return float(timings.get("train_s", 0.0) + timings.get("encode_s", 0.0) + sum(metrics.values()))
+
+
+def reconstruction_error(model: Any, images: np.ndarray) -> float:
+    """Mean squared reconstruction error of uint8 ``images``, in eval mode; the model's mode is restored."""
+    import torch
+    from bench.runner import as_model_images
+
+    device = next(model.parameters()).device
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = as_model_images(images).to(device)
+            return float(((model.reconstruct(x) - x) ** 2).mean())
+    finally:
+        model.train(training)
+
+
+@functools.lru_cache(maxsize=8)
+def _validation_sample(workdir: Path, dataset: str, params_json: str, budget: Any) -> tuple[np.ndarray, int]:
+    """A fixed sample of the validation images the runner evaluates on, and the epochs of ``budget``."""
+    from bench.runner import training_and_evaluation_splits
+
+    data = registry.dataset(dataset, cache_dir=workdir / "data", **json.loads(params_json))
+    train_split, val_split = training_and_evaluation_splits(data, "val")
+    rows = np.random.default_rng(0).choice(len(val_split), size=min(VALIDATION_SAMPLES, len(val_split)), replace=False)
+    batches = -(-len(train_split) // budget.batch_size)
+    epochs = [-(-budget.steps // batches)] if budget.steps is not None else []
+    epochs += [budget.epochs] if budget.epochs is not None else []
+    return val_split.images[np.sort(rows)], min(epochs)
+
+
+@contextlib.contextmanager
+def _cell_lock(directory: Path):
+    """An exclusive lock on a cell folder among local processes (none where ``fcntl`` is missing)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: workers sampling identical values may race on one cell
+        yield
+        return
+    with open(directory / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- results ------------------------------------------------------------------------------------
+
+def export_best(study: optuna.Study, config: TuneConfig, out_dir: str | os.PathLike = "configs/tuned") -> Path:
+    """Write ``<out_dir>/<model>-<dataset>.yaml``: a model file with the best trial's hyperparameters.
+
+    A suite uses it as ``{config: ../tuned/<model>-<dataset>.yaml, label: <model> (tuned)}``. The
+    hyperparameters are the tune config's model entry (for the tuned dataset) with the best values
+    on top, so the file reproduces the best trial's cells.
+    """
+    best = _best_trial(study)
+    finished = best.datetime_complete or datetime.datetime.now()
+    counts = _state_counts(study)
+    budget = ", ".join(f"{key} {value}" for key, value in dataclasses.asdict(config.budget).items() if value is not None)
+    description = (f"{config.model.name} tuned on {config.dataset.name} by Optuna study {study.study_name!r}: "
+                   f"{config.objective.describe()} ({config.objective.direction}, val split, mean over seeds "
+                   f"{list(config.seeds)}) = {best.value:.6g} at trial {best.number} of {sum(counts.values())} "
+                   f"({finished:%Y-%m-%d}); budget {budget}")
+    data = {"name": config.model.name, "description": description,
+            "hyperparameters": _plain(config.hyperparameters(best.params))}
+    path = Path(out_dir) / f"{config.model.name}-{config.dataset.name}.yaml"
+    header = (f"# Exported by `crlbench tune` from study {study.study_name!r}. Use it in a suite as\n"
+              f"#   models: [{{config: ../tuned/{path.name}, label: {config.model.name} (tuned)}}]\n")
+    text = header + yaml.safe_dump(data, sort_keys=False, width=100)
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+    return path
+
+
+def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: str | None = None) -> Path:
+    """Write ``summary.json`` and Optuna's plots (``optimization_history.png``, ``param_importances.png``,
+    ``parallel_coordinate.png``) to ``out_dir``; a plot that cannot be drawn is skipped with a note.
+    Returns the path of ``summary.json``."""
+    import optuna
+    from bench.tracking import _redacted
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    names = sorted({name for trial in complete for name in trial.params})
+    url = storage_url or _storage_url(study)
+    summary: dict[str, Any] = {
+        "study": study.study_name,
+        "direction": study.direction.name.lower(),
+        "objective": study.user_attrs.get("crlbench.objective"),
+        "storage": _redacted(url) if url else None,
+        "trials": sum(_state_counts(study).values()),
+        "states": _state_counts(study),
+        "best": None, "importances": None, "figures": [], "notes": [],
+    }
+    if complete:
+        best = _best_trial(study)
+        summary["best"] = {"value": best.value, "params": best.params, "trial": best.number,
+                           "seed_values": best.user_attrs.get(SEED_VALUES)}
+    plots = [("optimization_history", optuna.visualization.matplotlib.plot_optimization_history,
+              "no complete trial" if not complete else None),
+             ("parallel_coordinate", optuna.visualization.matplotlib.plot_parallel_coordinate,
+              "no complete trial" if not complete else None)]
+    importance_skip = ("fewer than 2 complete trials" if len(complete) < 2 else
+                       "only one searched hyperparameter" if len(names) < 2 else None)
+    if importance_skip is None:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        summary["importances"] = _quiet(lambda: optuna.importance.get_param_importances(study, evaluator=evaluator))
+        plots.insert(1, ("param_importances",
+                         lambda s: optuna.visualization.matplotlib.plot_param_importances(s, evaluator=evaluator), None))
+    else:
+        plots.insert(1, ("param_importances", None, importance_skip))
+    for name, plot, skip in plots:
+        if skip is None:
+            skip = _save_plot(plot, study, out / f"{name}.png")
+        if skip is None:
+            summary["figures"].append(f"{name}.png")
+        else:
+            summary["notes"].append(f"{name}.png skipped: {skip}")
+    path = out / "summary.json"
+    write_json(path, summary)
+    return path
+
+
+def _save_plot(plot: Callable, study: optuna.Study, path: Path) -> str | None:
+    """Draw ``plot(study)`` to ``path``; the reason when it could not be drawn."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with warnings.catch_warnings():  # a single trial draws flat axes, which matplotlib warns about
+            warnings.simplefilter("ignore")
+            axes = plot(study)
+    except Exception as error:  # noqa: BLE001 - a plot is a convenience; the summary is what matters
+        return f"{type(error).__name__}: {error}"
+    figure = (axes.flat[0] if isinstance(axes, np.ndarray) else axes).figure
+    try:
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    return None
+
+
+def _quiet(make: Callable[[], Any]) -> Any:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return make()
+
+
+def _storage_url(study: optuna.Study) -> str | None:
+    """The URL of the study's RDB storage (Optuna wraps it in a cache), if it has one."""
+    storage = getattr(study, "_storage", None)
+    return getattr(getattr(storage, "_backend", storage), "url", None)
+
+
+def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    try:
+        return study.best_trial
+    except ValueError:
+        raise CrlbenchError(f"study {study.study_name!r} has no complete trial yet") from None
+
+
+def _state_counts(study: optuna.Study) -> dict[str, int]:
+    counts = collections.Counter(trial.state.name for trial in study.get_trials(deepcopy=False))
+    return {state: counts.get(state, 0) for state in STATES}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and numpy scalars as Python numbers, for YAML."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --- MLflow -------------------------------------------------------------------------------------
+
+class TuneTracker:
+    """The MLflow record of a study, as a context manager (see the module docstring).
+
+    The parent run is the study's: found by its tag ``crlbench.kind = study`` when the study is
+    resumed, else created. Trials already logged (tag ``optuna.trial_number``) are not logged again.
+    """
+
+    def __init__(self, uri: str, study_name: str, config: TuneConfig, storage_url: str, cells_root: Path) -> None:
+        self.uri = uri
+        self.study_name = study_name
+        self.config = config
+        self.storage_url = storage_url
+        self.cells_root = Path(cells_root)
+        self.experiment_name = f"crlbench-tune/{study_name}"
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self.logged: set[int] = set()
+        self._client: Any = None
+
+    def __enter__(self) -> TuneTracker:
+        from bench.tracking import TrackingUnavailable, _client, _first_line, _redacted
+
+        try:
+            self._client = _client(self.uri)
+            self.experiment_id = self._experiment()
+            self.parent_run_id = self._parent_run()
+            self.logged = self._logged_trials()
+        except Exception as error:  # noqa: BLE001 - reported as the user's URI being unusable
+            raise TrackingUnavailable(f"tracking URI {_redacted(self.uri)!r}: cannot start the study's run: "
+                                      f"{_first_line(error)}") from error
+        log.info("MLflow: experiment %s, run %s", self.experiment_name, self.parent_run_id)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        from bench.tracking import _first_line
+
+        status = "FINISHED" if exc_type is None else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        try:
+            self._client.set_terminated(self.parent_run_id, status=status)
+        except Exception as error:  # noqa: BLE001 - never mask the study's own outcome
+            log.warning("MLflow: could not end run %s as %s: %s", self.parent_run_id, status, _first_line(error))
+
+    def log_finished(self, study: optuna.Study, invocation: str, adopted: Iterable[int] = ()) -> None:
+        """Log the finished trials this invocation ran (or found dead) that are not logged yet."""
+        adopted = set(adopted)
+        for trial in study.get_trials(deepcopy=False):
+            if (trial.state.name in RUN_STATUS and trial.number not in self.logged
+                    and (trial.user_attrs.get(INVOCATION) == invocation or trial.number in adopted)):
+                self.log_trial(trial)
+
+    def log_trial(self, trial: optuna.trial.FrozenTrial) -> str | None:
+        """Log a finished trial and its cells; the trial's run id, or None (and a warning) if MLflow failed."""
+        from bench.tracking import _first_line, _log_batch, _mark_broken
+
+        self.logged.add(trial.number)
+        client, run_id = self._client, None
+        try:
+            run = client.create_run(self.experiment_id, start_time=_ms(trial.datetime_start),
+                                    run_name=f"trial-{trial.number}", tags={"mlflow.parentRunId": self.parent_run_id})
+            run_id = run.info.run_id
+            _log_batch(client, run_id, metrics=_trial_metrics(trial), params=_trial_params(trial),
+                       tags=_trial_tags(trial, self.study_name))
+            for cell_hash in trial.user_attrs.get(CELLS, []):
+                record = read_result(cell_dir(self.cells_root, cell_hash))
+                if record is not None:
+                    _log_cell(client, self.experiment_id, run_id, record, cell_dir(self.cells_root, cell_hash))
+            client.set_terminated(run_id, status=RUN_STATUS[trial.state.name], end_time=_ms(trial.datetime_complete))
+        except Exception as error:  # noqa: BLE001 - the study's storage is the source of truth
+            log.warning("MLflow: could not log trial %d: %s", trial.number, _first_line(error))
+            _mark_broken(client, run_id, error)
+            return None
+        return run_id
+
+    def finish(self, study: optuna.Study) -> None:
+        """The parent run's summary: trial counts, the best value, trial and hyperparameters."""
+        from bench.tracking import _first_line, _log_batch, _metrics, _tags
+
+        counts = _state_counts(study)
+        metrics = {f"trials_{state.lower()}": count for state, count in counts.items()}
+        tags: dict[str, Any] = {}
+        with contextlib.suppress(CrlbenchError):
+            best = _best_trial(study)
+            metrics["best_value"] = best.value
+            tags = {"crlbench.best_trial": best.number, **{f"best.{key}": value for key, value in best.params.items()}}
+        try:
+            _log_batch(self._client, self.parent_run_id, metrics=_metrics(metrics, _ms(None)), tags=_tags(tags))
+        except Exception as error:  # noqa: BLE001 - the summary is also in the storage and the report
+            log.warning("MLflow: could not log the study's summary: %s", _first_line(error))
+
+    def _experiment(self) -> str:
+        from bench.tracking import ARTIFACTS, _scheme, _sqlite_path
+
+        client = self._client
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            location = None
+            if _scheme(self.uri) == "sqlite":
+                folder = _sqlite_path(self.uri).resolve().parent / ARTIFACTS
+                location = (folder / "".join(c if c.isalnum() or c in "._-" else "_"
+                                             for c in f"crlbench-tune-{self.study_name}")).as_uri()
+            try:
+                return client.create_experiment(self.experiment_name, artifact_location=location)
+            except Exception:  # another invocation may have created it meanwhile
+                experiment = client.get_experiment_by_name(self.experiment_name)
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+
+    def _parent_run(self) -> str:
+        from bench.runner import provenance
+        from bench.tracking import _log_batch, _redacted, _tags, provenance_tags
+
+        client = self._client
+        found = client.search_runs([self.experiment_id], filter_string="tags.`crlbench.kind` = 'study'",
+                                   max_results=1, order_by=["attributes.start_time ASC"])
+        if found:
+            run_id = found[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+        else:
+            run_id = client.create_run(self.experiment_id, run_name=self.study_name).info.run_id
+        tags = {"crlbench.kind": "study", "optuna.study": self.study_name, "crlbench.storage": _redacted(self.storage_url),
+                "crlbench.objective": self.config.objective.describe(), "crlbench.direction": self.config.objective.direction,
+                "crlbench.config_path": self.config.source, **provenance_tags(provenance())}
+        _log_batch(client, run_id, tags=_tags(tags))
+        client.log_text(run_id, json.dumps(self.config.to_dict(), indent=1, default=str), "tune.json")
+        if self.config.source and Path(self.config.source).is_file():
+            client.log_artifact(run_id, self.config.source, "config")
+        return run_id
+
+    def _logged_trials(self) -> set[int]:
+        runs = self._client.search_runs([self.experiment_id], filter_string="tags.`crlbench.kind` = 'trial'",
+                                        max_results=50000)
+        return {int(run.data.tags["optuna.trial_number"]) for run in runs if "optuna.trial_number" in run.data.tags}
+
+
+def _trial_params(trial: optuna.trial.FrozenTrial) -> list:
+    from mlflow.entities import Param
+    from bench.tracking import _text
+
+    return [Param(metric_name(name), _text(value)) for name, value in trial.params.items()]
+
+
+def _trial_metrics(trial: optuna.trial.FrozenTrial) -> list:
+    from mlflow.entities import Metric
+    from bench.tracking import _metrics
+
+    end = _ms(trial.datetime_complete)
+    values: dict[str, Any] = {"objective": trial.value} if trial.value is not None else {}
+    values.update({f"objective/seed{seed}": value for seed, value in (trial.user_attrs.get(SEED_VALUES) or {}).items()})
+    values["time/runner_s"] = trial.user_attrs.get(RUNNER_S)
+    if trial.datetime_start and trial.datetime_complete:
+        values["time/trial_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    steps = [Metric("intermediate", float(value), end, int(step)) for step, value in trial.intermediate_values.items()]
+    return _metrics(values, end) + steps
+
+
+def _trial_tags(trial: optuna.trial.FrozenTrial, study_name: str) -> list:
+    from bench.tracking import _tags
+
+    tags = {"crlbench.kind": "trial", "optuna.study": study_name, "optuna.state": trial.state.name,
+            "optuna.trial_number": trial.number}
+    if trial.state.name == "FAIL":
+        tags["crlbench.error"] = trial.user_attrs.get(ERROR) or (
+            "the worker running this trial stopped sending heartbeats (killed, or out of memory)")
+    return _tags(tags)
+
+
+def _log_cell(client: Any, experiment_id: str, parent_id: str, record: dict[str, Any], folder: Path) -> None:
+    """A cell's run under its trial's run, as :meth:`bench.tracking.SuiteTracker.log_cell` logs one under a suite."""
+    from bench.tracking import _cell_metrics, _cell_params, _cell_tags, _cell_times, _log_batch, _log_cell_files
+
+    cell = record.get("cell") or {}
+    start_ms, end_ms = _cell_times(record)
+    run = client.create_run(experiment_id, start_time=start_ms, run_name=f"{cell.get('dataset')}/{cell.get('label')}/"
+                            f"seed{cell.get('seed')}", tags={"mlflow.parentRunId": parent_id})
+    run_id = run.info.run_id
+    _log_batch(client, run_id, metrics=_cell_metrics(record, end_ms), params=_cell_params(cell), tags=_cell_tags(record))
+    _log_cell_files(client, run_id, record, folder)
+    client.set_terminated(run_id, status="FINISHED" if record.get("status") == "ok" else "FAILED", end_time=end_ms)
+
+
+def _ms(moment: datetime.datetime | None) -> int:
+    return int((moment.timestamp() if moment is not None else time.time()) * 1000)

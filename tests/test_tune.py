@@ -1,0 +1,304 @@
+"""Tuning with Optuna: configs checked before any trial, studies that resume, share workers, prune,
+fail single trials, survive a killed worker, export a model file and log to MLflow."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from bench.errors import ConfigError
+from bench.suite_config import load_suite
+from bench.tune import export_best, load_tune, study_report, tune
+from suite_fixture import PLUGINS
+
+TINY_TUNE = {
+    "name": "tiny-tune",
+    "plugins": ["crl_plugin_models"],
+    "model": {"name": "linear_ae"},
+    "dataset": {"name": "pendulum", "params": {"size": 32}},
+    "search_space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                     "step_seconds": {"type": "float", "low": 0.0, "high": 0.001}},
+    "objective": {"metric": "mcc@pearson.mcc", "direction": "maximize", "split": "val"},
+    "seeds": [0],
+    "budget": {"steps": 3, "batch_size": 16},
+    "trials": {"n_trials": 3},
+    "sampler": {"type": "random", "seed": 0},
+    "evaluation": {"n_train": 32, "n_test": 32, "interventions": 1},
+}
+STATES = optuna.trial.TrialState
+QUICK_HEARTBEAT = {"heartbeat_interval": 1, "grace_period": 2}
+
+
+@pytest.fixture(autouse=True)
+def plugin_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yield
+    sys.modules.pop("crl_plugin_models", None)
+
+
+@pytest.fixture
+def workdir(tmp_path, data_dir) -> Path:
+    """A work directory whose dataset cache is the session's (each study would generate Pendulum again)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data").symlink_to(data_dir, target_is_directory=True)
+    return work
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory, data_dir):
+    """A 3-trial study of TINY_TUNE, run once for the tests that read a finished study."""
+    directory = tmp_path_factory.mktemp("finished")
+    (directory / "data").symlink_to(data_dir, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(PLUGINS))
+        config = load_tune(write_tune(directory))
+        return config, tune(config, workdir=directory), directory
+
+
+def write_tune(directory: Path, name: str = "tiny-tune.yaml", **changes) -> Path:
+    path = Path(directory) / name
+    path.write_text(yaml.safe_dump({**TINY_TUNE, **changes}, sort_keys=False))
+    return path
+
+
+def states(study) -> list[str]:
+    return [trial.state.name for trial in sorted(study.get_trials(), key=lambda t: t.number)]
+
+
+# --- configs --------------------------------------------------------------------------------------
+
+BAD_INPUTS = {
+    "an empty search space": ({"search_space": {}}, ["'search_space'", "empty"]),
+    "a range without a type": ({"search_space": {"lr": {"low": 0.1, "high": 0.2}}}, ["search_space.lr", "float"]),
+    "low above high": ({"search_space": {"lr": {"type": "float", "low": 0.1, "high": 0.01}}},
+                       ["search_space.lr", "'low'", "'high'"]),
+    "a log range through zero": ({"search_space": {"lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}},
+                                 ["search_space.lr", "log"]),
+    "an empty choice": ({"search_space": {"lr": {"type": "categorical", "choices": []}}}, ["search_space.lr", "choices"]),
+    "a hyperparameter the model lacks": ({"search_space": {"lrr": {"type": "float", "low": 0.1, "high": 0.2}}},
+                                         ["'lrr'", "lr", "explode_at_step"]),
+    "a range of the wrong type": ({"search_space": {"explode_at_step": {"type": "float", "low": 0.5, "high": 2.5}}},
+                                  ["search_space.explode_at_step", "int"]),
+    "an unknown model": ({"model": {"name": "linear_aee"}}, ["'model'", "'linear_aee'", "linear_ae"]),
+    "an unknown dataset": ({"dataset": {"name": "pendullum"}}, ["'dataset'", "'pendullum'", "pendulum"]),
+    "an unknown metric": ({"objective": {"metric": "mcc@pearsn.mcc", "direction": "maximize"}},
+                          ["'objective'", "'mcc@pearsn'", "mcc@pearson"]),
+    "an unknown weighted metric": ({"objective": {"weights": {"mcc@pearson.mcc": 1.0, "dci@regg.informativeness": 0.5},
+                                                  "direction": "maximize"}}, ["'objective'", "'dci@regg'"]),
+    "a score key without a score": ({"objective": {"metric": "mcc@pearson", "direction": "maximize"}},
+                                    ["'objective'", "<metric variant>.<score>"]),
+    "an unknown direction": ({"objective": {"metric": "mcc@pearson.mcc", "direction": "max"}},
+                             ["'direction'", "maximize", "minimize"]),
+    "a selection on the test split": ({"objective": {"metric": "mcc@pearson.mcc", "direction": "maximize",
+                                                     "split": "test"}}, ["'objective'", "'split'", "test", "'val'"]),
+    "an evaluation on the test split": ({"evaluation": {"split": "test"}}, ["evaluation.split", "test", "'val'"]),
+    "an unknown pruner": ({"pruner": {"type": "medain"}}, ["'pruner'", "'medain'", "median"]),
+    "a pruner option it lacks": ({"pruner": {"type": "median", "n_startup": 3}}, ["'pruner'", "'n_startup'",
+                                                                                  "n_startup_trials"]),
+    "a wilcoxon pruner that cannot prune": ({"pruner": {"type": "wilcoxon"}, "seeds": [0, 1, 2]},
+                                            ["'pruner'", "3 seed(s)", "at least 4 'seeds'"]),
+    "an unknown sampler": ({"sampler": {"type": "grid"}}, ["'sampler'", "'grid'", "tpe"]),
+    "a non-positive trial count": ({"trials": {"n_trials": 0}}, ["'trials'", "'n_trials'"]),
+}
+
+
+@pytest.mark.parametrize("changes, expected", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_a_bad_tune_config_is_refused_before_any_trial_naming_the_key(tmp_path, changes, expected):
+    path = write_tune(tmp_path, **changes)
+    with pytest.raises(ConfigError) as error:
+        load_tune(path)
+    message = str(error.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message, message
+
+
+def test_a_valid_config_builds_a_val_split_suite_of_the_sampled_values(tmp_path):
+    config = load_tune(write_tune(tmp_path, seeds=[0, 1]))
+    suite = config.suite({"lr": 0.005}, "study")
+    assert [cell.title for cell in suite.cells()] == ["pendulum/linear_ae/seed0", "pendulum/linear_ae/seed1"]
+    assert {cell.hyperparameters["lr"] for cell in suite.cells()} == {0.005}
+    assert suite.evaluation.split == "val" and [m.name for m in suite.metrics] == ["mcc@pearson"]
+
+
+# --- studies --------------------------------------------------------------------------------------
+
+def test_a_study_runs_its_trials_and_exports_a_model_file_a_suite_accepts(tmp_path, finished_study):
+    config, study, directory = finished_study
+    assert states(study) == ["COMPLETE"] * 3
+    assert (directory / "optuna.db").exists()
+
+    exported = export_best(study, config, tmp_path / "configs" / "tuned")
+    assert exported.name == "linear_ae-pendulum.yaml"
+    suite_file = tmp_path / "configs" / "suites" / "tuned.yaml"
+    suite_file.parent.mkdir(parents=True)
+    suite_file.write_text(yaml.safe_dump({
+        "name": "tuned", "plugins": ["crl_plugin_models"], "seeds": [0], "budget": {"steps": 3},
+        "datasets": [{"name": "pendulum", "params": {"size": 32}}],
+        "models": [{"config": "../tuned/linear_ae-pendulum.yaml", "label": "linear_ae (tuned)"}],
+        "metrics": ["mcc@pearson"]}))
+    (model,) = load_suite(suite_file).models
+    assert model.label == "linear_ae (tuned)" and model.hyperparameters == study.best_params
+    assert f"trial {study.best_trial.number}" in yaml.safe_load(exported.read_text())["description"]
+
+
+def test_rerunning_a_study_resumes_it_up_to_the_trial_count(tmp_path, workdir):
+    config = load_tune(write_tune(tmp_path))
+    assert len(tune(config, workdir=workdir, n_trials=2).trials) == 2
+    assert len(tune(config, workdir=workdir, n_trials=3).trials) == 3
+    assert len(tune(config, workdir=workdir, n_trials=3).trials) == 3
+
+
+SLOW_TRIALS = {"model": {"name": "linear_ae", "hyperparameters": {"step_seconds": 0.4}},  # 1.2 s of training
+               "search_space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
+
+
+def assert_two_workers_ran_all_trials_once(study, n_trials: int) -> None:
+    assert sorted(trial.number for trial in study.trials) == list(range(n_trials))
+    assert states(study) == ["COMPLETE"] * n_trials
+    assert len({trial.user_attrs["crlbench.invocation"] for trial in study.trials}) == 1
+    # this process starts at once, the spawned one after its imports; both take trials until none is left
+    assert len({trial.user_attrs["crlbench.worker"] for trial in study.trials}) == 2
+    assert len({json.dumps(trial.params, sort_keys=True) for trial in study.trials}) == n_trials  # own seeds
+
+
+def test_two_workers_share_one_sqlite_study_without_losing_or_repeating_trials(tmp_path, workdir):
+    study = tune(load_tune(write_tune(tmp_path, **SLOW_TRIALS)), workdir=workdir, n_trials=8, workers=2)
+    assert_two_workers_ran_all_trials_once(study, 8)
+
+
+@pytest.mark.skipif(not os.environ.get("CRLBENCH_TEST_POSTGRES_URL"),
+                    reason="set CRLBENCH_TEST_POSTGRES_URL=postgresql+psycopg2://... to a scratch database "
+                           "(.ci/run starts a throwaway PostgreSQL server and sets it)")
+def test_two_workers_share_one_postgresql_study_without_losing_or_repeating_trials(tmp_path, workdir):
+    url = os.environ["CRLBENCH_TEST_POSTGRES_URL"]
+    name = f"crlbench-test-{os.getpid()}-{time.time_ns()}"
+    try:
+        study = tune(load_tune(write_tune(tmp_path, **SLOW_TRIALS)), storage=url, study_name=name, workdir=workdir,
+                     n_trials=8, workers=2)
+        assert_two_workers_ran_all_trials_once(study, 8)
+    finally:
+        with contextlib.suppress(KeyError):  # the study was never created
+            optuna.delete_study(study_name=name, storage=url)
+
+
+def test_a_trial_the_pruner_stops_is_recorded_as_pruned(tmp_path, workdir):
+    # The reported value is minus the validation reconstruction error (the study maximises): always < 1e9.
+    config = load_tune(write_tune(tmp_path, pruner={"type": "threshold", "lower": 1e9}))
+    study = tune(config, workdir=workdir, n_trials=2)
+    assert states(study) == ["PRUNED", "PRUNED"]
+    assert all(trial.intermediate_values for trial in study.trials)
+
+
+def test_a_failing_trial_is_recorded_as_failed_and_the_study_goes_on(tmp_path, workdir):
+    path = write_tune(tmp_path, search_space={"explode_at_step": {"type": "categorical", "choices": [-1, 0]}})
+    enqueue(workdir / "optuna.db", "tiny-tune", [{"explode_at_step": 0}, {"explode_at_step": -1}])
+    study = tune(load_tune(path), workdir=workdir, n_trials=2)
+    assert states(study) == ["FAIL", "COMPLETE"]
+    assert "TrainingDiverged" in study.trials[0].user_attrs["crlbench.error"]
+
+
+def enqueue(database: Path, name: str, params: list[dict]) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{database}", study_name=name, direction="maximize")
+    for values in params:
+        study.enqueue_trial(values)
+
+
+def test_a_killed_workers_trial_becomes_failed_and_the_study_completes(tmp_path, workdir):
+    path = write_tune(tmp_path, model={"name": "linear_ae", "hyperparameters": {"step_seconds": 0.3}},
+                      search_space={"lr": {"type": "float", "low": 1e-4, "high": 1e-2}})
+    code = textwrap.dedent(f"""
+        from bench.tune import load_tune, tune
+        tune(load_tune({str(path)!r}), workdir={str(workdir)!r}, n_trials=2, heartbeat_interval=1, grace_period=2)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(PLUGINS), "OMP_NUM_THREADS": "1"}
+    worker = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_a_running_trial(workdir / "optuna.db", "tiny-tune", worker)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    time.sleep(QUICK_HEARTBEAT["grace_period"] + 0.5)  # the dead worker's heartbeat goes stale
+    study = tune(load_tune(path), workdir=workdir, n_trials=2, **QUICK_HEARTBEAT)
+    assert states(study) == ["FAIL", "COMPLETE"]
+
+
+def wait_for_a_running_trial(database: Path, name: str, worker: subprocess.Popen, timeout: float = 60) -> None:
+    """Until a trial of the study is RUNNING and has started its cells."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if database.exists():
+            try:
+                trials = optuna.load_study(study_name=name, storage=f"sqlite:///{database}").trials
+            except KeyError:  # the study is not created yet
+                trials = []
+            if any(t.state == STATES.RUNNING and "crlbench.cells" in t.user_attrs for t in trials):
+                time.sleep(0.3)
+                return
+        assert worker.poll() is None, f"the worker ended before it could be killed: {worker.stderr.read().decode()}"
+        time.sleep(0.1)
+    raise AssertionError("no trial started")
+
+
+# --- records --------------------------------------------------------------------------------------
+
+def test_a_study_is_logged_to_mlflow_with_a_run_per_trial_and_its_cells_nested(tmp_path, workdir):
+    from mlflow import MlflowClient
+
+    path = write_tune(tmp_path, search_space={"explode_at_step": {"type": "categorical", "choices": [-1, 0]}})
+    enqueue(workdir / "optuna.db", "tiny-tune", [{"explode_at_step": 0}, {"explode_at_step": -1}])
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    tune(load_tune(path), workdir=workdir, n_trials=2, tracking_uri=uri)
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("crlbench-tune/tiny-tune").experiment_id])
+    (parent,) = [run for run in runs if run.data.tags.get("crlbench.kind") == "study"]
+    trials = {run.data.tags["optuna.trial_number"]: run for run in runs if run.data.tags.get("crlbench.kind") == "trial"}
+    assert {number: (run.data.tags["optuna.state"], run.info.status) for number, run in trials.items()} == {
+        "0": ("FAIL", "FAILED"), "1": ("COMPLETE", "FINISHED")}
+    assert all(run.data.tags["mlflow.parentRunId"] == parent.info.run_id for run in trials.values())
+    assert trials["1"].data.metrics["objective"] == pytest.approx(client.get_run(parent.info.run_id).data.metrics["best_value"])
+    cells = [run for run in runs if run.data.tags.get("crlbench.cell_hash")]
+    assert {run.data.tags["mlflow.parentRunId"] for run in cells} == {run.info.run_id for run in trials.values()}
+
+
+def test_the_study_report_has_a_summary_and_plots(tmp_path, finished_study):
+    _, study, _ = finished_study
+    summary_path = study_report(study, tmp_path / "report", storage_url="postgresql+psycopg2://tuner:s3cret@db/optuna")
+    summary = json.loads(summary_path.read_text())
+    assert summary["states"]["COMPLETE"] == 3 and summary["best"]["trial"] == study.best_trial.number
+    assert "s3cret" not in summary_path.read_text() and summary["storage"].startswith("postgresql+psycopg2://tuner:***@")
+    for name in ("optimization_history", "param_importances", "parallel_coordinate"):
+        assert (tmp_path / "report" / f"{name}.png").stat().st_size > 0
+
+
+def test_the_tune_command_runs_resumes_and_exports_next_to_the_configs(tmp_path, workdir, capsys):
+    from bench.cli import main
+
+    configs = tmp_path / "configs"
+    (configs / "tune").mkdir(parents=True)
+    path = write_tune(configs / "tune")
+    arguments = ["tune", str(path), "--workdir", str(workdir), "--no-tracking", "--n-trials", "2"]
+
+    assert main(arguments + ["--export"]) == 0
+    printed = capsys.readouterr().out
+    assert "study tiny-tune: 2 trials (2 complete)" in printed and "best value" in printed
+    exported = configs / "tuned" / "linear_ae-pendulum.yaml"
+    assert yaml.safe_load(exported.read_text())["name"] == "linear_ae"
+    assert (workdir / "tune" / "tiny-tune" / "report" / "summary.json").exists()
+
+    assert main(arguments[:-1] + ["3"]) == 0  # the same study, one trial more
+    assert "study tiny-tune: 3 trials (3 complete)" in capsys.readouterr().out
