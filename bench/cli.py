@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import logging
 import os
@@ -232,7 +231,7 @@ def run_report_command(args: argparse.Namespace) -> int:
 def run_tune_command(args: argparse.Namespace) -> int:
     import optuna
 
-    from bench.tune import export_best, load_tune, study_report, tune
+    from bench.tune import export_best, load_tune, state_counts, study_report, tune
 
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     config = load_tune(args.config)
@@ -241,12 +240,12 @@ def run_tune_command(args: argparse.Namespace) -> int:
     study = tune(config, storage=args.storage, study_name=args.study_name, n_trials=args.n_trials,
                  workers=args.workers, workdir=workdir, tracking_uri=_tracking_uri(args, workdir))
     seconds = time.perf_counter() - start
-    states = collections.Counter(trial.state.name.lower() for trial in study.get_trials(deepcopy=False))
+    states = state_counts(study)
     summary = study_report(study, workdir / "tune" / study.study_name / "report", storage_url=args.storage)
     print(f"study {study.study_name}: {sum(states.values())} trials ("
-          + ", ".join(f"{count} {state}" for state, count in sorted(states.items())) + f") after {seconds:.1f} s; "
-          f"report in {summary.parent}")
-    if not states.get("complete"):
+          + ", ".join(f"{count} {state.lower()}" for state, count in states.items() if count)
+          + f") after {seconds:.1f} s; report in {summary.parent}")
+    if not states["COMPLETE"]:
         print("crlbench: error: no trial completed; nothing to export", file=sys.stderr)
         return 1
     print(f"  best value {study.best_value:.6g} at trial {study.best_trial.number}: {study.best_params}")

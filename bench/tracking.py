@@ -132,6 +132,26 @@ def check_tracking(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         raise TrackingUnavailable(f"tracking URI {shown!r}: MLflow cannot use the store: {_first_line(error)}") from error
 
 
+def experiment_id(client: MlflowClient, uri: str, name: str, folder: str, artifact_location: str | None = None) -> str:
+    """The id of experiment ``name``: restored if it was deleted, else created, with its artefacts in
+    ``artifact_location`` or, on a SQLite store, in ``<store folder>/mlartifacts/<folder>``."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        if artifact_location is None and _scheme(uri) == "sqlite":
+            store = _sqlite_path(uri).resolve().parent
+            artifact_location = (store / ARTIFACTS / re.sub(r"[^\w.-]", "_", folder)).as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except Exception:  # another invocation may have created it meanwhile
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        log.info("MLflow: restoring the deleted experiment %s", name)
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
 class SuiteTracker:
     """The MLflow record of one suite invocation, as a context manager.
 
@@ -218,25 +238,8 @@ class SuiteTracker:
         return self._client
 
     def _experiment(self) -> str:
-        client = self._client
-        experiment = client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            try:
-                return client.create_experiment(self.experiment_name, artifact_location=self._artifact_location())
-            except Exception:  # another invocation may have created it meanwhile
-                experiment = client.get_experiment_by_name(self.experiment_name)
-                if experiment is None:
-                    raise
-        if experiment.lifecycle_stage == "deleted":
-            log.info("MLflow: restoring the deleted experiment %s", self.experiment_name)
-            client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
-
-    def _artifact_location(self) -> str | None:
-        if self.artifact_location is not None or _scheme(self.uri) != "sqlite":
-            return self.artifact_location
-        store = _sqlite_path(self.uri).resolve().parent
-        return (store / ARTIFACTS / re.sub(r"[^\w.-]", "_", f"crlbench-{self.suite_name}")).as_uri()
+        return experiment_id(self._client, self.uri, self.experiment_name, f"crlbench-{self.suite_name}",
+                             self.artifact_location)
 
     def _start_parent(self) -> None:
         client = self._client

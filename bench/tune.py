@@ -55,13 +55,13 @@ from bench.errors import ConfigError, CrlbenchError
 from bench.files import atomic_write
 from bench.results import cell_dir, read_result, write_json
 from bench.tracking import metric_name
-from bench.tune_config import TuneConfig, build_pruner, build_sampler, load_tune
+from bench.tune_config import TuneConfig, build_pruner, build_sampler, experimental_features, load_tune
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = ["TrialFailed", "TuneConfig", "default_storage", "export_best", "load_tune", "open_storage",
-           "study_report", "tune"]
+           "state_counts", "study_report", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,7 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, gr
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_features():
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
         def stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -228,8 +227,7 @@ def _counted_trials(study: optuna.Study) -> int:
 def _fail_stale_trials(study: optuna.Study) -> None:
     import optuna
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_features():
         optuna.storages.fail_stale_trials(study)
 
 
@@ -487,7 +485,7 @@ def export_best(study: optuna.Study, config: TuneConfig, out_dir: str | os.PathL
     """
     best = _best_trial(study)
     finished = best.datetime_complete or datetime.datetime.now()
-    counts = _state_counts(study)
+    counts = state_counts(study)
     budget = ", ".join(f"{key} {value}" for key, value in dataclasses.asdict(config.budget).items() if value is not None)
     description = (f"{config.model.name} tuned on {config.dataset.name} by Optuna study {study.study_name!r}: "
                    f"{config.objective.describe()} ({config.objective.direction}, val split, mean over seeds "
@@ -514,14 +512,15 @@ def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: s
     out.mkdir(parents=True, exist_ok=True)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     names = sorted({name for trial in complete for name in trial.params})
+    states = state_counts(study)
     url = storage_url or _storage_url(study)
     summary: dict[str, Any] = {
         "study": study.study_name,
         "direction": study.direction.name.lower(),
         "objective": study.user_attrs.get("crlbench.objective"),
         "storage": _redacted(url) if url else None,
-        "trials": sum(_state_counts(study).values()),
-        "states": _state_counts(study),
+        "trials": sum(states.values()),
+        "states": states,
         "best": None, "importances": None, "figures": [], "notes": [],
     }
     if complete:
@@ -536,7 +535,8 @@ def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: s
                        "only one searched hyperparameter" if len(names) < 2 else None)
     if importance_skip is None:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-        summary["importances"] = _quiet(lambda: optuna.importance.get_param_importances(study, evaluator=evaluator))
+        with experimental_features():
+            summary["importances"] = optuna.importance.get_param_importances(study, evaluator=evaluator)
         plots.insert(1, ("param_importances",
                          lambda s: optuna.visualization.matplotlib.plot_param_importances(s, evaluator=evaluator), None))
     else:
@@ -571,14 +571,6 @@ def _save_plot(plot: Callable, study: optuna.Study, path: Path) -> str | None:
     return None
 
 
-def _quiet(make: Callable[[], Any]) -> Any:
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return make()
-
-
 def _storage_url(study: optuna.Study) -> str | None:
     """The URL of the study's RDB storage (Optuna wraps it in a cache), if it has one."""
     storage = getattr(study, "_storage", None)
@@ -592,7 +584,8 @@ def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
         raise CrlbenchError(f"study {study.study_name!r} has no complete trial yet") from None
 
 
-def _state_counts(study: optuna.Study) -> dict[str, int]:
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING), zeros included."""
     counts = collections.Counter(trial.state.name for trial in study.get_trials(deepcopy=False))
     return {state: counts.get(state, 0) for state in STATES}
 
@@ -687,7 +680,7 @@ class TuneTracker:
         """The parent run's summary: trial counts, the best value, trial and hyperparameters."""
         from bench.tracking import _first_line, _log_batch, _metrics, _tags
 
-        counts = _state_counts(study)
+        counts = state_counts(study)
         metrics = {f"trials_{state.lower()}": count for state, count in counts.items()}
         tags: dict[str, Any] = {}
         with contextlib.suppress(CrlbenchError):
@@ -700,25 +693,9 @@ class TuneTracker:
             log.warning("MLflow: could not log the study's summary: %s", _first_line(error))
 
     def _experiment(self) -> str:
-        from bench.tracking import ARTIFACTS, _scheme, _sqlite_path
+        from bench.tracking import experiment_id
 
-        client = self._client
-        experiment = client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            location = None
-            if _scheme(self.uri) == "sqlite":
-                folder = _sqlite_path(self.uri).resolve().parent / ARTIFACTS
-                location = (folder / "".join(c if c.isalnum() or c in "._-" else "_"
-                                             for c in f"crlbench-tune-{self.study_name}")).as_uri()
-            try:
-                return client.create_experiment(self.experiment_name, artifact_location=location)
-            except Exception:  # another invocation may have created it meanwhile
-                experiment = client.get_experiment_by_name(self.experiment_name)
-                if experiment is None:
-                    raise
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
+        return experiment_id(self._client, self.uri, self.experiment_name, f"crlbench-tune-{self.study_name}")
 
     def _parent_run(self) -> str:
         from bench.runner import provenance

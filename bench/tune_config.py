@@ -33,9 +33,11 @@ Errors name the file, the key path and the accepted values, as :mod:`bench.suite
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -426,18 +428,25 @@ def build_pruner(spec: PrunerSpec) -> Any:
     kinds = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
              "hyperband": optuna.pruners.HyperbandPruner, "wilcoxon": optuna.pruners.WilcoxonPruner,
              "threshold": optuna.pruners.ThresholdPruner}
+    with experimental_features():
+        return kinds[spec.type](**spec.options)
+
+
+@contextlib.contextmanager
+def experimental_features() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for the features crlbench opts into knowingly (the
+    Wilcoxon pruner, heartbeat retries, fANOVA importances)."""
+    import optuna
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return kinds[spec.type](**spec.options)
+        yield
 
 
 def _built(make: Any, where: str) -> None:
     """Build an Optuna object now, so that a bad option value fails before any trial."""
-    import optuna
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_features():
             make()
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from None
