@@ -1,19 +1,26 @@
-"""CausalVAE (Yang et al., CVPR 2021, arXiv 2004.08697), as the reference code computes it (models.md 3).
+"""CausalVAE (Yang et al., CVPR 2021, arXiv 2004.08697), as the reference code computes it.
+
+Reference: huawei-noah/trustworthyAI, ``research/CausalVAE``: ``codebase/models/mask_vae_pendulum.py``
+(``CausalVAE.negative_elbo_bound``), ``codebase/models/nns/mask.py`` (``DagLayer``, ``MaskLayer``,
+``Attention``, ``Encoder``, ``Decoder_DAG``), ``codebase/utils.py`` and ``run_pendulum.py``; this
+project's deviations are listed in ``docs/models.md``.
 
 encoder x -> eps [B, K, k]; DAG layer z = eps (I - A)^-1 on each within-concept dim (A learnable);
 mask layer f_j = g_j(sum_i A_ij z_i) with one small MLP per concept; the code's "attention" residual
 e = softmax_1(sigmoid(z M eps^T)) eps (kept by default; not in the paper's equations);
 z_final = f + e; the decoder gets z_final + sqrt(lambda) N(0, I). The loss (``negative_elbo_bound``):
 
-    rec (sum over pixels) + alpha 0.5 |eps|^2 + beta sum_j 0.5 |z_j - u_j|^2 + sum_j 0.5 |z_final_j - u_j|^2
+    rec + alpha 0.5 |eps|^2 + beta sum_j 0.5 |z_j - u_j|^2 + sum_j 0.5 |z_final_j - u_j|^2
     + MSE(h(u), u) + 3 h(A) + 0.5 h(A)^2,   h(A) = tr[(I + A * A / K)^K] - K,
 
-with u_j the standardised label j broadcast to k dims and h_j(u) = g^u_j(sum_i A_ij u_i) the label
-mechanism (on raw labels in the reference). The reference's do() does not hold the intervened value
-(models.md 3.6); ``intervene`` here is the recommended abduction-action-prediction on the learned
-graph thresholded at ``graph_threshold``. ``backbone="reference"`` swaps the shared conv backbone for
-the code's MLP encoder and per-concept MLP decoders on RGBA (the same networks as ICM-VAE's, models.md
-2.3-2.4 and 3.1), about 186.1 M parameters at 96x96.
+with rec the pixel BCE summed over the image width and averaged over batch, channel and height
+(``utils.log_bernoulli_with_logits`` sums the last axis, ``negative_elbo_bound`` takes the mean), u_j the
+standardised label j broadcast to k dims and h_j(u) = g^u_j(sum_i A_ij u_i) the label mechanism (on
+raw labels in the reference). The reference's interventions (``inference_pendeulum.py``,
+``negative_elbo_bound(mask=i, adj=0)``) always set 0 and recompute a root's mask output, so the value is
+not held on the intervened node; ``intervene`` here is abduction-action-prediction on the learned graph thresholded at ``graph_threshold``.
+``backbone="reference"`` swaps the shared conv backbone for the code's MLP encoder and per-concept MLP
+decoders on RGBA (the same networks as ICM-VAE's), about 186.1 M parameters at 96x96.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from bench.nets import ConvDecoder, ConvEncoder, ReferenceConceptDecoders, Refer
 from bench.params import require
 from bench.registry import register_model
 
-# The reference code's initial A (since commit f30cde8): near the true Pendulum graph, plus 0 -> 1.
+# The reference code's initial A (``DagLayer.__init__`` in codebase/models/nns/mask.py, since commit
+# f30cde8), written in the reference's own label order, which for Pendulum and Flow is the card's original
+# order: edges 0 -> 1, 2, 3 and 1 -> 2, 3. ``initial_adjacency`` maps it into the card's order.
 REFERENCE_A0 = ((0, 1, 1, 1), (0, 0, 1, 1), (0, 0, 0, 0), (0, 0, 0, 0))
 MASK_HIDDEN, LABEL_HIDDEN = 32, 32
 
@@ -49,11 +58,16 @@ class CausalVAEConfig:
     lr: float = 1e-3
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
-    a_init: Literal["reference", "zeros"] = "reference"  # reference: REFERENCE_A0 (leaks graph knowledge); paper: zeros
+    # reference: REFERENCE_A0 in the original label order, mapped through the card's permutation (leaks graph
+    # knowledge); zeros: the paper's claim of learning A from scratch
+    a_init: Literal["reference", "zeros"] = "reference"
     attention: bool = True  # the code's attention residual (not in the paper)
     label_mechanism_on: Literal["raw", "standardised"] = "raw"  # reference: l_u on raw labels
     decoder: Literal["shared", "per_concept"] = "shared"  # per_concept: the reference's averaged logits
     graph_threshold: float = 0.3  # |A_ij| above it is an edge (the code's unused prune())
+    # reference: the BCE summed over the width and averaged over batch, channel and height (utils.py's
+    # log_bernoulli_with_logits sums the last axis; negative_elbo_bound takes the mean); sum: every pixel
+    rec_reduction: Literal["width", "sum"] = "width"
     # conv: the shared 64x64 backbone; reference: the code's MLP encoder and per-concept MLP decoders on RGBA
     # (an alpha channel of ones is appended, as the reference's PNGs have; ``decoder`` is then ignored)
     backbone: Literal["conv", "reference"] = "conv"
@@ -72,6 +86,18 @@ def acyclicity(adjacency: torch.Tensor) -> torch.Tensor:
     return torch.trace(torch.matrix_power(torch.eye(m) + adjacency * adjacency / m, m)) - m
 
 
+def initial_adjacency(a_init: str, card) -> np.ndarray:
+    """A's initial value in the card's factor order: zeros, or the reference's A0 mapped from the original
+    label order (``card.permutation[k]`` is factor k's original index: ``A[i, j] = A0[perm[i], perm[j]]``)."""
+    factors = len(card.factors)
+    if a_init == "zeros":
+        return np.zeros((factors, factors))
+    if factors != len(REFERENCE_A0):
+        raise ConfigError(f"model 'causal_vae': a_init='reference' needs 4 factors; got {factors}; use a_init='zeros'")
+    permutation = np.asarray(card.permutation)
+    return np.asarray(REFERENCE_A0, dtype=float)[np.ix_(permutation, permutation)]
+
+
 def concept_mlp(width: int, hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(width, hidden), nn.ELU(), nn.Linear(hidden, width))
 
@@ -79,6 +105,7 @@ def concept_mlp(width: int, hidden: int) -> nn.Sequential:
 @register_model("causal_vae")
 class CausalVAE(CausalModel):
     name = "causal_vae"
+    version = "2"  # 2: reconstruction scaled as the reference (rec_reduction="width"); A0 in the card's order
     Config = CausalVAEConfig
 
     def __init__(self, card, **hyperparameters) -> None:
@@ -86,10 +113,7 @@ class CausalVAE(CausalModel):
         config = self.config
         self.concepts = len(card.factors)
         latent = self.concepts * config.concept_dim
-        if config.a_init == "reference" and self.concepts != len(REFERENCE_A0):
-            raise ConfigError(f"model 'causal_vae': a_init='reference' needs 4 factors; got {self.concepts}; use a_init='zeros'")
-        initial = torch.tensor(REFERENCE_A0, dtype=torch.float32) if config.a_init == "reference" else torch.zeros(self.concepts, self.concepts)
-        self.adjacency = nn.Parameter(initial)
+        self.adjacency = nn.Parameter(torch.as_tensor(initial_adjacency(config.a_init, card), dtype=torch.float32))
         self.rgba = config.backbone == "reference"
         # the variance head is discarded: not built (the reference's encoder has 2 x latent outputs)
         if self.rgba:
@@ -114,6 +138,9 @@ class CausalVAE(CausalModel):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         config = self.config
         return {"adam": adam(self.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))}
+
+    def supervision(self) -> list[str]:
+        return ["labels", "initial graph"] if self.config.a_init == "reference" else ["labels"]
 
     # -- the structural layers ---------------------------------------------------------------
 
@@ -164,7 +191,8 @@ class CausalVAE(CausalModel):
         eps, latent, final = self.structural(images)
         decoded = final + self.config.sampling_variance**0.5 * torch.randn_like(final)
         logits = self.decode(decoded)
-        reconstruction = F.binary_cross_entropy_with_logits(logits, self.with_alpha(images), reduction="sum") / len(images)
+        bce = F.binary_cross_entropy_with_logits(logits, self.with_alpha(images), reduction="none")
+        reconstruction = bce.sum(dim=3).mean() if self.config.rec_reduction == "width" else bce.sum() / len(images)
         target = labels[:, :, None].expand_as(latent)
         exogenous_kl = 0.5 * eps.pow(2).sum(dim=(1, 2)).mean()
         causal_kl = 0.5 * (latent - target).pow(2).sum(dim=(1, 2)).mean()
@@ -196,7 +224,7 @@ class CausalVAE(CausalModel):
 
     @torch.no_grad()
     def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
-        """do(z_target = value) by abduction-action-prediction (models.md 3.6, the recommended form):
+        """do(z_target = value) by abduction-action-prediction (Pearl's three steps on the learned SCM):
         keep each node's residual r_j = z_final_j - g_j(sum_k A_kj z_k), set the target block, recompute
         its descendants in the learned graph's topological order, decode."""
         if not 0 <= target < self.concepts:

@@ -40,6 +40,42 @@ def test_initial_graph_is_the_reference_or_zeros(card):
     assert not registry.model("causal_vae", card, a_init="zeros").adjacency.any()
 
 
+def edges(adjacency, names):
+    return {(names[i], names[j]) for i, j in zip(*np.nonzero(np.asarray(adjacency)))}
+
+
+def test_reference_a0_on_flow_has_the_reference_edges_in_the_reference_label_order(tmp_path_factory):
+    """The reference writes A0 in its Flow file order (ball, height, flow, hole); mapped into the canonical
+    order it keeps the same named edges: height -> flow, not hole -> flow, and no hole -> height."""
+    flow = card_32("flow", tmp_path_factory)
+    reference_order = ("ball", "height", "flow", "hole")  # the reference's label order, its A0's rows
+    expected = {(reference_order[i], reference_order[j]) for i, j in zip(*np.nonzero(np.asarray(REFERENCE_A0)))}
+    short = {name: next(word for word in reference_order if word in name) for name in flow.factor_names}
+    names = [short[name] for name in flow.factor_names]
+    initial = registry.model("causal_vae", flow).adjacency.detach().numpy()
+    assert edges(initial, names) == expected
+    assert ("height", "flow") in edges(initial, names) and ("hole", "height") not in edges(initial, names)
+
+
+def test_reconstruction_is_summed_over_the_width_as_the_reference(card):
+    """rec = W x the mean per-pixel BCE (the reference's sum over the last axis, mean over the rest);
+    rec_reduction="sum" is the every-pixel sum, C x H times larger."""
+    model = build_model("causal_vae", card, seed=0, sampling_variance=0.0)
+    x = batch()["images"]
+    logits = model.decode(model.structural(x)[2])
+    per_pixel = torch.nn.functional.binary_cross_entropy_with_logits(logits, x)
+    losses = model.training_step(batch(), 0)
+    assert losses["reconstruction"].item() == pytest.approx(32 * per_pixel.item(), rel=1e-5)
+    summed = build_model("causal_vae", card, seed=0, sampling_variance=0.0, rec_reduction="sum").training_step(batch(), 0)
+    assert summed["reconstruction"].item() == pytest.approx(3 * 32 * 32 * per_pixel.item(), rel=1e-5)
+
+
+def test_reconstruction_fix_bumps_the_model_version():
+    from baselines.causalvae import CausalVAE
+
+    assert CausalVAE.version == "2"
+
+
 def test_loss_is_the_sum_of_the_reference_terms(card):
     model = build_model("causal_vae", card, seed=0, alpha=0.5, beta=2.0)
     losses = model.training_step(batch(), 0)
@@ -101,7 +137,8 @@ def test_reference_backbone_trains_and_uses_every_parameter(card):
 
 
 def test_reference_backbone_has_the_reference_parameter_count_at_96(tmp_path_factory):
-    """Hand count at 96x96 RGBA, z = 4 x 4 (models.md 2.3, 2.4, 3.1):
+    """Hand count at 96x96 RGBA, z = 4 x 4 (the reference's ``Encoder`` and ``Decoder_DAG`` in
+    huawei-noah/trustworthyAI research/CausalVAE/codebase/models/nns/mask.py):
 
     encoder 36864 -> 900 -> 300 -> 16 (mean only; the discarded variance half is not built):
         33 177 600 + 900 + 270 000 + 300 + 4 800 + 16                          =  33 453 616
@@ -109,7 +146,7 @@ def test_reference_backbone_has_the_reference_parameter_count_at_96(tmp_path_fac
     biases, only ever averaged, are one:  4 x 38 185 624 - 3 x 36 864          = 152 631 904
     A 16, mask MLPs 4 x (4*32+32 + 32*4+4) = 1 168, label MLPs 4 x (32+32 + 32+1) = 388, M 16 =   1 588
     total                                                                      = 186 087 108
-    The reference's used parts (models.md 3.1: 186.2 M) are 186 202 516: 4 816 (variance half) and
+    The reference's used parts are 186 202 516: 4 816 (variance half) and
     110 592 (three biases) more.
     """
     card96 = registry.dataset("pendulum", cache_dir=tmp_path_factory.mktemp("d"), size=96).card
