@@ -110,6 +110,7 @@ def train(
         budget.epochs * batches_per_epoch if budget.epochs is not None else np.inf,
     )
     torch.manual_seed(_torch_seed(seed, TRAINING_NOISE))
+    model.on_train_start(int(total_steps), batches_per_epoch)
     optimizers = model.optimizers()
     history, epoch = History(), 0
     path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None

@@ -48,6 +48,11 @@ class ICMVAEConfig:
     # first epoch whose alpha/beta are non-zero; reference 2. 0 anchors the deterministic latent from the
     # first step: with 2 zero-weight epochs it drifts to |z| ~ 25 and the prior's switch-on collapses it
     warmup_start_epoch: int = 2
+    # absolute: the warm-up counts training epochs, as the reference (full weight at epoch 94 of its 101);
+    # budget: it counts the run's progress in reference epochs (step / total steps x reference_epochs), so
+    # any budget ramps over the same fraction of the run (first 2/101 at zero, full weight after 94/101)
+    schedule: Literal["absolute", "budget"] = "absolute"
+    reference_epochs: int = 101  # the reference's run length (experiments/train_pendulum.py: epochs 0..100)
     lr: float = 1e-3
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -68,6 +73,7 @@ class ICMVAEConfig:
         require(self.alpha >= 0 and self.beta >= 0, owner, "alpha/beta", "non-negative", (self.alpha, self.beta))
         require(self.warmup_epochs >= 2, owner, "warmup_epochs", "at least 2", self.warmup_epochs)
         require(self.warmup_start_epoch >= 0, owner, "warmup_start_epoch", "non-negative", self.warmup_start_epoch)
+        require(self.reference_epochs > 0, owner, "reference_epochs", "a positive integer", self.reference_epochs)
         require(self.lr > 0, owner, "lr", "positive", self.lr)
 
 
@@ -110,10 +116,33 @@ class ICMVAE(CausalModel):
         config = self.config
         return {"adam": adam(self.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))}
 
+    def supervision(self) -> list[str]:
+        return ["labels", "true graph"]  # the prior conditions on every concept's label and the card's graph
+
     def on_epoch_start(self, epoch: int) -> None:
+        if self.config.schedule == "absolute":
+            self.set_warmup(epoch)
+
+    def set_warmup(self, epoch: int) -> None:
+        """alpha and beta as the reference's warm-up gives them in (reference) epoch ``epoch``."""
         config = self.config
         self.alpha = warmup(config.alpha, epoch, config.warmup_epochs, config.warmup_start_epoch)
         self.beta = warmup(config.beta, epoch, config.warmup_epochs, config.warmup_start_epoch)
+
+    def reference_epoch(self, step: int) -> int:
+        """The reference epoch that step ``step`` of this run stands for under ``schedule="budget"``."""
+        return step * self.config.reference_epochs // self.total_steps
+
+    def schedule(self) -> dict:
+        """Where the warm-up of alpha and beta starts and reaches full weight, in steps of this run."""
+        config = self.config
+        first, full = config.warmup_start_epoch, config.warmup_start_epoch + config.warmup_epochs - 2
+        if config.schedule == "absolute":
+            start, end = first * self.steps_per_epoch, full * self.steps_per_epoch
+        else:  # the first step whose reference epoch reaches ``first`` / ``full``
+            start, end = (-(-epoch * self.total_steps // config.reference_epochs) for epoch in (first, full))
+        return {"kind": config.schedule, "warmup_start_step": start, "full_weight_step": end,
+                "total_steps": self.total_steps, "finished": end < self.total_steps}
 
     def with_alpha(self, images: torch.Tensor) -> torch.Tensor:
         """RGBA with alpha = 1 for the reference backbone (its PNGs are RGBA), the images otherwise."""
@@ -141,6 +170,8 @@ class ICMVAE(CausalModel):
         return torch.stack([dec(latent[:, i]) for i, dec in enumerate(self.decoders)]).mean(dim=0)
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        if self.config.schedule == "budget":
+            self.set_warmup(self.reference_epoch(step))
         images, labels = batch["images"], batch["factors"]
         mean, log_variance = self.noise(images)
         eps = mean if self.config.deterministic_z else mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
@@ -169,7 +200,7 @@ class ICMVAE(CausalModel):
     @torch.no_grad()
     def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
         """Counterfactual images under do(z_target = value): abduct the noise, set the block, recompute
-        its descendants in topological order, decode (models.md 2.10). ``value`` is a scalar, one per
+        its descendants in topological order, decode (the reference's ``ICM_VAE.forward`` with ``mask``/``value``). ``value`` is a scalar, one per
         image [N] or one block per image [N, k]."""
         if not 0 <= target < self.concepts:
             raise ConfigError(f"model 'icm_vae': target must be a concept index in 0..{self.concepts - 1}; got {target}")

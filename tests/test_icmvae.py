@@ -102,6 +102,39 @@ def test_the_trainer_drives_the_warmup_per_epoch_as_the_reference_loop(card, sta
     assert seen[nonzero_from] != (0.0, 0.0) and all(pair == (0.0, 0.0) for pair in seen[:nonzero_from])
 
 
+def weights_per_step(model, steps, batch_size=4):
+    """(alpha, beta) in force at each training step of a run of ``steps`` steps on 4 images."""
+    seen = []
+    step = model.training_step
+
+    def record(batch, s):
+        losses = step(batch, s)
+        seen.append((model.alpha, model.beta))
+        return losses
+
+    model.training_step = record
+    images = (np.random.default_rng(0).random((4, 32, 32, 3)) * 255).astype(np.uint8)
+    train(model, images, np.zeros((4, 4)), budget=Budget(steps=steps, batch_size=batch_size), seed=0, progress=False)
+    return seen
+
+
+def test_budget_schedule_ramps_over_the_same_fraction_of_any_run_as_the_reference(card):
+    """schedule="budget": step t of T trains with the weights of reference epoch floor(101 t / T): zero for the
+    first 2/101 of the run, full from 94/101 on, so a 101-step run finishes its warm-up; "absolute" counts
+    epochs (4 steps each here) and does not."""
+    model = build_model("icm_vae", card, seed=0, schedule="budget")
+    betas = [beta for _, beta in weights_per_step(model, 101, batch_size=1)]
+    assert betas[:2] == [0.0] * 2 and betas[2] == pytest.approx(1.2 / 93)
+    assert betas[93] < 1.2 and betas[94:] == [pytest.approx(1.2)] * 7
+    assert model.schedule() == {"kind": "budget", "warmup_start_step": 2, "full_weight_step": 94,
+                                "total_steps": 101, "finished": True}
+    absolute = build_model("icm_vae", card, seed=0)
+    betas = [beta for _, beta in weights_per_step(absolute, 101, batch_size=1)]
+    assert betas[-1] == pytest.approx(1.2 * 24 / 93)  # step 100 is in epoch 25
+    assert absolute.schedule() == {"kind": "absolute", "warmup_start_step": 8, "full_weight_step": 376,
+                                   "total_steps": 101, "finished": False}
+
+
 def test_each_loss_term_is_the_reference_formula_with_the_prior_on_the_posterior_latent(card):
     """noise term 0.5 |eps|^2 - sum s; prior term 0.5 |z - mu|^2 with mu_i = exp(s'(z_pa)) u_i + t'(z_pa)
     computed from the posterior z (not detached: its gradient reaches the encoder), u the standardised labels."""
