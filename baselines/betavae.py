@@ -2,7 +2,8 @@
 
 Gaussian encoder, Bernoulli decoder on [0, 1] pixels (the reconstruction is a sum over pixels, so
 beta is comparable with the literature), labels never used. Architecture and optimiser follow
-disentanglement_lib (models.md section 5.2) on the shared conv backbone; the latent has 16 dims to
+disentanglement_lib (``methods/shared/architectures.py`` and ``config/unsupervised_study_v1``) on the
+shared conv backbone; the latent has 16 dims to
 match the 4 x 4 concept latents of CausalVAE and ICM-VAE (dlib's canonical 10 is an option).
 
 beta-VAE has no causal structure: it declares itself unaligned, and its "intervention" is a latent
@@ -54,6 +55,9 @@ class BetaVAE(CausalModel):
         self.encoder = ConvEncoder(2 * latent, self.channels, self.image_size)
         self.decoder = ConvDecoder(latent, self.channels, self.image_size)
         self.register_buffer("factor_codes", torch.full((len(card.factors),), -1, dtype=torch.long))
+
+    def supervision(self) -> list[str]:
+        return []  # unsupervised: labels are never used in training
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         config = self.config

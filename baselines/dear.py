@@ -2,7 +2,7 @@
 
 Generator G(z) with z = [f(eps (I - A)^-1), free N(0, I) dims]; encoder E(x) (Gaussian); a joint
 discriminator D(x, z) estimating the log density ratio; a supervised loss on the first K latents.
-Per batch, as the reference's alternating updates (models.md 4.3):
+Per batch, as the reference's alternating updates (xwshen51/DEAR ``train.py``, ``train()``):
 
 * D: E[softplus(D(G(z), z))] + E[softplus(-D(x, E(x)))];
 * E: E[D(x, E(x))] + sup_coef L_sup, L_sup = BCE-with-logits(mu_K, min-max labels) (``sup_type="ce"``) or
@@ -11,11 +11,11 @@ Per batch, as the reference's alternating updates (models.md 4.3):
   super-graph's support (the dataset's graph), with its own Adam (default betas, as the reference).
 
 The networks are the shared conv backbone (the reference's ResNet-50 / SAGAN trio does not fit a CPU
-budget, models.md 4.7 item 3); D keeps the reference's structure (x branch, z branch, joint branch,
+budget: see docs/models.md, "Cost of the reference networks"); D keeps the reference's structure (x branch, z branch, joint branch,
 mean of the three scores) and its spectral normalisation. ``networks="reference"`` builds the
 reference trio instead (``bench.nets.Reference*``, 64x64 only, about 49.6 M parameters). The
 reference has no working do(): here ``intervene`` abducts the prior noise in pre-nonlinearity space,
-sets the target and recomputes its descendants (models.md 4.5, recommended form).
+sets the target and recomputes its descendants (Pearl's abduction, action, prediction).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class DEARConfig:
     free_dims: int = 2  # latent 6 = 4 labelled + 2 free
     sup_coef: float = 5.0
     sup_type: Literal["ce", "l2"] = "ce"
-    target_clip: float = 0.0  # reference: min-max targets may be exactly 0 or 1 (models.md 4.7 item 6)
+    target_clip: float = 0.0  # reference: min-max targets may be exactly 0 or 1, pushing |mu| to infinity
     prior: Literal["linear", "nonlinear"] = "linear"  # linscm; nonlinear: monotone piecewise-linear f
     positive_gain: bool = False  # reference: the linear f's gain is unconstrained
     lr_d: float = 1e-4
@@ -163,6 +163,12 @@ class DEAR(CausalModel):
             }
         return self._optimizers
 
+    def supervision(self) -> list[str]:
+        return ["labels", "true graph"]  # the card's graph is DEAR's given super-graph
+
+    def latent_size(self) -> int:
+        return self.latent  # the labelled dims and the free ones (encode gives the labelled ones)
+
     # -- the generative model -------------------------------------------------------------------
 
     def prior_sample(self, count: int) -> torch.Tensor:
@@ -182,7 +188,7 @@ class DEAR(CausalModel):
     def generate(self, latent: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.generator(latent))  # the reference's tanh output (its images are in [0, 1])
 
-    def supervision(self, mean: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def supervised_loss(self, mean: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.config.sup_type == "l2":
             return F.mse_loss(mean[:, : self.labelled], labels)
         raw = labels * self.label_std + self.label_mean
@@ -204,7 +210,7 @@ class DEAR(CausalModel):
 
         mean, log_variance = self.posterior(images)
         encoded = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
-        sup = self.supervision(mean, labels)
+        sup = self.supervised_loss(mean, labels)
         e_loss = self.discriminator(images, encoded).mean() + self.config.sup_coef * sup
         self._update(e_loss, ("encoder",))
 

@@ -45,15 +45,18 @@ class Cell:
     device: str = "cpu"
     checkpoint_every: int = 1
     plugins: tuple[str, ...] = ()
+    reference_budget: dict[str, Any] | None = None  # the method's reference run, for the report (not hashed)
     hash: str = field(default="", compare=False)
 
     @classmethod
     def build(cls, suite: "SuiteConfig", dataset: "DatasetEntry", model: "ModelEntry", seed: int) -> "Cell":
+        training = model.training_for(dataset.name)
         cell = cls(
             suite=suite.name, dataset=dataset.name, dataset_params=dict(dataset.params), model=model.name,
             label=model.label, hyperparameters=model.hyperparameters_for(dataset.name), seed=seed,
-            budget=suite.budget, metrics=suite.metrics, evaluation=suite.evaluation, device=suite.device,
-            checkpoint_every=suite.checkpoint_every, plugins=suite.plugins,
+            budget=at_batch_size(suite.budget, training.get("batch_size")), metrics=suite.metrics,
+            evaluation=suite.evaluation, device=suite.device, checkpoint_every=suite.checkpoint_every,
+            plugins=suite.plugins, reference_budget=training.get("reference_budget"),
         )
         return dataclasses.replace(cell, hash=content_hash(cell))
 
@@ -90,8 +93,17 @@ class Cell:
             "metrics": [{"name": m.name, "options": m.options} for m in self.metrics],
             "evaluation": dataclasses.asdict(self.evaluation), "device": self.device,
             "checkpoint_every": self.checkpoint_every, "plugins": list(self.plugins),
-            "identity": self.identity(),
+            "reference_budget": self.reference_budget, "identity": self.identity(),
         }
+
+
+def at_batch_size(budget: Budget, batch_size: int | None) -> Budget:
+    """``budget`` for a method that trains with ``batch_size``: epochs stay, steps are rescaled (rounded up)
+    so that the method sees as many training images as ``budget`` gives every other method."""
+    if batch_size is None or batch_size == budget.batch_size:
+        return budget
+    steps = None if budget.steps is None else -(-budget.steps * budget.batch_size // batch_size)
+    return Budget(epochs=budget.epochs, steps=steps, batch_size=batch_size)
 
 
 def content_hash(cell: Cell) -> str:

@@ -1,4 +1,4 @@
-"""Leaderboards and the HTML report from finished cells (DESIGN.md, "bench.report").
+"""Leaderboards and the HTML report from finished cells.
 
 :func:`write_report` turns the records of :func:`bench.results.load_records` into one folder::
 
@@ -11,6 +11,9 @@
 A table cell reads ``mean ± halfwidth`` of the 95% bootstrap interval over seeds (bench.stats), with
 ``(ok/total)`` when some seeds failed or lack the score; the best mean of a column is bold (for the
 score's direction), and ``†`` marks a Holm-corrected Wilcoxon p < 0.05 against the reference label.
+Every table names what each method is given (labels, the true graph, an initial graph, pairs, or
+nothing) and its latent size, and a training table states each method's batch size, the images it saw
+against its reference run, and whether its schedule (warm-up) finished within the budget.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from bench import figures, stats
 
 DEFAULT_METRICS = [
     "dci@reg.disentanglement", "dci@reg.completeness", "dci@reg.informativeness_test", "mcc@pearson.mcc",
-    "irs@dlib.irs", "mic@aligned.mic", "mic@aligned.tic", "counterfactual@probe.counterfactual_mse",
+    "irs@dlib.irs", "mic@aligned.mic", "mic@aligned.tic", "counterfactual@probe.reconstruction_mse",
+    "counterfactual@probe.counterfactual_mse",
     "counterfactual@probe.non_descendant_shift",
 ]
 MARKER = "†"
@@ -123,6 +127,72 @@ class Table:
     labels: list[str]
     metrics: list[str]
     entries: dict[tuple[str, str], Entry]
+    methods: dict[str, "MethodFacts"] = field(default_factory=dict)
+
+
+@dataclass
+class MethodFacts:
+    """What one method (a label) was given and trained on for one dataset, from its ok records."""
+
+    given: str = "not declared"
+    latent_size: str = "?"
+    batch_size: str = "?"
+    images: str = "?"
+    reference: str = "not declared"
+    fraction: str = "–"
+    schedule: str = "none"
+    representation: str = "?"
+
+
+def method_facts(records: list[dict]) -> dict[tuple[str, str], MethodFacts]:
+    """Per (dataset, label), the supervision, latent size, budget and schedule its records state."""
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for record in records:
+        if record.get("status") == "ok":
+            cell = record["cell"]
+            grouped.setdefault((cell["dataset"], cell.get("label") or cell["model"]), []).append(record)
+    return {key: _facts(group) for key, group in grouped.items()}
+
+
+def given_text(given: list[str] | None) -> str:
+    if given is None:
+        return "not declared"
+    return ", ".join(given) if given else "nothing"
+
+
+def _facts(records: list[dict]) -> MethodFacts:
+    first = records[0]
+    facts = MethodFacts(given=given_text(first.get("given")), latent_size=str(first.get("latent_size", "?")))
+    budget = first["cell"].get("budget") or {}
+    facts.batch_size = str(budget.get("batch_size", "?"))
+    steps = (first.get("history") or {}).get("steps")
+    if steps is not None and budget.get("batch_size"):
+        facts.images = f"{steps * budget['batch_size']:,}"
+    fraction = first.get("budget_fraction")
+    if fraction:
+        reference = fraction["reference"]
+        facts.reference = (f"{reference['epochs']} epochs" if reference.get("epochs") is not None
+                           else f"{reference['steps']:,} steps of {reference.get('batch_size', '?')}")
+        facts.fraction = f"{significant(100 * fraction['fraction'], 2)} %"
+    schedules = [record.get("schedule") for record in records if record.get("schedule")]
+    if schedules:
+        finished = all(schedule.get("finished") for schedule in schedules)
+        kind = schedules[0].get("kind", "?")
+        facts.schedule = f"{kind}, " + ("finished" if finished else
+                                        f"unfinished (full weight at step {schedules[0].get('full_weight_step')} "
+                                        f"of {schedules[0].get('total_steps')})")
+    representation = first.get("representation")
+    if representation:
+        facts.representation = f"{representation['kind']}: {representation['rule']} ({representation['codes']} codes)"
+    return facts
+
+
+def significant(value: float, digits: int) -> str:
+    """``value`` with ``digits`` significant digits, without an exponent for ordinary magnitudes."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(digits - 1 - int(math.floor(math.log10(abs(value)))), 0)
+    return f"{value:.{decimals}f}"
 
 
 @dataclass
@@ -151,7 +221,9 @@ def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFram
     return merged
 
 
-def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], metrics: list[str]) -> list[Table]:
+def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], metrics: list[str],
+                 facts: dict[tuple[str, str], MethodFacts] | None = None) -> list[Table]:
+    facts = facts or {}
     tables = []
     for dataset in datasets:
         rows = merged[merged["dataset"] == dataset]
@@ -159,7 +231,8 @@ def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], m
         entries = {(row.label, row.metric): Entry(row.mean, (row.ci_high - row.ci_low) / 2, int(row.n_ok),
                                                   int(row.n_total), bool(row.best), bool(row.significant))
                    for row in rows.itertuples()}
-        tables.append(Table(dataset, present, metrics, entries))
+        methods = {label: facts.get((dataset, label), MethodFacts()) for label in present}
+        tables.append(Table(dataset, present, metrics, entries, methods))
     return tables
 
 
@@ -177,6 +250,9 @@ def legend_lines(reference: str) -> list[str]:
         "Bold: best mean in the column; ↑ higher is better, ↓ lower is better.",
         f"{MARKER}: Wilcoxon signed-rank p < {stats.ALPHA} against {reference} on matched seeds, "
         "Holm-corrected over all comparisons of the dataset's table.",
+        "given: what the method receives besides the images (labels: factor labels during training; true graph: "
+        "the dataset's causal graph; initial graph: a starting graph it may change; pairs: before/after "
+        "intervention pairs; nothing: unsupervised). latent: the number of latent dimensions it learns.",
     ]
 
 
@@ -223,18 +299,44 @@ def _version(distribution: str) -> str:
 def render_markdown(data: ReportData) -> str:
     lines = [f"# {data.title}", "", "## Leaderboard", ""]
     for table in data.tables:
-        header = ["model"] + [f"{metric} {ARROWS[stats.direction(metric)]}" for metric in table.metrics]
-        lines += [f"### {table.dataset}", "", _md_row(header), _md_row(["---"] + ["---:"] * len(table.metrics))]
+        header = ["model", "given", "latent"] + [f"{metric} {ARROWS[stats.direction(metric)]}" for metric in table.metrics]
+        lines += [f"### {table.dataset}", "", _md_row(header), _md_row(["---"] * 3 + ["---:"] * len(table.metrics))]
         for label in table.labels:
-            lines.append(_md_row([label] + [_md_cell(table.entries.get((label, metric)))
-                                            for metric in table.metrics]))
+            method = table.methods.get(label, MethodFacts())
+            lines.append(_md_row([label, method.given, method.latent_size]
+                                 + [_md_cell(table.entries.get((label, metric))) for metric in table.metrics]))
         lines.append("")
     lines += [f"- {line}" for line in legend_lines(data.reference)] + [""]
+    lines += _md_training(data.tables)
     lines += _md_ranks(data.ranks) + _md_failed(data.failed)
     if data.notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in data.notes] + [""]
     lines += ["## Provenance", ""] + [f"- {key}: {value}" for key, value in data.provenance.items()] + [""]
     return "\n".join(lines)
+
+
+TRAINING_COLUMNS = ("dataset", "model", "batch", "training images", "reference run", "fraction of reference",
+                    "schedule", "evaluated representation")
+
+
+def training_rows(tables: list[Table]) -> list[list[str]]:
+    """Per dataset and method: batch size, images seen, the reference run and the fraction, the schedule."""
+    rows = []
+    for table in tables:
+        for label in table.labels:
+            method = table.methods.get(label, MethodFacts())
+            rows.append([table.dataset, label, method.batch_size, method.images, method.reference, method.fraction,
+                         method.schedule, method.representation])
+    return rows
+
+
+def _md_training(tables: list[Table]) -> list[str]:
+    lines = ["## Training budgets and schedules", "",
+             "Each method trains with its reference batch size on the same number of images; the fraction is "
+             "of the images its reference run sees. A schedule is a warm-up of loss weights; unfinished means "
+             "the weights never reached their final values within the budget.", "",
+             _md_row(list(TRAINING_COLUMNS)), _md_row(["---"] * len(TRAINING_COLUMNS))]
+    return lines + [_md_row(row) for row in training_rows(tables)] + [""]
 
 
 def _md_row(cells: list[str]) -> str:
@@ -296,16 +398,18 @@ def render_latex(data: ReportData) -> str:
     lines = ["% Generated by crlbench (bench.report); needs \\usepackage{booktabs}.",
              f"% {latex_escape(data.title)}"]
     for table in data.tables:
-        header = ["model"] + [f"{latex_escape(metric)} {LATEX_ARROWS[stats.direction(metric)]}"
-                              for metric in table.metrics]
+        header = ["model", "given", "latent"] + [f"{latex_escape(metric)} {LATEX_ARROWS[stats.direction(metric)]}"
+                                                 for metric in table.metrics]
         lines += ["\\begin{table}[ht]", "\\centering", "\\small",
                   f"\\caption{{{latex_escape(data.title)}: {latex_escape(table.dataset)}. Mean $\\pm$ half-width of "
                   f"the 95\\% bootstrap interval over seeds; bold: best; $^\\dagger$: Holm-corrected Wilcoxon "
                   f"$p < {stats.ALPHA}$ against {latex_escape(data.reference)}.}}",
-                  f"\\begin{{tabular}}{{l{'r' * len(table.metrics)}}}", "\\toprule",
+                  f"\\begin{{tabular}}{{llr{'r' * len(table.metrics)}}}", "\\toprule",
                   " & ".join(header) + " \\\\", "\\midrule"]
         for label in table.labels:
-            cells = [latex_escape(label)] + [_tex_cell(table.entries.get((label, metric))) for metric in table.metrics]
+            method = table.methods.get(label, MethodFacts())
+            cells = [latex_escape(label), latex_escape(method.given), latex_escape(method.latent_size)]
+            cells += [_tex_cell(table.entries.get((label, metric))) for metric in table.metrics]
             lines.append(" & ".join(cells) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(lines)
@@ -332,7 +436,8 @@ def render_html(data: ReportData) -> str:
     sections = [(name, [(path.stem, png_data_uri(path)) for path in paths]) for name, paths in data.figures if paths]
     return environment.get_template("report.html.j2").render(
         data=data, legend=legend_lines(data.reference), marker=MARKER, arrows=ARROWS, direction=stats.direction,
-        rank_metrics=rank_metrics, rank_table=rank_table, figure_sections=sections)
+        rank_metrics=rank_metrics, rank_table=rank_table, figure_sections=sections,
+        training_columns=TRAINING_COLUMNS, training_rows=training_rows(data.tables), MethodFacts=MethodFacts)
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -384,13 +489,24 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
     tests = stats.paired_tests(frame, metrics, reference=reference_label)
     ranks = [stats.rank_test(frame, metric) for metric in metrics]
     merged = merged_statistics(summary, tests.table)
-    data = ReportData(title, reference_label, metrics, build_tables(merged, datasets, labels, metrics), ranks,
+    facts = method_facts(records)
+    data = ReportData(title, reference_label, metrics, build_tables(merged, datasets, labels, metrics, facts), ranks,
                       failed_cells(frame), tests.notes + [note for rank in ranks for note in rank.notes],
                       collect_provenance(records, provenance))
     data.figures = make_figures(ordered_records(records, datasets, labels), frame, summary, metrics, ranks,
                                 out_dir / "figures")
-    written = _write_texts(out_dir, data, merged)
+    written = _write_texts(out_dir, data, with_facts(merged, facts))
     return written + [path for _, paths in data.figures for path in paths]
+
+
+def with_facts(merged: pd.DataFrame, facts: dict[tuple[str, str], MethodFacts]) -> pd.DataFrame:
+    """The long-form table with what each method is given, its latent size and budget fraction (for the CSV)."""
+    merged = merged.copy()
+    keys = list(zip(merged["dataset"], merged["label"]))
+    for column in ("given", "latent_size", "fraction"):
+        merged[column if column != "fraction" else "budget_fraction"] = [
+            getattr(facts.get(key, MethodFacts()), column) for key in keys]
+    return merged
 
 
 def _write_texts(out_dir: Path, data: ReportData, merged: pd.DataFrame) -> list[Path]:

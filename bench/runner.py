@@ -1,7 +1,6 @@
 """Run one cell: train, encode the evaluation sample, compute each metric, write the result record.
 
-Every stage reads the previous stage's stored output when it is there (DESIGN.md, "The path of one
-cell"): the trainer resumes from ``checkpoint/last.pt`` (a finished budget trains nothing), the
+Every stage reads the previous stage's stored output when it is there: the trainer resumes from ``checkpoint/last.pt`` (a finished budget trains nothing), the
 latents are reused when the evaluation settings match, and a metric whose stored result has the
 same options is not recomputed. A rerun therefore finishes a killed cell, and a metric added to a
 finished suite is computed from the stored latents without retraining.
@@ -10,7 +9,9 @@ Random streams of a cell's seed (spawn keys of ``numpy.random.SeedSequence``): 0
 trainer (:mod:`bench.train`), 3 picks the evaluation sample, 4 seeds the metrics and the
 intervention grid.
 
-Any exception becomes a ``failed`` record naming the error; the caller goes on with other cells.
+Latent metrics read one representation, the same for every model (:func:`evaluation_representation`,
+docs/protocol.md). Any exception becomes a ``failed`` record naming the error; the caller goes on with
+other cells.
 """
 
 from __future__ import annotations
@@ -107,13 +108,14 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     latents = _latents(cell, model, train_split, eval_split, directory)
     timings["encode_s"] = time.perf_counter() - start
     alignment = _align(model, latents)
+    representation = evaluation_representation(latents, alignment, cell.evaluation.representation)
     scores = {"reconstruction.mse": _reconstruction_error(model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])}
 
     metric_seed = _stream_seed(cell.seed, METRIC_STREAM)
     metrics, metric_times = {}, {}
     for spec in cell.metrics:
         start = time.perf_counter()
-        metrics[spec.name] = _metric(spec, cell, model, dataset, train_split, eval_split, latents, alignment,
+        metrics[spec.name] = _metric(spec, cell, model, dataset, train_split, eval_split, latents, representation,
                                      metric_seed, directory)
         metric_times[spec.name] = time.perf_counter() - start
         scores.update({f"{spec.name}.{key}": value for key, value in metrics[spec.name]["scores"].items()})
@@ -123,6 +125,11 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         "factors": list(dataset.card.factor_names),
         "adjacency": np.asarray(dataset.card.adjacency).tolist(),
         "alignment": alignment,
+        "representation": representation.description(),
+        "given": model.supervision(),
+        "latent_size": model.latent_size() or int(np.prod(latents["blocks"])),
+        "schedule": model.schedule(),
+        "budget_fraction": budget_fraction(cell, history.steps, len(train_split)),
         "device": device,
         "scores": scores,
         "metrics": metrics,
@@ -217,12 +224,63 @@ def _align(model, latents: dict[str, np.ndarray]) -> dict[str, Any]:
     return {"kind": "matched", "block_size": 1, "codes": codes}
 
 
-def _metric(spec, cell: Cell, model, dataset, train_split, eval_split, latents, alignment, seed: int,
-            directory: Path) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Representation:
+    """The codes every latent metric reads (the evaluation protocol, docs/protocol.md).
+
+    ``factor_codes`` (the default): one code per factor, code k going with factor k: an aligned model's
+    concept block k reduced to its mean code, an unaligned model's code matched to factor k. ``raw``: every
+    code the model's encoder gives, the aligned codes first, blocks of ``block_size``.
+    """
+
+    kind: str
+    rule: str
+    z_train: np.ndarray
+    z_test: np.ndarray
+    block_size: int
+
+    def description(self) -> dict[str, Any]:
+        return {"kind": self.kind, "rule": self.rule, "codes": int(self.z_train.shape[1]), "block_size": self.block_size}
+
+
+def evaluation_representation(latents: dict[str, np.ndarray], alignment: dict[str, Any], kind: str) -> Representation:
+    """The ``kind`` representation of a cell's stored latents (``REPRESENTATIONS``)."""
+    z_train, z_test = latents["z_train"], latents["z_test"]
+    if kind == "raw":
+        order = alignment["codes"] + [c for c in range(z_test.shape[1]) if c not in alignment["codes"]]
+        return Representation("raw", "every code, aligned codes first", z_train[:, order], z_test[:, order],
+                              alignment["block_size"])
+    if alignment["kind"] == "supervised":
+        blocks, size = (int(v) for v in latents["blocks"])
+        reduce = lambda z: z.reshape(len(z), blocks, size).mean(axis=2)  # noqa: E731
+        rule = "concept block mean" if size > 1 else "concept code"
+        return Representation("factor_codes", rule, reduce(z_train), reduce(z_test), 1)
+    codes = alignment["codes"]
+    return Representation("factor_codes", "matched code (Hungarian on |Pearson r|, training sample)",
+                          z_train[:, codes], z_test[:, codes], 1)
+
+
+def budget_fraction(cell: Cell, steps: int, train_size: int) -> dict[str, Any] | None:
+    """The training images the cell saw against its method's reference run (None when none is declared)."""
+    reference = cell.reference_budget
+    if not reference:
+        return None
+    seen = steps * cell.budget.batch_size
+    if reference.get("epochs") is not None:
+        reference_images = reference["epochs"] * train_size
+    else:
+        reference_images = reference["steps"] * reference.get("batch_size", cell.budget.batch_size)
+    return {"images": seen, "reference_images": int(reference_images), "fraction": seen / reference_images,
+            "reference": dict(reference)}
+
+
+def _metric(spec, cell: Cell, model, dataset, train_split, eval_split, latents, representation: Representation,
+            seed: int, directory: Path) -> dict[str, Any]:
     """One metric's result, from ``metrics/<name>.json`` when it was computed with the same settings."""
     variant = registry.metric(spec.name)
-    options = _options(variant, spec.options, alignment)
-    settings = {"options": options, "evaluation": latents["settings"].tolist(), "seed": seed}
+    options = _options(variant, spec.options, representation.block_size)
+    settings = {"options": options, "evaluation": latents["settings"].tolist(), "seed": seed,
+                "representation": representation.kind}
     path = directory / "metrics" / f"{spec.name}.json"
     if path.exists():
         stored = read_json(path)
@@ -231,12 +289,13 @@ def _metric(spec, cell: Cell, model, dataset, train_split, eval_split, latents, 
     if variant.needs_model:
         result = compute_with_model(spec.name, model, dataset, train_split, eval_split, seed=seed, **options)
     else:
-        order = alignment["codes"] + [c for c in range(latents["z_test"].shape[1]) if c not in alignment["codes"]]
-        z_train, z_test = latents["z_train"][:, order], latents["z_test"][:, order]
+        z_train, z_test = representation.z_train, representation.z_test
         if variant.needs_test:
             result = compute(spec.name, z_train, latents["y_train"], z_test, latents["y_test"], seed=seed, **options)
         else:
             result = compute(spec.name, z_test, latents["y_test"], seed=seed, **options)
+    if not variant.needs_model:
+        result.info["representation"] = representation.description()
     if result.matrices:
         write_npz(directory / "metrics" / f"{spec.name}.npz", result.matrices)
     stored = {"scores": result.scores, "notes": result.notes, "info": result.info,
@@ -245,13 +304,13 @@ def _metric(spec, cell: Cell, model, dataset, train_split, eval_split, latents, 
     return read_json(path)  # the JSON form, identical to what a rerun reads back
 
 
-def _options(variant, given: dict[str, Any], alignment: dict[str, Any]) -> dict[str, Any]:
+def _options(variant, given: dict[str, Any], block_size: int) -> dict[str, Any]:
     """The suite's options plus what the runner fills in per model: concept block size, factor
     bins for discrete-only variants, and one process for scikit-learn (workers share the cores)."""
     options = dict(given)
     defaults = variant.defaults
     if "block_size" in defaults:
-        options.setdefault("block_size", alignment["block_size"])
+        options.setdefault("block_size", block_size)
     if getattr(variant, "discrete_factors", False) and "factor_bins" not in defaults:
         options.setdefault("factor_bins", DEFAULT_FACTOR_BINS)
     if "n_jobs" in defaults:

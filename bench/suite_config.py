@@ -41,6 +41,8 @@ SUITE_KEYS = ("name", "description", "plugins", "seeds", "budget", "device", "ch
               "datasets", "models", "metrics", "evaluation")
 DEVICES = ("cpu", "cuda", "mps", "auto")  # auto: cuda when available, else cpu
 EVALUATION_SPLITS = ("test", "val")
+REPRESENTATIONS = ("factor_codes", "raw")  # what latent metrics read (bench.runner.evaluation_representation)
+TRAINING_KEYS = ("batch_size", "reference_budget", "per_dataset")
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,13 @@ class Evaluation:
     n_train: int = 2000
     n_test: int = 1000
     interventions: int = 4  # source images in each cell's intervention grid
+    representation: str = "factor_codes"  # one code per factor for every model; raw: every code
 
     def __post_init__(self) -> None:
         if self.split not in EVALUATION_SPLITS:
             raise unknown_name("evaluation split", self.split, EVALUATION_SPLITS, where="evaluation: ")
+        if self.representation not in REPRESENTATIONS:
+            raise unknown_name("representation", self.representation, REPRESENTATIONS, where="evaluation: ")
         for key in ("n_train", "n_test"):
             if getattr(self, key) < 2:
                 raise ConfigError(f"evaluation: {key!r} must be an integer >= 2; got {getattr(self, key)!r}")
@@ -82,9 +87,15 @@ class ModelEntry:
     label: str
     hyperparameters: dict[str, Any]
     per_dataset: dict[str, dict[str, Any]]
+    training: dict[str, Any] = field(default_factory=dict)  # batch_size, reference_budget, per_dataset
 
     def hyperparameters_for(self, dataset: str) -> dict[str, Any]:
         return {**self.hyperparameters, **self.per_dataset.get(dataset, {})}
+
+    def training_for(self, dataset: str) -> dict[str, Any]:
+        """The method's reference ``batch_size`` and ``reference_budget`` on ``dataset`` (either may be absent)."""
+        common = {key: value for key, value in self.training.items() if key != "per_dataset"}
+        return {**common, **(self.training.get("per_dataset") or {}).get(dataset, {})}
 
 
 @dataclass(frozen=True)
@@ -171,7 +182,7 @@ def suite_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) ->
 def load_model_file(path: Path, where: str) -> dict[str, Any]:
     """A model file's ``name``, ``hyperparameters`` and ``per_dataset``."""
     data = read_yaml(path)
-    check_keys(data, ("name", "description", "hyperparameters", "per_dataset"), str(path), required=("name",))
+    check_keys(data, ("name", "description", "hyperparameters", "per_dataset", "training"), str(path), required=("name",))
     return data
 
 
@@ -205,9 +216,10 @@ def _model_entry(item: Any, where: str, base: Path, datasets: tuple[DatasetEntry
     if isinstance(item, str):
         item = {"name": item}
     _typed(item, dict, where, "", "a model name or a mapping with 'name' or 'config'")
-    check_keys(item, ("name", "config", "label", "hyperparameters", "per_dataset"), where)
+    check_keys(item, ("name", "config", "label", "hyperparameters", "per_dataset", "training"), where)
     hyperparameters: dict[str, Any] = {}
     per_dataset: dict[str, dict[str, Any]] = {}
+    training: dict[str, Any] = {}
     name = item.get("name")
     if "config" in item:
         file = base / str(item["config"])
@@ -216,6 +228,7 @@ def _model_entry(item: Any, where: str, base: Path, datasets: tuple[DatasetEntry
         hyperparameters.update(_typed(data.get("hyperparameters") or {}, dict, str(file), "hyperparameters", "a mapping"))
         for dataset, values in _typed(data.get("per_dataset") or {}, dict, str(file), "per_dataset", "a mapping").items():
             per_dataset[dataset] = dict(_typed(values or {}, dict, str(file), f"per_dataset.{dataset}", "a mapping"))
+        training = _training(data.get("training") or {}, str(file), "training")
     if name is None:
         raise ConfigError(f"{where}: give 'name' (a registered model) or 'config' (a model YAML file)")
     known = registry.registry("model").names()
@@ -224,13 +237,33 @@ def _model_entry(item: Any, where: str, base: Path, datasets: tuple[DatasetEntry
     hyperparameters.update(_typed(item.get("hyperparameters") or {}, dict, where, "hyperparameters", "a mapping"))
     for dataset, values in _typed(item.get("per_dataset") or {}, dict, where, "per_dataset", "a mapping").items():
         per_dataset.setdefault(dataset, {}).update(_typed(values or {}, dict, where, f"per_dataset.{dataset}", "a mapping"))
+    overrides = _training(item.get("training") or {}, where, "training")
+    training = {**training, **overrides,
+                "per_dataset": {**(training.get("per_dataset") or {}), **(overrides.get("per_dataset") or {})}}
     label = _typed(item.get("label", name), str, where, "label", "a string")
-    entry = ModelEntry(name, label, hyperparameters, per_dataset)
+    entry = ModelEntry(name, label, hyperparameters, per_dataset, training)
     model_class = registry.registry("model").get(name)
     for dataset in datasets:  # the hyperparameters every cell will use, checked now
         _parse(model_class.Config, entry.hyperparameters_for(dataset.name),
                f"{where}: key 'hyperparameters' (dataset {dataset.name!r})")
     return entry
+
+
+def _training(data: Any, where: str, key: str, nested: bool = False) -> dict[str, Any]:
+    """A model's ``training`` mapping: its reference ``batch_size`` (a positive integer), ``reference_budget``
+    (``{epochs: N}`` or ``{steps: N, batch_size: B}``) and the same per dataset under ``per_dataset``."""
+    _typed(data, dict, where, key, "a mapping with batch_size, reference_budget, per_dataset")
+    check_keys(data, TRAINING_KEYS[:2] if nested else TRAINING_KEYS, f"{where}: key {key!r}")
+    if "batch_size" in data:
+        size = data["batch_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise ConfigError(f"{where}: key '{key}.batch_size' must be a positive integer; got {size!r}")
+    if "reference_budget" in data:
+        _parse(Budget, data["reference_budget"], f"{where}: key '{key}.reference_budget'")
+    per_dataset = _typed(data.get("per_dataset") or {}, dict, where, f"{key}.per_dataset", "a mapping")
+    for dataset, values in per_dataset.items():
+        per_dataset[dataset] = _training(values or {}, where, f"{key}.per_dataset.{dataset}", nested=True)
+    return {**data, "per_dataset": per_dataset} if per_dataset else dict(data)
 
 
 def _metric_spec(item: Any, where: str) -> MetricSpec:
@@ -239,6 +272,7 @@ def _metric_spec(item: Any, where: str) -> MetricSpec:
     _typed(item, dict, where, "", "a metric name or a mapping with 'name' and 'options'")
     check_keys(item, ("name", "options"), where, required=("name",))
     name, options = item["name"], _typed(item.get("options") or {}, dict, where, "options", "a mapping")
+    name = registry.registry("metric").resolve(name)  # a renamed metric warns and is stored under its new name
     known = registry.registry("metric").names()
     if name not in known:
         raise unknown_name("metric", name, known, where=f"{where}: key 'name': ")

@@ -178,7 +178,7 @@ class TuneConfig:
             "checkpoint_every": self.checkpoint_every,
             "datasets": [{"name": self.dataset.name, "params": dict(self.dataset.params)}],
             "models": [{"name": self.model.name, "label": self.model.label,
-                        "hyperparameters": self.hyperparameters(sampled)}],
+                        "hyperparameters": self.hyperparameters(sampled), "training": dict(self.model.training)}],
             "metrics": [{"name": m.name, "options": dict(m.options)} for m in specs],
             "evaluation": dataclasses.asdict(self.evaluation),
         }

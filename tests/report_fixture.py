@@ -19,6 +19,9 @@ from bench.results import write_json, write_npz
 DATASETS = ("pendulum", "flow", "causal_circuit")
 LABELS = ("icm_vae", "causal_vae", "dear", "beta_vae")
 QUALITY = {"icm_vae": 0.9, "causal_vae": 0.6, "dear": 0.5, "beta_vae": 0.3}
+GIVEN = {"icm_vae": ["labels", "true graph"], "causal_vae": ["labels", "initial graph"], "dear": ["labels", "true graph"],
+         "beta_vae": []}
+LATENT = {"icm_vae": 16, "causal_vae": 16, "dear": 6, "beta_vae": 16}
 FACTORS = {
     "pendulum": ["pendulum_angle", "light_angle", "shadow_length", "shadow_position"],
     "flow": ["ball_size", "hole", "water_height", "water_flow"],
@@ -90,7 +93,8 @@ def _record(dataset, label, seed, cell_hash, factors, quality, rng, epochs, reco
         "mcc@pearson": ({"mcc": high()}, []),
         "irs@dlib": ({"irs": high()}, []),
         "mic@aligned": ({"mic": high(), "tic": high()}, ["mic", "tic"]),
-        "counterfactual@probe": ({"counterfactual_mse": low(), "non_descendant_shift": low()}, []),
+        "counterfactual@probe": ({"reconstruction_mse": low(), "counterfactual_mse": low(), "non_descendant_shift": low()},
+                                 []),
     }
     scores = {f"{variant}.{name}": value for variant, (values, _) in metrics.items() for name, value in values.items()}
     if reconstruction:
@@ -104,6 +108,12 @@ def _record(dataset, label, seed, cell_hash, factors, quality, rng, epochs, reco
             "metrics": {variant: {"scores": values, "notes": [], "info": {}, "matrices": matrices}
                         for variant, (values, matrices) in metrics.items()},
             "history": {"epochs": history, "steps": epochs * 10},
+            "given": GIVEN.get(label), "latent_size": LATENT.get(label, 8),
+            "representation": {"kind": "factor_codes", "rule": "concept block mean", "codes": k, "block_size": 1},
+            "budget_fraction": {"images": epochs * 640, "reference_images": 101 * 5000,
+                                "fraction": epochs * 640 / (101 * 5000), "reference": {"epochs": 101}},
+            "schedule": ({"kind": "budget", "warmup_start_step": 1, "full_weight_step": 47, "total_steps": epochs * 10,
+                          "finished": True} if label == "icm_vae" else None),
             "timings": {"train_s": 1.0, "encode_s": 0.1, "metrics_s": 0.2, "total_s": 1.3},
             "provenance": _provenance()}
 

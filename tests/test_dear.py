@@ -54,9 +54,9 @@ def test_supervision_targets_are_min_max_labels_optionally_clipped(card):
                           / torch.tensor(card.label_stats["std"])])  # every factor at its minimum
     mean = torch.zeros(1, 6)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros(1, 4), torch.full((1, 4), 0.1))
-    assert model.supervision(mean, labels).item() == pytest.approx(expected.item(), abs=1e-5)
+    assert model.supervised_loss(mean, labels).item() == pytest.approx(expected.item(), abs=1e-5)
     l2 = build_model("dear", card, seed=0, sup_type="l2")
-    assert l2.supervision(mean, labels).item() == pytest.approx(labels.pow(2).mean().item(), rel=1e-6)
+    assert l2.supervised_loss(mean, labels).item() == pytest.approx(labels.pow(2).mean().item(), rel=1e-6)
 
 
 def test_do_holds_the_value_and_propagates_to_descendants_only(card):

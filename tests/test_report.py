@@ -29,10 +29,10 @@ def suite(tmp_path_factory):
 
 
 def table_rows(markdown: str, dataset: str) -> dict[str, list[str]]:
-    """The cells of one dataset's leaderboard in the markdown, by model label."""
+    """The score cells of one dataset's leaderboard in the markdown (after model, given, latent), by model label."""
     section = markdown.split(f"### {dataset}\n", 1)[1].strip("\n").split("\n\n", 1)[0]
     rows = [line.strip("| ").split(" | ") for line in section.splitlines() if line.startswith("| ")]
-    return {row[0]: row[1:] for row in rows[2:]}
+    return {row[0]: row[3:] for row in rows[2:]}
 
 
 def test_every_report_file_exists_and_is_not_empty(suite):
@@ -138,3 +138,26 @@ def test_single_seed_without_reconstruction_does_not_crash(tmp_path):
     assert all(path.exists() for path in paths)
     assert "± 0.000" in (tmp_path / "report" / "leaderboard.md").read_text()
     assert not (tmp_path / "report" / "figures" / "reconstruction_vs_disentanglement.png").exists()
+
+
+def test_every_table_says_what_each_method_is_given_and_its_latent_size(suite):
+    _, out, _ = suite
+    markdown = (out / "leaderboard.md").read_text()
+    assert "| model | given | latent |" in markdown
+    assert "| beta_vae | nothing | 16 |" in markdown and "| icm_vae | labels, true graph | 16 |" in markdown
+    assert r"causal\_vae & labels, initial graph & 16" in (out / "leaderboard.tex").read_text()
+    html = (out / "index.html").read_text()
+    assert "<th>given</th><th>latent</th>" in html and ">labels, true graph</td>" in html
+    frame = pd.read_csv(out / "leaderboard.csv")
+    assert set(frame.loc[frame["label"] == "beta_vae", "given"]) == {"nothing"}
+    assert set(frame.loc[frame["label"] == "causal_vae", "given"]) == {"labels, initial graph"}
+    assert set(frame.loc[frame["label"] == "icm_vae", "latent_size"]) == {16}
+
+
+def test_the_training_table_states_the_fraction_of_the_reference_run_and_the_schedule(suite):
+    _, out, _ = suite
+    markdown = (out / "leaderboard.md").read_text()
+    assert "## Training budgets and schedules" in markdown
+    assert "| pendulum | icm_vae | 64 | 1,920 | 101 epochs | 0.38 % | budget, finished |" in markdown
+    assert "| pendulum | beta_vae | 64 | 1,920 | 101 epochs | 0.38 % | none |" in markdown
+

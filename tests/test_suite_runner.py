@@ -46,11 +46,50 @@ def test_each_cell_stores_its_latents_metric_matrices_and_intervention_grid(fini
     with np.load(directory / "latents.npz") as latents:
         assert latents["z_train"].shape == (60, 16) and latents["z_test"].shape == (40, 16)
     with np.load(directory / "metrics" / "dci@reg.npz") as matrices:
-        assert matrices["importance"].shape == (16, 4)
+        assert matrices["importance"].shape == (4, 4)  # one code per factor (the factor_codes representation)
     with np.load(directory / "interventions.npz") as grid:
         assert grid["source"].shape == (2, 32, 32, 3)
         assert grid["truth"].shape == grid["model"].shape == (4, 2, 32, 32, 3)
         assert grid["truth"].dtype == np.uint8
+
+
+def test_every_model_is_scored_on_one_code_per_factor_and_the_record_says_how(finished):
+    """An aligned model's 4-dim concept blocks are reduced to their means, an unaligned model's matched
+    codes are taken: both give the latent metrics 4 codes, and the record and each metric name the rule."""
+    config, workdir, _ = finished
+    beta_vae, icm_vae = (read_result(cell_dir(workdir, cell.hash)) for cell in config.cells())
+    assert beta_vae["representation"]["kind"] == icm_vae["representation"]["kind"] == "factor_codes"
+    assert beta_vae["representation"]["codes"] == icm_vae["representation"]["codes"] == 4
+    assert icm_vae["representation"]["rule"] == "concept block mean"
+    assert beta_vae["representation"]["rule"].startswith("matched code")
+    assert icm_vae["metrics"]["dci@reg"]["info"]["representation"]["kind"] == "factor_codes"
+    with np.load(cell_dir(workdir, config.cells()[1].hash) / "latents.npz") as latents:
+        block_means, factors = latents["z_test"].reshape(-1, 4, 4).mean(axis=2), latents["y_test"]
+    from bench.metrics import compute
+
+    expected = compute("mcc@pearson", block_means, factors).scores["mcc"]
+    assert icm_vae["scores"]["mcc@pearson.mcc"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_raw_representation_is_a_named_option(finished, tmp_path):
+    config, workdir, _ = finished
+    raw = load_suite(write_suite(tmp_path, evaluation={**config.evaluation.__dict__, "representation": "raw"}))
+    run_suite(raw, workdir, progress=False)
+    record = read_result(cell_dir(workdir, raw.cells()[1].hash))
+    assert record["representation"] == {"kind": "raw", "rule": "every code, aligned codes first", "codes": 16,
+                                        "block_size": 4}
+    with np.load(cell_dir(workdir, raw.cells()[1].hash) / "metrics" / "dci@reg.npz") as matrices:
+        assert matrices["importance"].shape == (16, 4)
+    run_suite(config, workdir, progress=False)  # back to the default for the tests after this one
+
+
+def test_the_record_says_what_each_method_is_given_and_its_latent_size(finished):
+    config, workdir, _ = finished
+    beta_vae, icm_vae = (read_result(cell_dir(workdir, cell.hash)) for cell in config.cells())
+    assert beta_vae["given"] == [] and icm_vae["given"] == ["labels", "true graph"]
+    assert beta_vae["latent_size"] == 16 and icm_vae["latent_size"] == 16
+    assert icm_vae["schedule"]["kind"] == "absolute" and icm_vae["schedule"]["finished"] is False
+    assert beta_vae["schedule"] is None
 
 
 def test_a_rerun_skips_finished_cells(finished):
