@@ -10,13 +10,17 @@ Three ways put a name in a registry:
   (no torch);
 * a plugin module named in a config's ``plugins:`` list, imported by :func:`load_plugins`.
 
-An unknown name fails with the known names and the closest match.
+An unknown name fails with the known names and the closest match. A renamed name (:data:`RENAMED`)
+keeps working as an alias: looking it up warns (``FutureWarning``) and gives the new name's object;
+it is accepted wherever a name is but is not listed by :meth:`Registry.entries` or
+:meth:`Registry.names`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -29,6 +33,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KINDS = ("model", "dataset", "metric")
+
+# Old names that still resolve, per kind: old name -> (new name, why it was renamed).
+RENAMED: dict[str, dict[str, tuple[str, str]]] = {
+    "metric": {
+        "irs@paper": ("irs@suter", "it is Suter et al.'s IRS with diff quantile 1.0, not the ICM-VAE "
+                                   "paper's IRS (which is irs@icmvae)"),
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class Registry:
         self.group = group
         self._objects: dict[str, Any] = {}
         self._registered_by: dict[str, str] = {}
+        self._aliases: dict[str, tuple[str, str]] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering an object under ``name``; re-registering the same object is a no-op."""
@@ -68,18 +81,54 @@ class Registry:
         self._objects[name] = obj
         self._registered_by[name] = _qualname(obj)
 
+    def rename(self, old: str, new: str, reason: str = "") -> None:
+        """Keep ``old`` working as an alias of ``new``: :meth:`resolve` maps it and warns."""
+        if old == new:
+            raise CrlbenchError(f"{self.kind} {old!r} cannot be renamed to itself")
+        self._aliases[old] = (new, reason)
+
+    def aliases(self) -> dict[str, str]:
+        """Renamed names still accepted: old name -> new name."""
+        return {old: new for old, (new, _) in sorted(self._aliases.items())}
+
+    def resolve(self, name: str) -> str:
+        """``name``, or the new name of a renamed one (with a ``FutureWarning`` saying so)."""
+        if not isinstance(name, str) or name not in self._aliases:
+            return name
+        new, reason = self._aliases[name]
+        why = f" because {reason}" if reason else ""
+        warnings.warn(
+            f"{self.kind} {name!r} was renamed {new!r}{why}; use {new!r} (the old name will be removed)",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return new
+
+    def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is known, as a listed name or as an alias of a renamed one."""
+        return name in self._aliases or name in self.names()
+
     def entries(self) -> list[Entry]:
-        """Every known name, from entry points and registrations, without importing anything."""
+        """Every known name, from entry points and registrations, without importing anything.
+
+        Aliases of renamed names are left out (see :meth:`aliases`), also when a stale install
+        still declares an entry point under the old name.
+        """
         listed = {ep.name: Entry(ep.name, ep.value, _provider(ep)) for ep in self._entry_points()}
         for name, target in self._registered_by.items():
             listed.setdefault(name, Entry(name, target, "registered at run time"))
-        return [listed[name] for name in sorted(listed)]
+        return [listed[name] for name in sorted(listed) if name not in self._aliases]
 
     def names(self) -> list[str]:
+        """The listed names (aliases of renamed names are accepted by :meth:`get` but not listed)."""
         return [entry.name for entry in self.entries()]
 
     def get(self, name: str) -> Any:
-        """The object registered as ``name``, importing its entry point if needed."""
+        """The object registered as ``name``, importing its entry point if needed.
+
+        A renamed ``name`` warns (``FutureWarning``) and gives the object of its new name.
+        """
+        name = self.resolve(name)
         if name in self._objects:
             return self._objects[name]
         for entry_point in self._entry_points():
@@ -97,6 +146,9 @@ class Registry:
 
 
 _REGISTRIES = {kind: Registry(kind, f"crlbench.{kind}s") for kind in KINDS}
+for _kind, _renamed in RENAMED.items():
+    for _old, (_new, _reason) in _renamed.items():
+        _REGISTRIES[_kind].rename(_old, _new, _reason)
 
 
 def registry(kind: str) -> Registry:
