@@ -1,21 +1,42 @@
 """Interventional and counterfactual metrics: a model's do() against the dataset's true counterfactual.
 
-Protocol (``counterfactual@probe``), for ``n_samples`` test images x with factors y and noise u, and
-each factor k:
+Protocol (``counterfactual@probe``, version 2), for ``n_samples`` test images x with factors y and
+noise u, and each factor k:
 
 1. the target value v_k is factor k of another test sample (a seeded permutation), so it lies in
    the data distribution; the true counterfactual is x' = render(do(y_k = v_k) with noise u), every
    descendant of k recomputed from the same noise (the dataset's SCM);
-2. the model's concept k is set to what its encoder gives x' (the whole block; for an unaligned
-   model, the code matched to factor k), and ``model.intervene(x, k, that value)`` gives x_hat;
-3. (a) ``counterfactual_mse``: the mean squared pixel error between x_hat and x' (pixels in [0, 1]);
-   (b) ``non_descendant_shift``: a linear probe fitted on training latents to the standardised
-   factors reads x_hat and x; the mean absolute change of its readings on the factors that are not
-   k and not descendants of k (a causal model should leave them alone), in standard deviations;
-   ``target_error`` is the probe's distance from v_k on factor k itself.
+2. the target is given to the model by an oracle: the model's concept k is set to what the model's
+   own encoder gives the TRUE counterfactual image x' (the whole block; for an unaligned model, the
+   code matched to factor k), and ``model.intervene(x, k, that value)`` gives x_hat. The oracle is
+   the same for every model, so the metric measures the do() mechanism given a correct target, not
+   the model's ability to choose the target;
+3. the null intervention x_null = ``model.intervene(x, k, concept_value(model, x, k))`` sets
+   concept k to what the encoder already gives x: it changes nothing but passes x through the
+   model, so it carries the model's reconstruction error and serves as each do()'s baseline;
+4. scores, with pixels in [0, 1]:
+   (a) ``counterfactual_mse``: the mean squared pixel error between x_hat and x';
+   (b) ``reconstruction_mse``: the mean squared pixel error between x_null and x;
+   (c) a linear probe, fitted on the latents of ``probe_samples`` training images to their
+       factors, reads every factor from the latents of an image. Its readings are put in
+       percentiles: F_j maps a reading of factor j through the empirical CDF of the probe's readings
+       of factor j on the n factual images x (mid-rank: a value tied with c readings counts half of
+       them, readings closer than 1e-9 of their range counting as tied; linearly interpolated
+       between distinct readings, constant beyond the smallest and the largest). G_k is the same
+       empirical CDF of the true values of factor k on the n sampled test images. Both scores
+       below are fractions of the evaluation distribution, in [0, 1], so they do not depend on
+       the latents' scale (a near-degenerate latent cannot inflate them):
+       ``non_descendant_shift`` = mean over samples and over the factors j that are neither k nor a
+       descendant of k of |F_j(read_j(x_hat)) - F_j(read_j(x_null))| (0 when k has no such
+       factor): how far the do() moves what a causal model should leave alone, measured against
+       the null intervention, so reconstruction error alone scores 0;
+       ``target_error`` = mean over samples of |F_k(read_k(x_hat)) - G_k(v_k)|: how far the
+       intervened image's reading of factor k lies from the target, in the same unit.
 
-Scores are averaged over factors and also given per factor (``..._<k>``). Randomness: the sample
-and the target values come from the seed.
+A model whose do() changes nothing scores 0 ``non_descendant_shift`` whatever its reconstruction;
+its failure shows in ``counterfactual_mse`` and ``target_error``, and its reconstruction error in
+``reconstruction_mse``. Scores are averaged over factors k and also given per factor (``..._<k>``).
+Randomness: the probe's training sample, the test sample and the target values come from the seed.
 """
 
 from __future__ import annotations
@@ -25,6 +46,8 @@ import torch
 
 from bench.errors import ConfigError
 from bench.metrics.base import MetricResult, variant
+
+TIE_TOLERANCE = 1e-9  # readings closer than this fraction of their range are one value
 
 
 def _images(array: np.ndarray) -> torch.Tensor:
@@ -48,34 +71,55 @@ def concept_value(model, images: torch.Tensor, k: int) -> torch.Tensor:
     return code[:, 0, matched]
 
 
-@variant("counterfactual@probe", needs_model=True, n_samples=256, probe_samples=2000)
+def percentiles(reference: np.ndarray, values: np.ndarray, tie_tolerance: float = TIE_TOLERANCE) -> np.ndarray:
+    """Positions of ``values`` in the distribution of the 1-D sample ``reference``, in [0, 1].
+
+    The mid-rank empirical CDF of ``reference`` (a value tied with c reference values counts half
+    of them), linearly interpolated between distinct reference values and constant beyond the
+    smallest and the largest. Reference values closer than ``tie_tolerance`` times the reference's
+    range count as tied (float noise must not rank copies of one value). Unchanged by any increasing
+    affine map applied to both arguments.
+    """
+    ordered = np.sort(np.asarray(reference, dtype=np.float64))
+    starts = np.flatnonzero(np.r_[True, np.diff(ordered) > tie_tolerance * (ordered[-1] - ordered[0])])
+    counts = np.diff(np.r_[starts, len(ordered)])
+    centres = np.add.reduceat(ordered, starts) / counts
+    return np.interp(np.asarray(values, dtype=np.float64), centres, (starts + counts / 2.0) / len(ordered))
+
+
+@variant("counterfactual@probe", version="2", needs_model=True, n_samples=256, probe_samples=2000)
 def counterfactual_probe(model, dataset, train, test, *, seed, n_samples, probe_samples):
-    """Pixel error of do() against the true counterfactual, and probe shifts on non-descendants."""
+    """do() against the true counterfactual and against the model's null do(): pixel errors, percentile shifts."""
     from sklearn.linear_model import LinearRegression
 
     rng = np.random.default_rng(seed)
     card = dataset.card
-    mean, std = np.asarray(card.label_stats["mean"]), np.asarray(card.label_stats["std"])
-    std = np.where(std > 0, std, 1.0)
     probe_rows = rng.choice(len(train), size=min(probe_samples, len(train)), replace=False)
-    probe = LinearRegression().fit(_latents(model, _images(train.images[probe_rows])),
-                                   (train.factors[probe_rows] - mean) / std)
+    probe = LinearRegression().fit(_latents(model, _images(train.images[probe_rows])), train.factors[probe_rows])
     rows = rng.choice(len(test), size=min(n_samples, len(test)), replace=False)
     factors, noise = test.factors[rows], test.noise[rows]
     x = _images(test.images[rows])
     factual = probe.predict(_latents(model, x))
-    scores, per_factor = {}, {"counterfactual_mse": [], "non_descendant_shift": [], "target_error": []}
+
+    def in_percentiles(readings: np.ndarray) -> np.ndarray:
+        return np.stack([percentiles(factual[:, j], readings[:, j]) for j in range(readings.shape[1])], axis=1)
+
+    keys = ("counterfactual_mse", "reconstruction_mse", "non_descendant_shift", "target_error")
+    scores, per_factor = {}, {key: [] for key in keys}
     for k in range(len(card.factors)):
         values = factors[rng.permutation(len(factors)), k]
         truth = dataset.intervene(factors, noise, k, values)
         x_true = _images(dataset.render(truth, noise))
         x_hat = model.intervene(x, k, concept_value(model, x_true, k))
-        readings = probe.predict(_latents(model, x_hat))
+        x_null = model.intervene(x, k, concept_value(model, x, k))
+        moved = in_percentiles(probe.predict(_latents(model, x_hat)))
+        still = in_percentiles(probe.predict(_latents(model, x_null)))
         others = [j for j in range(len(card.factors)) if j != k and j not in card.descendants(k)]
         results = {
             "counterfactual_mse": float(((x_hat - x_true) ** 2).mean()),
-            "non_descendant_shift": float(np.abs(readings - factual)[:, others].mean()) if others else 0.0,
-            "target_error": float(np.abs(readings[:, k] - (values - mean[k]) / std[k]).mean()),
+            "reconstruction_mse": float(((x_null - x) ** 2).mean()),
+            "non_descendant_shift": float(np.abs(moved - still)[:, others].mean()) if others else 0.0,
+            "target_error": float(np.abs(moved[:, k] - percentiles(factors[:, k], values)).mean()),
         }
         for key, value in results.items():
             scores[f"{key}_{k}"] = value
