@@ -1,4 +1,10 @@
-"""Agreement with disentanglement_lib's own functions on the reference fixture (metrics.md section 11)."""
+"""Agreement with disentanglement_lib's own functions on the reference fixture (tests/metric_fixture.py).
+
+Exact agreement (to the 10 printed decimals) is asserted only for variants that are deterministic by
+construction (no random state, no tree ensembles). Seeded gradient-boosted trees (``dci@dlib``) take
+different split ties on different CPUs (BLAS and SIMD paths): there, reproducibility is two runs on one
+machine, and the golden holds within a stated cross-machine tolerance.
+"""
 
 import numpy as np
 import pytest
@@ -18,7 +24,7 @@ GOLDEN = {
     ("modularity", "explicitness_train"): 0.9944764311,
     ("modularity", "explicitness_test"): 0.9940054081,
     ("irs@dlib", "irs"): 0.7368607247,
-    ("irs@paper", "irs"): 0.7109275555,
+    ("irs@suter", "irs"): 0.7109275555,
     ("mcc@pearson", "mcc"): 0.9529953953,
     ("mcc@spearman", "mcc"): 0.9620256862,
     ("r2@linear", "r2"): 0.9745953138,
@@ -43,11 +49,14 @@ def test_irs_counts_active_dimensions():
 def test_seeded_dci_dlib_is_within_the_cross_release_tolerance_and_reproducible():
     first = compute("dci@dlib", *FIXTURE, seed=0, n_jobs=2)
     again = compute("dci@dlib", *FIXTURE, seed=0, n_jobs=1)
-    assert first.scores == again.scores
-    assert first.scores["informativeness_train"] == pytest.approx(0.9973333333, abs=1e-9)
-    assert first.scores["informativeness_test"] == pytest.approx(0.9556666667, abs=1e-9)
-    # Measured: D 0.77217 and C 0.81579 against the golden 0.77208 / 0.81578 on scikit-learn
-    # 1.9.1 too; the golden's exact seeding is not reproducible from the notes (see the issue note).
+    assert first.scores == again.scores  # the same numbers on one machine, whatever the process count
+    # Across CPUs the boosted trees may classify a few of the 1500 test samples differently: 0.95567 and
+    # 0.95533 (one sample apart) were measured on two x86-64 machines. Tolerance: 3 samples of 1500.
+    samples = 3 / 1500
+    assert first.scores["informativeness_train"] == pytest.approx(0.9973333333, abs=samples)
+    assert first.scores["informativeness_test"] == pytest.approx(0.9556666667, abs=samples)
+    # Measured: D 0.77217 and C 0.81579 against dlib's 0.77208 / 0.81578 on scikit-learn 1.9.1 (its seeding
+    # of the per-factor trees differs from ours, so only closeness is asserted).
     assert first.scores["disentanglement"] == pytest.approx(0.7720763619, abs=1e-3)
     assert first.scores["completeness"] == pytest.approx(0.8157803325, abs=1e-3)
     assert first.info["libraries"]["scikit-learn"] == sklearn.__version__

@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -239,15 +240,19 @@ def test_a_killed_workers_trial_becomes_failed_and_the_study_completes(tmp_path,
 
 
 def wait_for_a_running_trial(database: Path, name: str, worker: subprocess.Popen, timeout: float = 60) -> None:
-    """Until a trial of the study is RUNNING and has started its cells."""
+    """Until a trial of the study is RUNNING and has started its cells. The database is read with plain
+    read-only SQL: opening it through Optuna would create its tables, racing the worker that creates them."""
     deadline = time.monotonic() + timeout
+    query = ("SELECT count(*) FROM trials JOIN studies USING (study_id) JOIN trial_user_attributes USING (trial_id) "
+             "WHERE studies.study_name = ? AND trials.state = 'RUNNING' AND trial_user_attributes.key = 'crlbench.cells'")
     while time.monotonic() < deadline:
         if database.exists():
             try:
-                trials = optuna.load_study(study_name=name, storage=f"sqlite:///{database}").trials
-            except KeyError:  # the study is not created yet
-                trials = []
-            if any(t.state == STATES.RUNNING and "crlbench.cells" in t.user_attrs for t in trials):
+                with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+                    running = connection.execute(query, (name,)).fetchone()[0]
+            except sqlite3.OperationalError:  # the tables are not created yet, or the worker holds a write lock
+                running = 0
+            if running:
                 time.sleep(0.3)
                 return
         assert worker.poll() is None, f"the worker ended before it could be killed: {worker.stderr.read().decode()}"
