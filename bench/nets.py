@@ -4,11 +4,11 @@ The encoder follows disentanglement_lib's ``conv_encoder`` (conv 32-32-64-64, st
 and the decoder its ``deconv_decoder`` (FC 256, FC 64*s*s, deconv 64-32-32-C), with kernel 4 in
 every layer (dlib uses kernel 2 in the last two encoder convolutions; the PyTorch ports use 4).
 Every model uses them by default so that comparisons are fair and CPU training is practical
-(models.md section 1.1: 0.77 M parameters, about 105 ms per batch of 64 on 2 cores).
+(0.77 M parameters, about 105 ms per training step of 64 images on 2 CPU cores; docs/models.md).
 
 The ``Reference*`` classes are the reference codes' own networks, for checking the backbone's effect:
 the CausalVAE / ICM-VAE MLPs on RGBA, and DEAR's ResNet-50 encoder, SAGAN generator and joint
-discriminator (models.md 4.2).
+discriminator (xwshen51/DEAR ``resnet.py``, ``sagan.py``, ``bgm.py``).
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ class ConvDecoder(nn.Module):
 
 
 class ReferenceMLPEncoder(nn.Module):
-    """The CausalVAE / ICM-VAE code's encoder for Pendulum and Flow (models.md 2.3): the flattened
-    image (96x96 RGBA in the reference) -> 900 -> ELU -> 300 -> ELU -> ``out_features``."""
+    """The CausalVAE / ICM-VAE code's encoder for Pendulum and Flow (``Encoder`` in huawei-noah/trustworthyAI
+    ``research/CausalVAE/codebase/models/nns/mask.py`` and Akomand/ICM-VAE ``codebase/models/shared/mask.py``):
+    the flattened image (96x96 RGBA in the reference) -> 900 -> ELU -> 300 -> ELU -> ``out_features``."""
 
     def __init__(self, out_features: int, in_channels: int = 4, image_size: int = 96) -> None:
         super().__init__()
@@ -88,7 +89,7 @@ class ReferenceMLPEncoder(nn.Module):
 
 class ReferenceConceptDecoders(nn.Module):
     """One MLP per concept block (k -> 300 -> 300 -> 1024 -> C*S*S, ELU between), logits averaged
-    over concepts (the code's ``Decoder_DAG.decode_sep``, models.md 2.4).
+    over concepts (``Decoder_DAG.decode_sep`` in the same ``mask.py`` files).
 
     The per-concept layers run as one batched matmul, and the last layers as one matmul on the
     concatenated hidden states: the same functions in fewer, larger kernels (the four last-layer
@@ -123,7 +124,7 @@ class ReferenceConceptDecoders(nn.Module):
         return logits.view(len(latent), *self.out_shape)
 
 
-# -- DEAR's reference networks for its Pendulum run (models.md 4.2: resnet.py, sagan.py, bgm.py) ----
+# -- DEAR's reference networks for its Pendulum run (xwshen51/DEAR resnet.py, sagan.py, bgm.py) ----
 
 REFERENCE_GAN_SIZE = 64  # the only size these networks are built for here (the Pendulum run's)
 

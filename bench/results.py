@@ -1,6 +1,6 @@
 """The result store: one folder per cell, keyed by the cell's content hash, and its JSON record.
 
-Layout under a work directory (DESIGN.md, "Conventions")::
+Layout under a work directory (``./runs`` by default; ``--workdir`` or ``CRLBENCH_WORKDIR``)::
 
     WORKDIR/cells/<hash>/
         result.json          the CellResult record; the cell is done when this file exists

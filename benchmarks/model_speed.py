@@ -54,7 +54,7 @@ def main() -> None:
 
 def reference_backbone(name: str = "icm_vae", steps: int = 5, batch_size: int = 64) -> None:
     """ICM-VAE or CausalVAE with the reference MLP backbone on 96x96 RGBA, against the CausalVAE reference
-    code's 2.6 s per batch of 64 measured on a 2-core CPU (models.md 1.1)."""
+    code's 2.6 s per batch of 64 measured on a 2-core CPU (docs/models.md, "Cost of the reference networks")."""
     card = registry.dataset("pendulum", cache_dir="/nonexistent-not-used", size=96).card
     speed = images_per_second(name, card, batch_size, steps, warmup=2, backbone="reference")
     model = build_model(name, card, seed=0, backbone="reference")
@@ -66,7 +66,7 @@ def reference_backbone(name: str = "icm_vae", steps: int = 5, batch_size: int = 
 
 def reference_dear(steps: int = 3, batch_size: int = 64) -> None:
     """DEAR with the reference networks (ResNet-50 encoder, SAGAN generator, SAGAN joint D) at 64x64; the
-    reference trains at batch 128 (models.md 4.4), so an iteration there costs about twice this step."""
+    reference trains at batch 128 (xwshen51/DEAR config.py), so an iteration there costs about twice this step."""
     card = registry.dataset("pendulum", cache_dir="/nonexistent-not-used", size=64).card
     speed = images_per_second("dear", card, batch_size, steps, warmup=1, networks="reference")
     model = build_model("dear", card, seed=0, networks="reference")

@@ -2,8 +2,10 @@
 
 A robot arm moves along an arc of three buttons; pressing a button lights its light, and the red
 light also lights when the green or the blue light is on. The original generator and SCM are not
-public: this is the reconstruction specified in the reference notes (datasets.md, section 3.2),
-drawn by a 2D numpy renderer instead of MuJoCo.
+public (the released files hold rendered pairs and their latents): the mechanisms below are
+crlbench's reconstruction, with the causal graph ICM-VAE uses for this dataset (``C`` in
+``Akomand/ICM-VAE experiments/train_circuit.py``) and the pair format of the released files, drawn
+by a 2D numpy renderer instead of MuJoCo.
 
 Factors in the canonical topological order of ICM-VAE (the Qualcomm file order is red, green,
 blue, arm: ``permutation = (3, 2, 1, 0)``), all in (0, 1):
@@ -46,7 +48,7 @@ LIGHTS = ("blue", "green", "red")  # canonical factors 1, 2, 3
 QUALCOMM_BUTTONS = ("red", "green", "blue")  # the order of the original ``pressed`` array
 TINY_PROBABILITY = 1e-300  # keeps noise encodings finite at values of exactly 0 or 1
 
-# Renderer (datasets.md 3.2), in unit-square coordinates with y pointing down.
+# Renderer (crlbench's 2D stand-in for the MuJoCo scene), in unit-square coordinates with y pointing down.
 BOARD, TABLE, TABLE_TOP = (0.35, 0.35, 0.38), (0.55, 0.55, 0.58), 0.45
 HUES = {"red": (1.0, 0.1, 0.1), "green": (0.1, 0.9, 0.1), "blue": (0.15, 0.3, 1.0)}
 LIGHT_X = {"red": 0.25, "green": 0.50, "blue": 0.75}
@@ -143,7 +145,8 @@ class CausalCircuit(SCMDataset):
         return {name: self._sample_pairs(n, index) for index, (name, n) in enumerate(sizes.items())}
 
     def _sample_pairs(self, n: int, split_index: int) -> dict[str, np.ndarray]:
-        """Observation / intervention pairs in the ILCM convention (datasets.md 3.2)."""
+        """Observation / intervention pairs in the ILCM convention (the module docstring; ILCM's
+        ``ws_crl/causal/interventions.py``, intervention set ``atomic_or_none``)."""
         rng = random_stream(self.params.seed, "scm_noise", split_index)
         noise = rng.standard_normal((n, 4))
         factors = self.solve(noise)
@@ -173,7 +176,7 @@ class CausalCircuit(SCMDataset):
 
     def choices(self) -> dict[str, str]:
         return {
-            "scm": "reconstruction of datasets.md 3.2 (kappa 20, buttons at 0.25 / 0.55 / 0.85, width 0.08)",
+            "scm": "crlbench reconstruction (module docstring; kappa 20, buttons at 0.25 / 0.55 / 0.85, width 0.08)",
             "interventions": "label uniform over {none, arm, blue, green, red}; target set to U(0, 1)",
             "renderer": "2D numpy renderer (no MuJoCo, no JPEG compression)",
             "view": "models train on the observation of each pair; the pair is in the extras",

@@ -149,7 +149,8 @@ def last_occurrences(labels: np.ndarray) -> np.ndarray:
 
 
 def draw_flow(factors: np.ndarray, jet_epsilon: np.ndarray, size: int) -> np.ndarray:
-    """Draw water, tank walls, ball, jet and ground as the reference figure does (datasets.md 2.4)."""
+    """Draw water, tank walls, ball, jet and ground as the reference generator's matplotlib figure does
+    (huawei-noah/trustworthyAI ``research/CausalVAE/causal_data/flow.py``)."""
     scale = size / REFERENCE_SIZE
     col = lambda x: (12.0 + 3.72 * x) * scale  # noqa: E731 - the reference data-to-pixel map
     row = lambda y: (85.44 - 3.696 * y) * scale  # noqa: E731

@@ -137,7 +137,8 @@ class Pendulum(SCMDataset):
 
 
 def draw_pendulum(factors: np.ndarray, size: int) -> np.ndarray:
-    """Draw rod, ball, sun and shadow as the reference figure does (section 1.4 of datasets.md)."""
+    """Draw rod, ball, sun and shadow as the reference generator's matplotlib figure does
+    (huawei-noah/trustworthyAI ``research/CausalVAE/causal_data/pendulum.py``)."""
     scale = size / REFERENCE_SIZE
     col = lambda x: (12.0 + 3.72 * x) * scale  # noqa: E731 - the reference data-to-pixel map
     row = lambda y: (85.44 - 3.36 * (y + 1.0)) * scale  # noqa: E731

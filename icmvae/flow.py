@@ -1,4 +1,8 @@
-"""The masked affine causal flow of ICM-VAE (Komanduri et al., IJCAI 2024; models.md 2.5 and 2.6).
+"""The masked affine causal flow of ICM-VAE (Komanduri et al., IJCAI 2024).
+
+Reference: Akomand/ICM-VAE ``codebase/models/shared/causal_masked_flow.py`` (``MultivariateCausalFlow``,
+the posterior flow; ``PriorMultivariateCausalFlow``, wrapped by ``DisentanglementPrior`` in
+``models/prior.py``, the prior); ``docs/models.md`` lists what is reproduced and the options.
 
 Concept block i of the latent is z_i = exp(s(z_pa(i))) * eps_i + t(z_pa(i)), where s and t are MLPs
 fed the whole flattened latent masked to the parents' blocks (a root sees zeros, so its s and t are

@@ -1,7 +1,11 @@
 """ICM-VAE (Komanduri, Wu, Chen, Shi, Rahmani, Reddy; IJCAI 2024, arXiv 2306.01213), as its code computes it.
 
+Reference: Akomand/ICM-VAE, ``models/icm_vae.py`` (``ICM_VAE.forward``), ``models/prior.py``,
+``codebase/models/shared/causal_masked_flow.py`` and ``experiments/train_{pendulum,flow,circuit}.py``;
+this project's deviations are listed in ``docs/models.md``.
+
 encoder x -> eps [B, K, k]; causal flow eps -> z (icmvae.flow); decoder z -> x. The loss is
-``ICM_VAE.forward``'s (models.md 2.7):
+``ICM_VAE.forward``'s:
 
     rec  = W * mean per-pixel BCE(logits, x)             (BCE summed over the width, averaged over the rest)
     kl_b = alpha (0.5 |eps|^2 - sum s) + beta 0.5 |z - mu|^2,   mu_i = exp(s'(z_pa)) * u_i + t'(z_pa)
@@ -9,14 +13,15 @@ encoder x -> eps [B, K, k]; causal flow eps -> z (icmvae.flow); decoder z -> x. 
 
 with u the standardised labels of concept i broadcast to its k dims, alpha and beta warmed up
 linearly over epochs (``final * min(epoch - 1, 93) / 93``: zero in epochs 0 and 1, full from 94).
-Those two zero-weight epochs leave the deterministic latent unanchored: on the conv backbone it drifts
-to |z| ~ 25 while the decoder still renders the mean image, and when beta switches on in epoch 2 the
-prior term (~8000 x 1.2/93) kills the encoder's ReLUs and the latent collapses for good;
-``warmup_start_epoch=0`` (not the reference) starts the warm-up in epoch 0 and avoids it.
+With ``schedule="budget"`` the same warm-up is laid over the run's progress in reference epochs, so
+a short budget ramps over the same fraction of its run. On the shared conv backbone the reference
+warm-up can collapse the deterministic latent when beta switches on in epoch 2; whether and when it
+recovers depends on the seed (measured in docs/models.md with benchmarks/icmvae_warmup.py);
+``warmup_start_epoch=0`` (not the reference) starts the warm-up in epoch 0.
 Every quirk of the reference code is an option whose default is the reference behaviour; the
 backbone (the shared conv encoder and one decoder on the whole latent) is the CPU-friendly
-deviation every model shares (models.md 1.1), with the reference's per-concept decoders averaged in
-logit space available as ``decoder="per_concept"``.
+deviation every model shares, with the reference's per-concept decoders averaged in logit space
+available as ``decoder="per_concept"`` and its MLP networks as ``backbone="reference"``.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ class ICMVAEConfig:
     beta: float = 1.2  # final weight of the prior term (the reference uses 0.05 on CausalCircuit)
     warmup_epochs: int = 94  # linear warm-up of alpha and beta, zero in epochs 0 and 1
     # first epoch whose alpha/beta are non-zero; reference 2. 0 anchors the deterministic latent from the
-    # first step: with 2 zero-weight epochs it drifts to |z| ~ 25 and the prior's switch-on collapses it
+    # first step (after 2 zero-weight epochs the prior's switch-on can collapse it: docs/models.md)
     warmup_start_epoch: int = 2
     # absolute: the warm-up counts training epochs, as the reference (full weight at epoch 94 of its 101);
     # budget: it counts the run's progress in reference epochs (step / total steps x reference_epochs), so

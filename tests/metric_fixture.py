@@ -1,4 +1,10 @@
-"""The metrics reference fixture (shared/reference/metrics.md section 11), samples-first."""
+"""The metrics reference fixture, samples-first.
+
+A project-defined sample from one ``numpy.random.RandomState(0)`` (stable across numpy versions):
+three integer factors and four codes, train drawn before test. ``tests/test_metrics_golden.py`` holds
+the values that google-research/disentanglement_lib's own metric functions
+(``disentanglement_lib/evaluation/metrics/``) give on it.
+"""
 
 import numpy as np
 

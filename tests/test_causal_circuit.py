@@ -1,4 +1,9 @@
-"""CausalCircuit reconstruction: mechanisms, noise encodings and weakly supervised pairs (datasets.md 3.2, 5)."""
+"""CausalCircuit reconstruction: mechanisms, noise encodings and weakly supervised pairs.
+
+The SCM under test is specified in the docstring of ``datasets/causal_circuit.py``; the regimes at
+zero noise are an all-off state and the three one-button regimes ICM-VAE selects from the original
+data (Akomand/ICM-VAE ``utils.py``, ``CausalCircuitSimplified``).
+"""
 
 import numpy as np
 import pytest

@@ -1,4 +1,11 @@
-"""Flow: the reference grid, splits, collisions, ranges and label order (datasets.md section 2 and 5)."""
+"""Flow: the reference grid, splits, collisions, ranges and label order.
+
+Expected values come from the reference generator, huawei-noah/trustworthyAI
+``research/CausalVAE/causal_data/flow.py`` (its loops, counter rule and filenames re-run without
+plotting); the legacy 5254 / 1620 split is also hard-coded in Akomand/ICM-VAE
+``experiments/test_flow.py``, and the canonical order is that of Akomand/SCM-VAE
+``data/data_generators/flow.py``.
+"""
 
 import numpy as np
 import pytest

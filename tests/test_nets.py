@@ -14,7 +14,8 @@ def test_encoder_and_decoder_shapes(size):
 
 
 def test_parameter_count_matches_the_reference_backbone():
-    # models.md 1.1: 0.77 M parameters for the 64x64 conv VAE with z = 16 (encoder giving mean and log-variance).
+    # 0.77 M parameters for the 64x64 conv VAE with z = 16 (encoder giving mean and log-variance): disentanglement_lib's
+    # conv_encoder / deconv_decoder (methods/shared/architectures.py) with kernel 4 throughout; docs/models.md.
     count = sum(p.numel() for net in (ConvEncoder(32), ConvDecoder(16)) for p in net.parameters())
     assert count == pytest.approx(0.77e6, rel=0.01)
 

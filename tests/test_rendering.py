@@ -1,4 +1,5 @@
-"""The numpy renderer against the reference generators' own images (shared/reference/samples)."""
+"""The numpy renderer against the reference generators' own images (``tests/data/reference_samples``:
+drawn by huawei-noah/trustworthyAI ``research/CausalVAE/causal_data/{pendulum,flow}.py``; see its README)."""
 
 import csv
 
