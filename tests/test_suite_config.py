@@ -116,3 +116,52 @@ def test_the_shipped_suites_load():
     for path in sorted((Path(__file__).parent.parent / "configs" / "suites").glob("*.yaml")):
         config = load_suite(path)
         assert config.cells(), path
+
+
+# --- reference batch sizes and budgets, one row per method -------------------------------------------------
+
+SUITES = __import__("pathlib").Path(__file__).parent.parent / "configs" / "suites"
+
+
+def cells_by(config):
+    return {(cell.dataset, cell.label): cell for cell in config.cells() if cell.seed == config.seeds[0]}
+
+
+def test_each_method_trains_with_its_reference_batch_size_on_the_same_number_of_images():
+    cells = cells_by(load_suite(SUITES / "quick.yaml"))
+    dear, icm_circuit, icm_pendulum = (cells["pendulum", "dear"], cells["causal_circuit", "icm_vae"],
+                                       cells["pendulum", "icm_vae"])
+    assert (dear.budget.batch_size, dear.budget.steps) == (128, 100)  # DEAR's run_pendulum.sh: batch 128
+    assert (icm_circuit.budget.batch_size, icm_circuit.budget.steps) == (100, 128)  # train_circuit.py: 100
+    assert (icm_pendulum.budget.batch_size, icm_pendulum.budget.steps) == (64, 200)
+    for cell in cells.values():  # 12,800 images each (rounded up to whole batches)
+        assert 12_800 <= cell.budget.steps * cell.budget.batch_size < 12_800 + cell.budget.batch_size
+    assert dear.reference_budget == {"epochs": 1000} and cells["flow", "beta_vae"].reference_budget == {
+        "steps": 300000, "batch_size": 64}
+
+
+def test_epoch_budgets_keep_their_epochs_at_another_batch_size():
+    cells = cells_by(load_suite(SUITES / "paper.yaml"))
+    assert (cells["pendulum", "dear"].budget.epochs, cells["pendulum", "dear"].budget.batch_size) == (101, 128)
+
+
+def test_a_bad_training_section_names_the_key(tmp_path):
+    message = rejected(tmp_path, models=[{"name": "dear", "training": {"batch_size": 0}}])
+    assert "training.batch_size" in message and "positive integer" in message
+    message = rejected(tmp_path, models=[{"name": "dear", "training": {"per_dataset": {"flow": {"bach_size": 8}}}}])
+    assert "'bach_size'" in message and "batch_size" in message
+
+
+@pytest.mark.parametrize("suite", ["smoke", "quick", "paper"])
+def test_leaderboard_suites_list_each_method_once_with_its_reference_settings(suite):
+    """Ablations (a second row of one method, a deviating option) live in ablations.yaml, not here."""
+    config = load_suite(SUITES / f"{suite}.yaml")
+    names = [model.name for model in config.models]
+    assert sorted(names) == ["beta_vae", "causal_vae", "dear", "icm_vae"]
+    assert [model.label for model in config.models] == names
+    allowed = {"schedule", "concept_dim"}  # the budget-scaled warm-up; smoke's small CausalCircuit model
+    for model in config.models:
+        assert set(model.hyperparameters) <= allowed
+    expected = "absolute" if suite == "paper" else "budget"
+    icm_vae = next(model for model in config.models if model.name == "icm_vae")
+    assert icm_vae.hyperparameters.get("schedule", "absolute") == expected
