@@ -1,10 +1,15 @@
 """A cell: one (dataset, model, hyperparameters, seed, budget) training run and its evaluation.
 
 The content hash covers what determines the trained weights: the dataset (name, version, resolved
-parameters), the model (name, version, resolved hyperparameters), the seed, the budget, the device
-and the crlbench version. Defaults are resolved before hashing, so spelling out a default value
-does not change the hash. The label, the metrics and the evaluation sizes are not part of it: a
-new metric or a relabelled model reuses the trained cell.
+parameters), the model (name, version, resolved hyperparameters), the seed, the budget, the device,
+the thread count and the crlbench version. Defaults are resolved before hashing, so spelling out a
+default value does not change the hash. The label, the metrics and the evaluation sizes are not part
+of it: a new metric or a relabelled model reuses the trained cell.
+
+The thread count is part of the cell because torch's reductions (and OpenMP and BLAS kernels) add up
+in an order that depends on how many threads share the work: one cell on 1 and on 2 threads trains
+slightly different weights. A cell always computes on its own ``threads``
+(:func:`bench.executor.cell_threads`), whatever the worker count or the machine's cores.
 
 The git commit is recorded in every result but not hashed, so that a commit that does not touch
 a model (documentation, reports) keeps the cache; bump ``crlbench.__version__`` or a model's
@@ -45,6 +50,7 @@ class Cell:
     device: str = "cpu"
     checkpoint_every: int = 1
     plugins: tuple[str, ...] = ()
+    threads: int = 1  # torch, OpenMP, BLAS and joblib threads the cell computes with (hashed: it changes the numbers)
     reference_budget: dict[str, Any] | None = None  # the method's reference run, for the report (not hashed)
     hash: str = field(default="", compare=False)
 
@@ -56,7 +62,7 @@ class Cell:
             label=model.label, hyperparameters=model.hyperparameters_for(dataset.name), seed=seed,
             budget=at_batch_size(suite.budget, training.get("batch_size")), metrics=suite.metrics,
             evaluation=suite.evaluation, device=suite.device, checkpoint_every=suite.checkpoint_every,
-            plugins=suite.plugins, reference_budget=training.get("reference_budget"),
+            plugins=suite.plugins, threads=suite.threads, reference_budget=training.get("reference_budget"),
         )
         return dataclasses.replace(cell, hash=content_hash(cell))
 
@@ -77,6 +83,7 @@ class Cell:
             "seed": self.seed,
             "budget": dataclasses.asdict(self.budget),
             "device": self.device,
+            "threads": self.threads,
         }
         if self.evaluation.split not in dataset_class.split_names:  # trained without the held-out part
             from bench.runner import VALIDATION_FRACTION
@@ -93,7 +100,7 @@ class Cell:
             "metrics": [{"name": m.name, "options": m.options} for m in self.metrics],
             "evaluation": dataclasses.asdict(self.evaluation), "device": self.device,
             "checkpoint_every": self.checkpoint_every, "plugins": list(self.plugins),
-            "reference_budget": self.reference_budget, "identity": self.identity(),
+            "threads": self.threads, "reference_budget": self.reference_budget, "identity": self.identity(),
         }
 
 

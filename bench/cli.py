@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import sqlite3
 import sys
+import tempfile
 import warnings
 import time
 from pathlib import Path
@@ -21,6 +24,25 @@ from bench.errors import ConfigError, CrlbenchError
 KIND_CHOICES = {"models": "model", "datasets": "dataset", "metrics": "metric"}
 MAX_COUNT = 64  # images per row of a preview
 
+# Exit statuses (the --help epilog and the README say the same).
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug: Python's own status for an uncaught exception, with its traceback
+EXIT_INPUT = 2  # bad input or an unusable path: one message naming the file, key, flag or path
+EXIT_FAILED = 10  # + the number of failed cells (or trials), at most 99
+EXIT_FAILED_MAX = 99
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports a command stopped by it
+EPILOG = f"""exit status:
+  {EXIT_OK}       success
+  {EXIT_INTERNAL}       internal error (a bug: Python prints a traceback)
+  {EXIT_INPUT}       bad input (config file, flag, name) or an unusable path (a work directory or report
+          folder that cannot be written, an unreachable tracking server): one message naming it;
+          checked before any work (a path that turns unwritable later stops the run the same way)
+  {EXIT_FAILED}-{EXIT_FAILED_MAX}   the command ran but N cells failed (suite, run): {EXIT_FAILED} + N, at most \
+{EXIT_FAILED_MAX};
+          tune: no trial completed, {EXIT_FAILED} + N failed trials ({EXIT_FAILED}: every trial was pruned)
+  {EXIT_INTERRUPTED}     interrupted (Ctrl-C): run the same command again to resume"""
+READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -28,12 +50,61 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if not hasattr(args, "handler"):
         parser.print_help()
-        return 2
+        return EXIT_INPUT
     try:
         return args.handler(args)
     except CrlbenchError as error:
         print(f"crlbench: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("crlbench: interrupted; run the same command again to resume (finished cells are kept)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - a path that cannot be written is the user's to fix, not a bug
+        message = unwritable(error)
+        if message is None:
+            raise
+        print(f"crlbench: error: {message}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+def failed_status(failed: int) -> int:
+    """The exit status of a command that ran and saw ``failed`` cells (or trials) fail."""
+    return EXIT_OK if failed <= 0 else min(EXIT_FAILED + failed, EXIT_FAILED_MAX)
+
+
+def unwritable(error: BaseException) -> str | None:
+    """The message for an error that says a path cannot be written (permission denied, read-only file
+    system, read-only SQLite database), found in ``error`` or the errors it was raised from; else None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in READ_ONLY and (error.filename or error.errno == errno.EROFS):
+            place = f" {error.filename}" if error.filename else ""
+            return f"cannot write{place}: {error.strerror or error}; the work directory, the report folder " \
+                   f"and the databases in them must be writable"
+        if isinstance(error, sqlite3.OperationalError) and any(
+                text in str(error) for text in ("readonly database", "unable to open database file")):
+            return f"cannot write a SQLite database ({error}); the work directory and the databases in it " \
+                   f"must be writable"
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def writable_folder(path: Path, what: str) -> Path:
+    """Create the folder ``path`` if missing and check that files can be created in it, before any work;
+    a :class:`ConfigError` naming ``what`` and the path otherwise. Root ignores permission bits, so
+    the check creates (and removes) a file rather than asking ``os.access``."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder", str(path))
+        path.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(dir=path, prefix=".crlbench-", suffix=".probe")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise ConfigError(f"cannot write to {what} {path}: {error.strerror or error}; give a folder where "
+                          f"crlbench may create files") from None
+    return path
 
 
 def console() -> int:
@@ -47,7 +118,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crlbench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="crlbench", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(title="commands")
 
@@ -70,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--split", default="train", help="split to sample (default: train)")
             command.add_argument("--count", type=int, default=8, help="images per row (default: 8)")
 
-    suite = commands.add_parser("suite", help="run a suite of (dataset x model x seed) cells")
+    suite = commands.add_parser("suite", help="run a suite of (dataset x model x seed) cells", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     suite.add_argument("config", type=Path, help="a suite YAML file (configs/suites/*.yaml)")
     _work_arguments(suite)
     suite.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
@@ -78,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--retry-failed", action="store_true", help="run cells recorded as failed again")
     suite.set_defaults(handler=run_suite_command)
 
-    single = commands.add_parser("run", help="train and evaluate one cell from flags")
+    single = commands.add_parser("run", help="train and evaluate one cell from flags", epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     single.add_argument("--dataset", required=True, help="a registered dataset name")
     single.add_argument("--model", required=True, help="a registered model name")
     single.add_argument("--seed", type=int, default=0)
@@ -95,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     _work_arguments(single)
     single.set_defaults(handler=run_single_command)
 
-    report = commands.add_parser("report", help="write leaderboards, figures and an HTML report")
+    report = commands.add_parser("report", help="write leaderboards, figures and an HTML report", epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("source", type=Path, help="a suite YAML file, or a folder of results (e.g. runs/cells)")
     report.add_argument("--out", type=Path, required=True, help="the report folder, e.g. reports/quick")
     report.add_argument("--workdir", type=Path, default=None, help="work directory of a suite (default: runs)")
@@ -103,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reference", default="icm_vae", help="label that paired tests compare against")
     report.set_defaults(handler=run_report_command)
 
-    tuning = commands.add_parser("tune", help="run (or resume) an Optuna study for one model on one dataset")
+    tuning = commands.add_parser("tune", help="run (or resume) an Optuna study for one model on one dataset",
+                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     tuning.add_argument("config", type=Path, help="a tuning YAML file (configs/tune/*.yaml)")
     _work_arguments(tuning)
     tuning.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///WORKDIR/optuna.db); a PostgreSQL "
@@ -134,6 +210,13 @@ def _work_arguments(command: argparse.ArgumentParser) -> None:
 
 def _workdir(args: argparse.Namespace) -> Path:
     return args.workdir if args.workdir is not None else Path(os.environ.get("CRLBENCH_WORKDIR", "runs"))
+
+
+def _writable_workdir(args: argparse.Namespace) -> Path:
+    """The work directory, checked writable before any work (see :func:`writable_folder`)."""
+    source = ("--workdir" if args.workdir is not None else
+              "$CRLBENCH_WORKDIR" if "CRLBENCH_WORKDIR" in os.environ else "the default, runs")
+    return writable_folder(_workdir(args), f"the work directory ({source})")
 
 
 def _tracking_uri(args: argparse.Namespace, workdir: Path) -> str | None:
@@ -181,21 +264,25 @@ def _run_suite(config, args: argparse.Namespace) -> int:
         print(f"suite {config.name}: {len(planned)} cells in {workdir}")
         for item in planned:
             note = " (checkpoint)" if item.resumable and item.state == "pending" else ""
+            note = f" (elsewhere: {item.holder})" if item.state == "running" else note
             print(f"  {item.cell.hash}  {item.state:<8} {item.cell.title}{note}")
-        counts = {state: sum(p.state == state for p in planned) for state in ("done", "stale", "failed", "pending")}
+        counts = {state: sum(p.state == state for p in planned) for state in ("done", "stale", "failed", "pending", "running")}
         print("  " + ", ".join(f"{count} {state}" for state, count in counts.items()))
         return 0
     workers = getattr(args, "workers", 1)
     if workers < 1:
         raise ConfigError(f"--workers must be a positive integer; got {workers}")
+    _writable_workdir(args)
     start = time.perf_counter()
-    summary = run_suite(config, workdir, workers=workers, tracking_uri=_tracking_uri(args, workdir))
+    summary = run_suite(config, workdir, workers=workers, tracking_uri=_tracking_uri(args, workdir),
+                        retry_failed=getattr(args, "retry_failed", False))
     seconds = time.perf_counter() - start
-    print(f"suite {config.name}: {summary.ok} ran, {summary.cached} already done, {summary.failed} failed "
+    elsewhere = f"{summary.elsewhere} ran elsewhere, " if summary.elsewhere else ""
+    print(f"suite {config.name}: {summary.ok} ran, {summary.cached} already done, {elsewhere}{summary.failed} failed "
           f"in {seconds:.1f} s; results in {workdir / 'cells'}")
     for title, error in summary.failures:
         print(f"  failed: {title}: {error}")
-    return min(summary.failed, 99)
+    return failed_status(summary.failed)
 
 
 def run_report_command(args: argparse.Namespace) -> int:
@@ -221,6 +308,7 @@ def run_report_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.source}: expected a suite YAML file or a folder of results")
     if not records:
         raise ConfigError(f"{args.source}: no results found (run the suite first)")
+    writable_folder(args.out, "the report folder (--out)")
     start = time.perf_counter()
     files = write_report(records, args.out, title=title, reference_label=args.reference,
                          provenance={"report_commit": provenance()["git_commit"]})
@@ -231,27 +319,32 @@ def run_report_command(args: argparse.Namespace) -> int:
 def run_tune_command(args: argparse.Namespace) -> int:
     import optuna
 
-    from bench.tune import export_best, load_tune, state_counts, study_report, tune
+    from bench.suite_config import check_name
+    from bench.tune import export_best, load_tune, state_counts, study_folder, study_report, tune
 
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     config = load_tune(args.config)
-    workdir = _workdir(args)
+    if args.study_name is not None:
+        check_name(args.study_name, "--study-name")
+    workdir = _writable_workdir(args)
+    export_dir = args.config.resolve().parent.parent / "tuned"  # configs/tune/x.yaml -> configs/tuned/
+    if args.export:
+        writable_folder(export_dir, "the export folder")
     start = time.perf_counter()
     study = tune(config, storage=args.storage, study_name=args.study_name, n_trials=args.n_trials,
                  workers=args.workers, workdir=workdir, tracking_uri=_tracking_uri(args, workdir))
     seconds = time.perf_counter() - start
     states = state_counts(study)
-    summary = study_report(study, workdir / "tune" / study.study_name / "report", storage_url=args.storage)
+    summary = study_report(study, study_folder(workdir, study.study_name) / "report", storage_url=args.storage)
     print(f"study {study.study_name}: {sum(states.values())} trials ("
           + ", ".join(f"{count} {state.lower()}" for state, count in states.items() if count)
           + f") after {seconds:.1f} s; report in {summary.parent}")
     if not states["COMPLETE"]:
         print("crlbench: error: no trial completed; nothing to export", file=sys.stderr)
-        return 1
+        return failed_status(states["FAIL"]) if states["FAIL"] else EXIT_FAILED
     print(f"  best value {study.best_value:.6g} at trial {study.best_trial.number}: {study.best_params}")
-    if args.export:
-        # configs/tune/x.yaml -> configs/tuned/<model>-<dataset>.yaml, next to the suites that reference it
-        path = export_best(study, config, args.config.resolve().parent.parent / "tuned")
+    if args.export:  # configs/tuned/<model>-<dataset>.yaml, next to the suites that reference it
+        path = export_best(study, config, export_dir)
         print(f"  exported to {path}")
     return 0
 

@@ -39,3 +39,19 @@ def unknown_name(kind: str, name: str, known: Iterable[str], where: str = "") ->
     if close:
         message += f" (did you mean {close[0]!r}?)"
     return UnknownNameError(message)
+
+
+class DiskFullError(CrlbenchError):
+    """The disk (or the user's quota) filled up while writing ``path``; the previous file is intact."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"disk full while writing {path}; free some space and run the command again "
+                         "(what was written before is intact)")
+        self.path = path
+
+    def __reduce__(self):  # pickled across worker processes with its path, not its message
+        return type(self), (self.path,)
+
+
+class UnsafeCheckpointError(CrlbenchError):
+    """A checkpoint holds objects other than tensors and plain values; it is not loaded."""

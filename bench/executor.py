@@ -1,31 +1,56 @@
-"""The local executor: cells in parallel worker processes, without oversubscribing the cores.
+"""The local executor: cells in parallel worker processes, each cell on its own thread count.
 
-``workers`` processes each get ``cores // workers`` torch threads (and the same limit for the
-OpenMP and BLAS pools they start), so two workers on two cores run one thread each. With one worker
-the cells run in this process and the trainer's own progress bar shows. Workers are started with
-``spawn`` (no forked torch state) and report finished epochs through a queue, shown beside the
-bar of cells. A worker that dies (killed, out of memory) fails only the cell it was running.
+**Threads belong to the cell.** A cell computes with exactly ``cell.threads`` threads (the suite's
+``threads`` key, 1 by default, part of the cell's hash): :func:`cell_threads` sets torch's intra-op
+threads, caps the OpenMP and BLAS pools (threadpoolctl) and runs joblib on threads, wherever the cell
+runs (this process, a worker, a tuning trial). Its scores therefore do not depend on ``--workers`` or
+on the machine's cores.
+
+**Scheduling.** ``workers`` processes never oversubscribe the cores: at most ``cores // threads`` run
+at once (at least one), and a warning says so when ``--workers`` asked for more. With one worker the
+cells run in this process and the trainer's own progress bar shows. Workers are started with
+``spawn`` (no forked torch state) and report to this process through a pipe each: which cell they
+started (and their pid), finished epochs (shown beside the bar of cells) and the record.
+
+**Parent death.** A worker exits when this process dies, however it dies: on Linux the kernel kills it
+(``prctl(PR_SET_PDEATHSIG, SIGKILL)``), elsewhere a watchdog thread sees the pipe from its parent close.
+Cells start no joblib or loky processes of their own (joblib runs on threads), so nothing is left.
+
+**A dead worker** (killed, out of memory) fails exactly the cell it held (``WorkerDied``, naming the
+pid and the signal); the other workers go on with their cells, and a new worker takes the queue's next.
+A :class:`bench.errors.CrlbenchError` raised in a worker (a full disk) stops the suite, as in this process.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as futures
+import contextlib
+import functools
 import logging
 import multiprocessing
 import os
-import queue
-from collections.abc import Callable, Sequence
-from concurrent.futures.process import BrokenProcessPool
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 from bench.cell import Cell
-from bench.results import RESULT, SCHEMA, cell_dir, write_json
+from bench.errors import CrlbenchError
+from bench.results import RESULT, SCHEMA, cell_dir, read_result, write_json
 
 log = logging.getLogger(__name__)
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 POLL_SECONDS = 0.5
+WATCHDOG_SECONDS = 1.0  # how often a worker also checks its parent's pid (the pipe normally tells at once)
+STOP_SECONDS = 10.0  # how long an idle worker gets to exit before it is killed
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+EXIT_PARENT_DIED = 70
 ResultHook = Callable[[dict[str, Any]], None]
 
 
@@ -40,76 +65,283 @@ def threads_per_worker(workers: int) -> int:
     return max(1, available_cores() // workers)
 
 
+def scheduled_workers(workers: int, threads: int, cores: int | None = None) -> int:
+    """How many of ``workers`` processes of ``threads`` threads each fit the cores (at least one)."""
+    cores = available_cores() if cores is None else cores
+    return max(1, min(workers, cores // threads))
+
+
+@contextlib.contextmanager
+def cell_threads(threads: int) -> Iterator[None]:
+    """Compute with exactly ``threads`` threads inside the block: torch's intra-op pool, every OpenMP and
+    BLAS pool loaded in the process (threadpoolctl), and joblib's ``Parallel`` on its threading backend
+    (no loky processes to outlive a killed worker; the runner's ``n_jobs`` follows torch's thread count).
+    Everything is restored afterwards."""
+    import torch
+    from joblib import parallel_config
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    with threadpool_limits(limits=threads), parallel_config(backend="threading"):
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+
 def run_cells(cells: Sequence[Cell], workdir: str | Path, *, workers: int = 1, on_result: ResultHook | None = None,
               progress: bool = True) -> list[dict[str, Any]]:
     """Run ``cells`` and return their records in completion order; ``on_result`` sees each as it lands."""
     from bench.runner import run_cell
 
     on_result = on_result or (lambda record: None)
-    records = []
-    bar = _bar(len(cells), progress)
-    if workers <= 1:
-        for cell in cells:
-            bar.set_postfix_str(cell.title, refresh=True)
-            record = run_cell(cell, workdir, progress=progress)
-            records.append(record)
-            on_result(record)
-            bar.update(1)
-        bar.close()
+    records: list[dict[str, Any]] = []
+    if not cells:
         return records
-    remaining = list(cells)
-    while remaining:  # a new pool after a worker died
-        remaining = _run_pool(remaining, workdir, workers, bar, records, on_result)
-    bar.close()
-    return records
-
-
-def _run_pool(cells: list[Cell], workdir, workers: int, bar, records: list, on_result: ResultHook) -> list[Cell]:
-    context = multiprocessing.get_context("spawn")
-    manager = context.Manager()
-    epochs = manager.Queue()
-    running: dict[str, str] = {}
-    threads = threads_per_worker(workers)
-    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads,
-                                     initargs=(threads,)) as pool:
-        pending = {pool.submit(_worker, cell, str(workdir), epochs): cell for cell in cells}
-        while pending:
-            done, _ = futures.wait(pending, timeout=POLL_SECONDS, return_when=futures.FIRST_COMPLETED)
-            _drain(epochs, running, pending, bar)
-            for future in done:
-                cell = pending.pop(future)
-                try:
-                    record = future.result()
-                except BrokenProcessPool:  # a worker died: fail the cells that had started, requeue the rest
-                    _drain(epochs, running, pending, bar)
-                    unfinished = [cell, *pending.values()]
-                    started = [c for c in unfinished if c.hash in running] or unfinished  # none started: all fail
-                    for lost in started:
-                        record = _failed(lost, workdir, "WorkerDied", "the worker process running this cell ended "
-                                         "abruptly (killed, or out of memory)")
-                        records.append(record)
-                        on_result(record)
-                        bar.update(1)
-                    manager.shutdown()
-                    return [c for c in unfinished if c not in started]
-                except Exception as error:  # noqa: BLE001 - raised outside the runner's own guard
-                    record = _failed(cell, workdir, type(error).__name__, str(error))
-                running.pop(cell.hash, None)
+    threads = max(cell.threads for cell in cells)
+    fitting = scheduled_workers(min(workers, len(cells)), threads)
+    if fitting < min(workers, len(cells)):
+        log.warning("running %d worker(s), not %d: each cell computes with %d thread(s) and %d core(s) are "
+                    "available (workers x threads <= cores)", fitting, workers, threads, available_cores())
+    if threads > available_cores():
+        log.warning("cells compute with %d threads on %d core(s): slower, but with the numbers of %d threads",
+                    threads, available_cores(), threads)
+    bar = _bar(len(cells), progress)
+    try:
+        if fitting <= 1:
+            for cell in cells:
+                bar.set_postfix_str(cell.title, refresh=True)
+                record = run_cell(cell, workdir, progress=progress)
                 records.append(record)
                 on_result(record)
                 bar.update(1)
-    manager.shutdown()
-    return []
+        else:
+            _Pool(fitting, threads, Path(workdir), bar, records, on_result).run(cells)
+    finally:
+        bar.close()
+    return records
 
 
-def _worker(cell: Cell, workdir: str, epochs) -> dict[str, Any]:
+@dataclass(eq=False)
+class _Worker:
+    process: Any  # multiprocessing.Process
+    connection: Any  # this process's end of the worker's pipe
+    cell: Cell | None = None
+    sent_at: float = 0.0  # time.time() when the cell was handed over
+
+
+class _Pool:
+    """``size`` spawned workers taking cells from one queue; a dead worker fails its own cell only."""
+
+    def __init__(self, size: int, threads: int, workdir: Path, bar, records: list, on_result: ResultHook):
+        self.size, self.threads, self.workdir, self.bar = size, threads, workdir, bar
+        self.records, self.on_result = records, on_result
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[_Worker] = []
+        self.running: dict[str, str] = {}  # cell hash -> what the bar shows
+
+    def run(self, cells: Sequence[Cell]) -> None:
+        queue = deque(cells)
+        try:
+            for _ in range(min(self.size, len(queue))):
+                worker = self._start()
+                self._hand(worker, queue.popleft())
+            while any(worker.cell is not None for worker in self.workers):
+                waiting = [w.connection for w in self.workers] + [w.process.sentinel for w in self.workers]
+                ready = set(wait(waiting, timeout=POLL_SECONDS))
+                for worker in list(self.workers):
+                    if worker.connection not in ready and worker.process.sentinel not in ready:
+                        continue
+                    alive = self._receive(worker)
+                    if alive and worker.process.sentinel in ready:
+                        alive = self._receive(worker, exited=True)
+                    if not alive:
+                        self._bury(worker)
+                        if queue:
+                            worker = self._start()
+                    if worker.cell is None and queue and worker in self.workers:
+                        self._hand(worker, queue.popleft())
+        finally:
+            self._stop()
+
+    def _start(self) -> _Worker:
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=_worker_main, name="crlbench-worker",
+                                       args=(theirs, str(self.workdir), self.threads, os.getpid()))
+        process.start()
+        theirs.close()
+        worker = _Worker(process, ours)
+        self.workers.append(worker)
+        return worker
+
+    def _hand(self, worker: _Worker, cell: Cell) -> None:
+        worker.cell, worker.sent_at = cell, time.time()
+        self.running[cell.hash] = cell.title
+        self.bar.set_postfix_str("; ".join(self.running.values()), refresh=True)
+        try:
+            worker.connection.send(cell)
+        except OSError:  # died before it could take the cell: the next wait sees its sentinel
+            pass
+
+    def _receive(self, worker: _Worker, exited: bool = False) -> bool:
+        """Handle what ``worker`` sent; False when it is gone (its pipe closed, or ``exited`` and drained)."""
+        try:
+            while worker.connection.poll():
+                self._message(worker, worker.connection.recv())
+        except CrlbenchError:
+            raise
+        except (EOFError, OSError, ValueError) as error:  # closed, or a message cut short by its death
+            log.debug("worker %s: pipe closed (%s)", worker.process.pid, type(error).__name__)
+            return False
+        except Exception as error:  # noqa: BLE001 - an unreadable message from a dying worker
+            log.debug("worker %s: unreadable message (%s: %s)", worker.process.pid, type(error).__name__, error)
+            return False
+        return not exited
+
+    def _message(self, worker: _Worker, message: tuple) -> None:
+        kind, cell_hash = message[0], message[1]
+        if worker.cell is None or cell_hash != worker.cell.hash:
+            return
+        cell = worker.cell
+        if kind == "started":
+            log.debug("cell %s (%s) runs in worker pid %d", cell.title, cell.hash, message[2],
+                      extra={"worker_pid": message[2], "cell_hash": cell.hash})
+            return
+        if kind == "epoch":
+            epoch, total = message[2], message[3]
+            self.running[cell.hash] = f"{cell.title} epoch {epoch}/{total}"
+            self.bar.set_postfix_str("; ".join(self.running.values()), refresh=True)
+            return
+        if kind == "raise":  # the suite stops (the other workers are stopped on the way out)
+            worker.cell = None
+            raise message[2]
+        if kind == "done":
+            record = message[2]
+        else:  # "error": raised outside the runner's own guard
+            record = _failed(cell, self.workdir, message[2], message[3])
+        self._finish(worker, record)
+
+    def _finish(self, worker: _Worker, record: dict[str, Any]) -> None:
+        assert worker.cell is not None
+        self.running.pop(worker.cell.hash, None)
+        worker.cell = None
+        self.records.append(record)
+        self.on_result(record)
+        self.bar.update(1)
+
+    def _bury(self, worker: _Worker) -> None:
+        """``worker`` is gone: fail the cell it held (unless it wrote its record before it died)."""
+        worker.process.join(timeout=STOP_SECONDS)
+        if worker.process.exitcode is None:  # its pipe closed but it still runs: it is of no use
+            worker.process.kill()
+            worker.process.join()
+        worker.connection.close()
+        self.workers.remove(worker)
+        cell = worker.cell
+        if cell is None:
+            return
+        record = _written_since(cell, self.workdir, worker.sent_at)
+        if record is None:
+            how = _exit_description(worker.process.exitcode)
+            log.warning("cell %s failed: its worker process (pid %d) %s", cell.title, worker.process.pid, how)
+            record = _failed(cell, self.workdir, "WorkerDied",
+                             f"the worker process running this cell (pid {worker.process.pid}) {how}; the other "
+                             "cells went on. Rerun with --retry-failed to run it again")
+        self._finish(worker, record)
+
+    def _stop(self) -> None:
+        """Idle workers are told to exit; any still running a cell (an interrupted suite) are killed."""
+        for worker in self.workers:
+            if worker.cell is not None:
+                worker.process.kill()
+            else:
+                with contextlib.suppress(OSError, ValueError):
+                    worker.connection.send(None)
+        deadline = time.monotonic() + STOP_SECONDS
+        for worker in self.workers:
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.exitcode is None:
+                worker.process.kill()
+                worker.process.join()
+            worker.connection.close()
+        self.workers.clear()
+
+
+def _worker_main(connection, workdir: str, threads: int, parent_pid: int) -> None:
+    """A spawned worker: cells from ``connection`` until it is told to stop (None) or its parent dies."""
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the suite's process, which stops the workers
+    _limit_threads(threads)
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())  # workers draw no bars: no semaphore for the resource tracker to find leaked
     from bench.runner import run_cell
 
-    epochs.put((cell.hash, cell.title, 0, None))
-    return run_cell(cell, workdir, on_epoch=lambda key, epoch, total: epochs.put((key, cell.title, epoch, total)))
+    while True:
+        try:
+            cell = connection.recv()
+        except (EOFError, OSError):
+            cell = None
+        if cell is None:  # done: skip the interpreter's teardown (seconds of torch's), nothing is left to write
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(0)
+        send = functools.partial(_send, connection)
+        send(("started", cell.hash, os.getpid()))
+        try:
+            record = run_cell(cell, workdir, on_epoch=lambda key, epoch, total: send(("epoch", key, epoch, total)))
+        except CrlbenchError as error:  # a full disk: the suite stops, as it does when the cell runs in its process
+            try:
+                connection.send(("raise", cell.hash, error))
+            except Exception:  # noqa: BLE001 - an error that does not pickle
+                send(("error", cell.hash, type(error).__name__, str(error)))
+        except Exception as error:  # noqa: BLE001 - raised outside the runner's own guard
+            send(("error", cell.hash, type(error).__name__, str(error)))
+        else:
+            send(("done", cell.hash, record))
+
+
+def _send(connection, message: tuple) -> None:
+    """Send to the suite's process; if it is gone, exit at once (never record its absence as the cell's failure)."""
+    try:
+        connection.send(message)
+    except (OSError, EOFError):
+        os._exit(EXIT_PARENT_DIED)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Exit when ``parent_pid`` (the suite's process) dies: the kernel's parent-death signal on Linux, and
+    a watchdog thread everywhere (the pipe multiprocessing keeps to the parent closes, or the pid changes)."""
+    # Linux sends the signal when the *thread* that started the worker ends: run_cells's, which outlives its workers.
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+                log.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+        except (OSError, AttributeError) as error:
+            log.debug("prctl(PR_SET_PDEATHSIG) unavailable: %s", error)
+    if os.getppid() != parent_pid:  # died before the signal was armed
+        os._exit(EXIT_PARENT_DIED)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="crlbench-parent-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    while os.getppid() == parent_pid:
+        if sentinel is None:
+            time.sleep(WATCHDOG_SECONDS)
+        elif wait([sentinel], timeout=WATCHDOG_SECONDS):  # readable: the parent's end of the pipe closed
+            break
+    os._exit(EXIT_PARENT_DIED)
 
 
 def _limit_threads(threads: int) -> None:
+    """A worker's thread pools, sized before they start (``cell_threads`` sets each cell's exactly)."""
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
     import torch
@@ -117,17 +349,26 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _drain(epochs, running: dict[str, str], pending, bar) -> None:
-    changed = False
-    while True:
+def _exit_description(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
         try:
-            key, title, epoch, total = epochs.get_nowait()
-        except (queue.Empty, EOFError, OSError):
-            break
-        running[key] = f"{title} epoch {epoch}/{total}" if total else title
-        changed = True
-    if changed:
-        bar.set_postfix_str("; ".join(running.values()), refresh=True)
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by {name} (killed by a user or by the kernel's out-of-memory killer)"
+    return f"ended abruptly with exit status {exitcode}"
+
+
+def _written_since(cell: Cell, workdir: Path, since: float) -> dict[str, Any] | None:
+    """The record a worker wrote for ``cell`` after ``since`` (it died before it could send it), if any."""
+    path = cell_dir(workdir, cell.hash) / RESULT
+    try:
+        if path.stat().st_mtime < since:
+            return None
+        record = read_result(path.parent)
+    except Exception:  # noqa: BLE001 - absent, or cut short: the cell failed
+        return None
+    return record if record is not None and record.get("hash") == cell.hash else None
 
 
 def _failed(cell: Cell, workdir, error_type: str, message: str) -> dict[str, Any]:

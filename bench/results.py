@@ -23,7 +23,8 @@ The record (``schema`` 1) is plain JSON::
      "metrics": {"<variant>": {"scores", "notes", "info", "matrices": [names in the .npz]}},
      "history": {"epochs": [{"loss": float, ...}], "steps": int},
      "timings": {"train_s", "encode_s", "metrics_s", "total_s"},
-     "provenance": {"versions": {...}, "git_commit": str | null, "host": str, "finished_at": ISO 8601}}
+     "provenance": {"versions": {...}, "git_commit": str | null, "host": str, "finished_at": ISO 8601},
+     "notes": [str]}   # only when something was recovered: a stored file that was unreadable and redone
 
 ``label`` names the model as reports show it (``icm_vae``, or ``icm_vae (tuned)``); reports group
 cells by (dataset, label) and pair them across labels by seed.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,21 +65,59 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+class UnreadableRecordWarning(UserWarning):
+    """A ``result.json`` could not be read; its cell counts as not finished."""
+
+
 def read_result(directory: str | os.PathLike) -> dict[str, Any] | None:
-    """The record in a cell folder, or None when the cell has not finished."""
+    """The record in a cell folder, or None when the cell has not finished.
+
+    A record that cannot be read (truncated, not JSON, not a record) is reported with an
+    :class:`UnreadableRecordWarning` naming the file and counts as not finished: the suite runs the
+    cell again (from its stored checkpoint, latents and metrics) and writes a good record over it.
+    """
     path = Path(directory) / RESULT
     if not path.exists():
         return None
-    return read_json(path)
+    return read_record(path)
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The record in ``path``, or None (and a warning naming the file and the error) if unreadable."""
+    try:
+        record = read_json(path)
+        problem = _record_problem(record)
+    except FileNotFoundError:  # removed meanwhile
+        return None
+    except (OSError, ValueError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        problem = f"{type(error).__name__}: {error}"
+    if problem is None:
+        return record
+    warnings.warn(f"{path}: unreadable result record ({problem}); the cell counts as not finished",
+                  UnreadableRecordWarning, stacklevel=3)
+    return None
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    missing = [key for key in ("hash", "status", "cell") if key not in record]
+    if missing:
+        return f"no {', '.join(map(repr, missing))}"
+    if record["status"] not in ("ok", "failed") or not isinstance(record["cell"], dict):
+        return "'status' is not 'ok' or 'failed', or 'cell' is not an object"
+    return None
 
 
 def load_records(root: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every ``result.json`` below ``root`` (a work directory, its ``cells`` folder or one cell)."""
+    """Every readable ``result.json`` below ``root`` (a work directory, its ``cells`` folder or one
+    cell); an unreadable one is left out with an :class:`UnreadableRecordWarning` naming it."""
     records = []
     for path in sorted(Path(root).rglob(RESULT)):
-        record = read_json(path)
-        record["_dir"] = str(path.parent)
-        records.append(record)
+        record = read_record(path)
+        if record is not None:
+            record["_dir"] = str(path.parent)
+            records.append(record)
     return records
 
 

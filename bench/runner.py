@@ -11,7 +11,14 @@ intervention grid.
 
 Latent metrics read one representation, the same for every model (:func:`evaluation_representation`,
 docs/protocol.md). Any exception becomes a ``failed`` record naming the error; the caller goes on with
-other cells.
+other cells. A full disk (:class:`bench.errors.DiskFullError`) is raised instead: no record is written,
+so the files of a finished cell stay as they were and a rerun after freeing space picks the cell up.
+
+A stored file that cannot be read costs only what it holds: unreadable latents are encoded again from
+the model, an unreadable metric result (JSON or matrices) or intervention grid is computed again, an
+unreadable checkpoint falls back to the previous one or to training from scratch
+(:func:`bench.train.resume`). Each is named in a logged warning and in the record's ``notes``; the
+other stored results (a finished cell's scores) are kept.
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ import torch
 import bench
 from bench import registry
 from bench.cell import Cell
-from bench.errors import unknown_name
+from bench.errors import DiskFullError, unknown_name
+from bench.executor import cell_threads
+from bench.files import ensure_folder, sweep_temporaries
 from bench.metrics import compute, compute_with_model
 from bench.metrics.interventional import concept_value
 from bench.results import RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
@@ -59,18 +68,17 @@ def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoc
     ``epoch_hooks`` see the model after every epoch (Optuna's pruning reports from there); an
     exception of a type in ``propagate`` (``optuna.TrialPruned``) is re-raised, not recorded.
     """
-    directory = cell_dir(workdir, cell.hash)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.rglob(".*.tmp"):  # left by a process killed mid-write; this cell is ours now
-        stale.unlink(missing_ok=True)
+    directory = ensure_folder(cell_dir(workdir, cell.hash))
+    sweep_temporaries(directory, recursive=True, min_age_s=0)  # left by killed writes; this cell is ours now
     start = time.perf_counter()
     timings: dict[str, Any] = {}
     registry.load_plugins(cell.plugins)  # a worker process imports the suite's plugins itself
     record: dict[str, Any] = {"schema": SCHEMA, "hash": cell.hash, "status": "ok", "cell": cell.to_dict(), "error": None}
     try:
-        record.update(_evaluate(cell, Path(workdir), directory, timings, progress, on_epoch, epoch_hooks))
+        with cell_threads(cell.threads):  # the cell's own thread count, wherever it runs: same numbers on any machine
+            record.update(_evaluate(cell, Path(workdir), directory, timings, progress, on_epoch, epoch_hooks))
     except Exception as error:  # noqa: BLE001 - a failed cell is recorded, the suite goes on
-        if isinstance(error, propagate):
+        if isinstance(error, (*propagate, DiskFullError)):  # a full disk: keep what is stored, write nothing
             raise
         log.warning("cell %s failed: %s: %s", cell.title, type(error).__name__, error)
         record.update(status="failed", error={"type": type(error).__name__, "message": str(error),
@@ -103,9 +111,10 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     history_data = {"epochs": history.epochs, "steps": history.steps}
     write_json(directory / "history.json", history_data)
     model = model.cpu().eval()
+    notes = list(history.notes)  # what was stored but unreadable, and redone
 
     start = time.perf_counter()
-    latents = _latents(cell, model, train_split, eval_split, directory)
+    latents = _latents(cell, model, train_split, eval_split, directory, notes)
     timings["encode_s"] = time.perf_counter() - start
     alignment = _align(model, latents)
     representation = evaluation_representation(latents, alignment, cell.evaluation.representation)
@@ -116,11 +125,11 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     for spec in cell.metrics:
         start = time.perf_counter()
         metrics[spec.name] = _metric(spec, cell, model, dataset, train_split, eval_split, latents, representation,
-                                     metric_seed, directory)
+                                     metric_seed, directory, notes)
         metric_times[spec.name] = time.perf_counter() - start
         scores.update({f"{spec.name}.{key}": value for key, value in metrics[spec.name]["scores"].items()})
     timings["metrics_s"] = metric_times
-    _intervention_grid(cell, model, dataset, eval_split, latents["test_rows"], metric_seed, directory)
+    _intervention_grid(cell, model, dataset, eval_split, latents["test_rows"], metric_seed, directory, notes)
     return {
         "factors": list(dataset.card.factor_names),
         "adjacency": np.asarray(dataset.card.adjacency).tolist(),
@@ -134,6 +143,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         "scores": scores,
         "metrics": metrics,
         "history": history_data,
+        **({"notes": notes} if notes else {}),
     }
 
 
@@ -164,14 +174,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _latents(cell: Cell, model, train_split, eval_split, directory: Path) -> dict[str, np.ndarray]:
+def _latents(cell: Cell, model, train_split, eval_split, directory: Path, notes: list[str]) -> dict[str, np.ndarray]:
     """Encoded latents on a seeded sample of the training split and of the evaluation split (cached)."""
     path = directory / "latents.npz"
     settings = np.array([cell.evaluation.split, cell.evaluation.n_train, cell.evaluation.n_test], dtype=str)
     if path.exists():
-        with np.load(path) as stored:
-            if np.array_equal(stored["settings"], settings):
-                return dict(stored)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if np.array_equal(stored["settings"], settings):
+                    return {name: stored[name] for name in stored.files}  # reading checks each array's CRC
+        except Exception as error:  # noqa: BLE001 - truncated or corrupted: encode again
+            _unreadable(notes, path, error, "encoded the latents again from the model")
     rng = np.random.default_rng(np.random.SeedSequence(cell.seed, spawn_key=(EVALUATION_STREAM,)))
     train_rows = np.sort(rng.choice(len(train_split), size=min(cell.evaluation.n_train, len(train_split)), replace=False))
     test_rows = np.sort(rng.choice(len(eval_split), size=min(cell.evaluation.n_test, len(eval_split)), replace=False))
@@ -184,6 +197,14 @@ def _latents(cell: Cell, model, train_split, eval_split, directory: Path) -> dic
     }
     write_npz(path, latents)
     return latents
+
+
+def _unreadable(notes: list[str], path: Path, error: BaseException, action: str) -> None:
+    """Name a stored file that could not be read, and what was done instead, in the log and the record."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
+    note = f"{path} was unreadable ({type(error).__name__}: {message}); {action}"
+    log.warning("%s", note)
+    notes.append(note)
 
 
 def as_model_images(images: np.ndarray) -> torch.Tensor:
@@ -275,17 +296,29 @@ def budget_fraction(cell: Cell, steps: int, train_size: int) -> dict[str, Any] |
 
 
 def _metric(spec, cell: Cell, model, dataset, train_split, eval_split, latents, representation: Representation,
-            seed: int, directory: Path) -> dict[str, Any]:
-    """One metric's result, from ``metrics/<name>.json`` when it was computed with the same settings."""
+            seed: int, directory: Path, notes: list[str]) -> dict[str, Any]:
+    """One metric's result, from ``metrics/<name>.json`` when it was computed with the same settings
+    (and its matrices, ``metrics/<name>.npz``, can be read)."""
     variant = registry.metric(spec.name)
     options = _options(variant, spec.options, representation.block_size)
     settings = {"options": options, "evaluation": latents["settings"].tolist(), "seed": seed,
                 "representation": representation.kind}
     path = directory / "metrics" / f"{spec.name}.json"
     if path.exists():
-        stored = read_json(path)
-        if stored.get("settings") == settings:
-            return stored
+        checked = path
+        try:
+            stored = read_json(path)
+            if not isinstance(stored, dict) or not isinstance(stored.get("scores"), dict):
+                raise ValueError("not a metric result (no 'scores' object)")
+            if stored.get("settings") == settings:
+                if stored.get("matrices"):
+                    checked = directory / "metrics" / f"{spec.name}.npz"
+                    with np.load(checked, allow_pickle=False) as matrices:
+                        for name in stored["matrices"]:
+                            matrices[name]  # reading checks the array's CRC
+                return stored
+        except Exception as error:  # noqa: BLE001 - truncated or corrupted: compute again
+            _unreadable(notes, checked, error, f"computed {spec.name} again")
     if variant.needs_model:
         result = compute_with_model(spec.name, model, dataset, train_split, eval_split, seed=seed, **options)
     else:
@@ -319,12 +352,19 @@ def _options(variant, given: dict[str, Any], block_size: int) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def _intervention_grid(cell: Cell, model, dataset, split, test_rows: np.ndarray, seed: int, directory: Path) -> None:
+def _intervention_grid(cell: Cell, model, dataset, split, test_rows: np.ndarray, seed: int, directory: Path,
+                       notes: list[str]) -> None:
     """Source images; per factor k, the true counterfactual do(k = v_s) and the model's do() (concept k
     set to what its encoder gives the true counterfactual, as in ``counterfactual@probe``)."""
     path = directory / "interventions.npz"
     if path.exists():
-        return
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                for name in stored.files:
+                    stored[name]  # reading checks the array's CRC
+            return
+        except Exception as error:  # noqa: BLE001 - truncated or corrupted: draw it again
+            _unreadable(notes, path, error, "drew the intervention grid again")
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(test_rows, size=min(cell.evaluation.interventions, len(test_rows)), replace=False))
     factors, noise = split.factors[rows], split.noise[rows]

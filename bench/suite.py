@@ -1,33 +1,59 @@
 """Run a suite: plan its cells against the result store, run what is missing, track, summarise.
 
 A cell is *done* when its record exists with status ``ok`` and was evaluated with the suite's
-metrics and evaluation settings; *stale* when it is done but the suite asks for other metrics (the
-runner then computes them from the stored latents and checkpoint, without training); *failed* when
-its record says so (skipped unless ``retry_failed``); *pending* otherwise (a killed cell resumes from
-its latest checkpoint).
+metrics and evaluation settings; *stale* when it has a record made with other settings (the runner
+then computes the new metrics from the stored latents and checkpoint, without training; a record
+that failed under other settings is tried again under the new ones); *failed* when its record says
+so (skipped unless ``retry_failed``); *running* while another launcher holds its lease; *pending*
+otherwise (a killed cell resumes from its latest checkpoint).
+
+**Launchers share a work directory** (:mod:`bench.lease`). A cell runs only under its lease
+(``cells/<hash>/lease.json``), taken in this process before the cell is handed to the executor and
+held, heartbeat and all, until its record is written and logged to MLflow (or the run stops). A
+launcher with one worker takes one cell at a time, so launchers started together split the cells
+between them; with several workers it takes every cell that is free when it starts (the executor
+schedules them). A cell whose lease another, live, launcher holds is skipped and waited for: when
+it has nothing else to do, a launcher waits for those cells, collects their records (counted as
+*ran elsewhere*) and takes over a cell whose holder died (its process ended, or its heartbeat
+stopped). So every launcher that ends normally leaves the whole suite finished, and a cell is
+trained, and logged, once.
+
+**MLflow, exactly once.** Before any work, an invocation that tracks ends KILLED the runs of the
+suite's experiment that dead invocations left RUNNING (:func:`bench.tracking.close_dead_runs`), and
+logs every finished cell the experiment does not hold yet (a record finished by a launcher killed
+before logging it, or run with ``--no-tracking``): a cell folder's ``mlflow.json`` says which run
+holds its record, so a rerun with nothing left to do opens no run (and does not import MLflow).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.cell import Cell
-from bench.results import cell_dir, read_result
+from bench.lease import (HEARTBEAT_S, INVOCATIONS, STALE_AFTER_S, Holder, Leases, cell_lease, clear_stale,
+                         invocation_lease, lease_state)
+from bench.results import RESULT, cell_dir, read_result
 from bench.suite_config import SuiteConfig
 
 log = logging.getLogger(__name__)
 
-STATES = ("done", "stale", "failed", "pending")
+STATES = ("done", "stale", "failed", "pending", "running")
+POLL_S = 2.0  # how often a launcher looks at cells running elsewhere while it waits for them
 
 
 @dataclass(frozen=True)
 class PlannedCell:
     cell: Cell
-    state: str
+    state: str  # one of STATES
     resumable: bool = False  # a checkpoint exists
+    record_state: str = ""  # what its record says (done, stale, failed or pending), running or not
+    holder: str | None = None  # who runs it, when running elsewhere
+    signature: tuple | None = field(default=None, compare=False)  # its record file when planned
 
 
 @dataclass
@@ -35,17 +61,24 @@ class SuiteSummary:
     ok: int = 0
     failed: int = 0
     cached: int = 0
+    elsewhere: int = 0  # finished ok by other launchers while this one ran (their failures count in failed)
     records: list[dict[str, Any]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (cell title, error)
 
 
-def plan(config: SuiteConfig, workdir: str | Path) -> list[PlannedCell]:
+def plan(config: SuiteConfig, workdir: str | Path, stale_after_s: float = STALE_AFTER_S) -> list[PlannedCell]:
     """Every cell of the suite and its state in ``workdir``."""
     planned = []
     for cell in config.cells():
         directory = cell_dir(workdir, cell.hash)
-        planned.append(PlannedCell(cell, cell_state(cell, read_result(directory)),
-                                   (directory / "checkpoint" / "last.pt").exists()))
+        record_state = cell_state(cell, read_result(directory))
+        lease = lease_state(directory / "lease.json", stale_after_s)
+        holder = None
+        if lease is not None and lease.live:
+            holder = lease.holder.describe() if lease.holder else "a launcher (its lease is being written)"
+        planned.append(PlannedCell(cell, "running" if holder else record_state,
+                                   (directory / "checkpoint" / "last.pt").exists(), record_state, holder,
+                                   _signature(directory)))
     return planned
 
 
@@ -65,66 +98,231 @@ def suite_records(config: SuiteConfig, workdir: str | Path) -> list[dict[str, An
 def cell_state(cell: Cell, record: dict[str, Any] | None) -> str:
     if record is None:
         return "pending"
-    if record["status"] != "ok":
-        return "failed"
     stored = record["cell"]
     wanted = cell.to_dict()
     same = all(stored.get(key) == wanted[key] for key in ("metrics", "evaluation", "label"))
-    return "done" if same else "stale"
+    if not same:
+        return "stale"
+    return "done" if record["status"] == "ok" else "failed"
 
 
 def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tracking_uri: str | None = None,
-              retry_failed: bool = False, progress: bool = True) -> SuiteSummary:
+              retry_failed: bool = False, progress: bool = True, heartbeat_s: float = HEARTBEAT_S,
+              stale_after_s: float = STALE_AFTER_S, poll_s: float = POLL_S) -> SuiteSummary:
     """Run the suite's unfinished cells; with ``tracking_uri`` each cell becomes an MLflow child run.
 
+    ``retry_failed`` runs cells whose record failed again. Cells other launchers run are waited for
+    (see the module's docstring); ``heartbeat_s``, ``stale_after_s`` and ``poll_s`` tune the leases.
     The tracking store is checked before any training, so an unreachable server fails at once; a
     rerun with nothing left to do opens no run (and does not import MLflow).
     """
     workdir = Path(workdir)
-    planned = plan(config, workdir)
-    to_run = [p.cell for p in planned if p.state in ("pending", "stale") or (retry_failed and p.state == "failed")]
-    summary = SuiteSummary()
-    for p in planned:
-        if p.cell not in to_run:
-            record = read_result(cell_dir(workdir, p.cell.hash))
-            summary.records.append(record)
-            if p.state == "failed":
-                summary.failed += 1
-                summary.failures.append((p.cell.title, _error_line(record)))
+    run = _SuiteRun(config, workdir, workers, retry_failed, progress, poll_s,
+                    Leases(Holder.current(), heartbeat_s=heartbeat_s, stale_after_s=stale_after_s))
+    with run.leases:
+        planned = plan(config, workdir, stale_after_s)
+        todo = []
+        for p in planned:
+            if run.wanted(p):
+                todo.append(p)
             else:
-                summary.cached += 1
-    tracker = _tracker(config, tracking_uri) if to_run else None  # nothing to run: no empty parent run
+                run.collect(p.cell, read_result(cell_dir(workdir, p.cell.hash)), elsewhere=False)
+        finished = [(record, cell_dir(workdir, record["hash"])) for record in run.summary.records]
+        setup = _tracker(config, tracking_uri, workdir, run.leases.holder, bool(todo), finished, stale_after_s)
+        if setup is None:
+            run.work(todo, [])
+            return run.summary
+        tracker, unlogged = setup
+        run.leases.acquire(invocation_lease(workdir, run.leases.holder.invocation), "this invocation")
+        with tracker:
+            run.tracker = tracker
+            run.work(todo, unlogged)
+            if run.leases.taken_over:  # a launcher died while this one ran: its runs are open
+                _close_dead_runs(tracking_uri, config, run.leases.holder, workdir, stale_after_s)
+            tracker.finish(ok=run.summary.ok, failed=run.summary.failed, cached=run.summary.cached,
+                           elsewhere=run.summary.elsewhere)
+    return run.summary
 
-    def on_result(record: dict[str, Any]) -> None:
+
+class _SuiteRun:
+    """One invocation's work: cells taken under leases, run, logged, collected into the summary."""
+
+    def __init__(self, config: SuiteConfig, workdir: Path, workers: int, retry_failed: bool, progress: bool,
+                 poll_s: float, leases: Leases) -> None:
+        self.config, self.workdir, self.workers = config, workdir, workers
+        self.retry_failed, self.progress, self.poll_s = retry_failed, progress, poll_s
+        self.leases = leases
+        self.tracker: Any = None
+        self.summary = SuiteSummary()
+        self._holders: dict[str, str] = {}  # cell hash -> who runs it, for a cell found busy
+
+    def wanted(self, p: PlannedCell) -> bool:
+        """Whether the cell is this launcher's to run (or to wait for)."""
+        return p.state == "running" or p.record_state in ("pending", "stale") or \
+            (self.retry_failed and p.record_state == "failed")
+
+    def work(self, todo: list[PlannedCell], unlogged: list[tuple[dict[str, Any], Path]]) -> None:
+        from bench.executor import run_cells
+
+        for record, folder in unlogged:  # finished before, not in the experiment yet
+            self._log_finished(record, folder)
+        batch_size = 1 if self.workers <= 1 else len(todo)  # one worker: one cell at a time, shared
+        waiting_for = None
+        while todo:
+            batch, left = [], []
+            for p in todo:
+                if len(batch) >= batch_size:
+                    left.append(p)
+                    continue
+                outcome = self._take(p)
+                if outcome == "run":
+                    batch.append(p.cell)
+                elif outcome == "busy":
+                    left.append(p)
+            if batch:
+                try:
+                    run_cells(batch, self.workdir, workers=self.workers, on_result=self._on_result,
+                              progress=self.progress)
+                finally:
+                    for cell in batch:  # a record that never came (the run stopped): free the cell
+                        self.leases.release(cell_lease(self.workdir, cell.hash))
+                waiting_for = None
+            elif left:
+                holders = sorted({self._holders.get(p.cell.hash, "another launcher") for p in left})
+                if holders != waiting_for:
+                    log.warning("suite %s: %d cell(s) running elsewhere, by %s; waiting for them",
+                                self.config.name, len(left), "; ".join(holders))
+                    waiting_for = holders
+                time.sleep(self.poll_s)
+            todo = left
+
+    def _take(self, p: PlannedCell) -> str:
+        """Take the cell's lease: "run" (ours to run), "busy" (held elsewhere) or "done" (finished: by
+        another launcher meanwhile, or before; collected)."""
+        directory = cell_dir(self.workdir, p.cell.hash)
+        if not self.leases.acquire(directory / "lease.json", f"cell {p.cell.title} ({p.cell.hash})"):
+            state = lease_state(directory / "lease.json", self.leases.stale_after_s)
+            self._holders[p.cell.hash] = state.holder.describe() if state and state.holder else "another launcher"
+            return "busy"
+        self._holders.pop(p.cell.hash, None)
+        changed = _signature(directory) != p.signature  # another launcher wrote its record meanwhile
+        record = read_result(directory) if changed else None
+        state = cell_state(p.cell, record) if changed else p.record_state
+        if state in ("pending", "stale") or (state == "failed" and self.retry_failed and not changed):
+            return "run"
+        try:
+            record = record or read_result(directory)
+            self.collect(p.cell, record, elsewhere=changed)
+            if self.tracker is not None and record is not None:
+                self.tracker.log_cell_once(record, directory)
+        finally:
+            self.leases.release(directory / "lease.json")
+        return "done"
+
+    def collect(self, cell: Cell, record: dict[str, Any] | None, elsewhere: bool) -> None:
+        """Count a finished cell this launcher did not run."""
+        if record is None:
+            return
+        self.summary.records.append(record)
+        if record["status"] != "ok":
+            self.summary.failed += 1
+            self.summary.failures.append((cell.title, _error_line(record)))
+        elif elsewhere:
+            self.summary.elsewhere += 1
+        else:
+            self.summary.cached += 1
+
+    def _on_result(self, record: dict[str, Any]) -> None:
+        summary = self.summary
         summary.records.append(record)
         if record["status"] == "ok":
             summary.ok += 1
         else:
             summary.failed += 1
             summary.failures.append((record_title(record), _error_line(record)))
-        if tracker is not None:
-            tracker.log_cell(record, cell_dir(workdir, record["hash"]))
+        path = cell_lease(self.workdir, record["hash"])
+        try:
+            if self.tracker is not None:
+                self.tracker.log_cell_once(record, cell_dir(self.workdir, record["hash"]))
+        finally:
+            self.leases.release(path)
 
-    from bench.executor import run_cells
+    def _log_finished(self, record: dict[str, Any], folder: Path) -> None:
+        """Log a cell finished before this invocation, under its lease (its holder logs it otherwise)."""
+        lease = folder / "lease.json"
+        if not self.leases.acquire(lease, f"cell {record_title(record)} ({record['hash']})"):
+            return
+        try:
+            current = read_result(folder)  # as it is now, under the lease
+            if current is not None:
+                self.tracker.log_cell_once(current, folder)
+        finally:
+            self.leases.release(lease)
 
-    if tracker is None:
-        run_cells(to_run, workdir, workers=workers, on_result=on_result, progress=progress)
-        return summary
-    with tracker:
-        run_cells(to_run, workdir, workers=workers, on_result=on_result, progress=progress)
-        tracker.finish(ok=summary.ok, failed=summary.failed, cached=summary.cached)
-    return summary
 
+def _tracker(config: SuiteConfig, uri: str | None, workdir: Path, me: Holder, running: bool,
+             finished: list[tuple[dict[str, Any], Path]], stale_after_s: float):
+    """``(SuiteTracker, finished records to log)`` when this invocation has something to track, else None.
 
-def _tracker(config: SuiteConfig, uri: str | None):
+    Nothing is imported from MLflow when no cell is to run, every finished one is noted as logged
+    and no dead invocation of this work directory may have left a run open."""
     if uri is None:
         return None
+    from bench.tracking import logged_run
+
+    name = f"crlbench/{config.name}"
+    finished = [(record, folder) for record, folder in finished if logged_run(folder, uri, name, record) is None]
+    dead = _dead_invocations(workdir, stale_after_s)
+    if not (running or finished or dead):
+        return None
     from bench.runner import provenance
-    from bench.tracking import SuiteTracker, check_tracking, provenance_tags
+    from bench.tracking import SuiteTracker, check_tracking, provenance_tags, unlogged
 
     check_tracking(uri)
-    return SuiteTracker(uri, config.name, config=config.to_dict(), config_path=config.source,
-                        tags=provenance_tags(provenance()))
+    _close_dead_runs(uri, config, me, workdir, stale_after_s)
+    if finished and not running:
+        finished = unlogged(uri, name, finished)  # logged before mlflow.json existed: noted, not logged again
+    if not (running or finished):
+        return None
+    tracker = SuiteTracker(uri, config.name, config=config.to_dict(), config_path=config.source,
+                           tags=provenance_tags(provenance()), invocation=me, workdir=workdir)
+    return tracker, finished
+
+
+def _close_dead_runs(uri: str, config: SuiteConfig, me: Holder, workdir: Path, stale_after_s: float) -> None:
+    """End KILLED the suite's runs that dead invocations left open, then forget those invocations."""
+    from bench.tracking import close_dead_runs
+
+    dead = _dead_invocations(workdir, stale_after_s)
+    try:
+        close_dead_runs(uri, f"crlbench/{config.name}", me, workdir)
+    except Exception as error:  # noqa: BLE001 - closing old runs never stops the suite
+        log.warning("MLflow: could not close the runs of dead invocations: %s", error)
+        return
+    for path in dead:
+        clear_stale(path, stale_after_s)
+
+
+def _dead_invocations(workdir: Path, stale_after_s: float) -> list[Path]:
+    """The leases of this work directory's invocations that died (their runs may be open)."""
+    folder = workdir / INVOCATIONS
+    if not folder.is_dir():
+        return []
+    dead = []
+    for path in sorted(folder.glob("*.json")):
+        state = lease_state(path, stale_after_s)
+        if state is not None and not state.live:
+            dead.append(path)
+    return dead
+
+
+def _signature(directory: Path) -> tuple | None:
+    """Which ``result.json`` a cell folder holds (None: none), to see that another launcher wrote it."""
+    try:
+        stat = os.stat(directory / RESULT)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def record_title(record: dict[str, Any]) -> str:
@@ -136,4 +334,3 @@ def record_title(record: dict[str, Any]) -> str:
 def _error_line(record: dict[str, Any]) -> str:
     error = record.get("error") or {}
     return f"{error.get('type', 'Error')}: {error.get('message', '')}".strip()
-

@@ -8,6 +8,7 @@ A suite file (``configs/suites/*.yaml``)::
     budget: {steps: 250, batch_size: 64}    # or epochs (whichever comes first)
     device: cpu
     checkpoint_every: 1               # epochs
+    threads: 1                        # threads each cell computes with (part of the cell's hash)
     datasets:
       - name: pendulum                # a registered dataset, or `config: ../datasets/flow.yaml`
         params: {size: 64}
@@ -27,6 +28,7 @@ name the file, the key path and the accepted values.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from bench.errors import ConfigError, unknown_name
 from bench.params import parse_params
 from bench.train import Budget
 
-SUITE_KEYS = ("name", "description", "plugins", "seeds", "budget", "device", "checkpoint_every",
+SUITE_KEYS = ("name", "description", "plugins", "seeds", "budget", "device", "checkpoint_every", "threads",
               "datasets", "models", "metrics", "evaluation")
 DEVICES = ("cpu", "cuda", "mps", "auto")  # auto: cuda when available, else cpu
 EVALUATION_SPLITS = ("test", "val")
@@ -109,6 +111,7 @@ class SuiteConfig:
     evaluation: Evaluation = Evaluation()
     device: str = "cpu"
     checkpoint_every: int = 1
+    threads: int = 1  # per cell: torch, OpenMP, BLAS and joblib threads (bench.executor.cell_threads)
     plugins: tuple[str, ...] = ()
     description: str = ""
     source: str | None = None
@@ -138,7 +141,7 @@ def load_suite(path: str | Path) -> SuiteConfig:
 def suite_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) -> SuiteConfig:
     """A validated suite from parsed YAML; ``where`` names the source in errors."""
     check_keys(data, SUITE_KEYS, where, required=("name", "seeds", "budget", "datasets", "models", "metrics"))
-    name = _typed(data["name"], str, where, "name", "a string")
+    name = check_name(data["name"], f"{where}: key 'name'")
     plugins = tuple(_string_list(data.get("plugins") or [], where, "plugins", "module names"))
     registry.load_plugins(plugins, source=f"{where}: key 'plugins'")
     seeds = _typed(data["seeds"], list, where, "seeds", "a list of non-negative integers")
@@ -152,6 +155,9 @@ def suite_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) ->
     checkpoint_every = data.get("checkpoint_every", 1)
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ConfigError(f"{where}: key 'checkpoint_every' must be a positive integer (epochs); got {checkpoint_every!r}")
+    threads = data.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"{where}: key 'threads' must be a positive integer (threads per cell); got {threads!r}")
     datasets = tuple(_dataset_entry(item, f"{where}: key 'datasets[{i}]'", base)
                      for i, item in enumerate(_typed(data["datasets"], list, where, "datasets", "a list")))
     models = tuple(_model_entry(item, f"{where}: key 'models[{i}]'", base, datasets)
@@ -160,7 +166,7 @@ def suite_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) ->
     _unique([m.label for m in models], where, "models", "label")
     if not datasets or not models:
         raise ConfigError(f"{where}: keys 'datasets' and 'models' must each list at least one entry")
-    metrics = tuple(_metric_spec(item, f"{where}: key 'metrics[{i}]'")
+    metrics = tuple(_metric_spec(item, where, f"metrics[{i}]")
                     for i, item in enumerate(_typed(data["metrics"], list, where, "metrics", "a list")))
     _unique([m.name for m in metrics], where, "metrics", "metric")
     return SuiteConfig(
@@ -173,6 +179,7 @@ def suite_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) ->
         evaluation=_parse(Evaluation, data.get("evaluation") or {}, f"{where}: key 'evaluation'"),
         device=device,
         checkpoint_every=checkpoint_every,
+        threads=threads,
         plugins=plugins,
         description=str(data.get("description", "")),
         source=where,
@@ -266,7 +273,10 @@ def _training(data: Any, where: str, key: str, nested: bool = False) -> dict[str
     return {**data, "per_dataset": per_dataset} if per_dataset else dict(data)
 
 
-def _metric_spec(item: Any, where: str) -> MetricSpec:
+def _metric_spec(item: Any, source: str, path: str, note: str = "") -> MetricSpec:
+    """The metric entry at key ``path`` of ``source``: a known variant whose options it accepts, each of
+    its declared type (``suite.yaml: key 'metrics[0].options.c' must be an integer ...; got 'five'``)."""
+    where = f"{source}: key {path!r}{note}"
     if isinstance(item, str):
         item = {"name": item}
     _typed(item, dict, where, "", "a metric name or a mapping with 'name' and 'options'")
@@ -283,6 +293,8 @@ def _metric_spec(item: Any, where: str) -> MetricSpec:
     for key in options:
         if key not in accepted:
             raise unknown_name("option", key, accepted, where=f"{where}: key 'options': ")
+    if hasattr(spec, "check_options"):  # a MetricVariant: every option of its declared type
+        spec.check_options(options, f"{source}: key '{path}.options")
     return MetricSpec(name, dict(options))
 
 
@@ -296,6 +308,19 @@ def _parse(params_type: type, values: Any, where: str) -> Any:
         if str(error).startswith(where):
             raise
         raise ConfigError(f"{where}: {error}") from None
+
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+NAME_RULE = ("1 to 100 characters among letters, digits, '-', '_' and '.', not starting with '.' or '-' "
+             "(so no path separators, no '.' or '..')")
+
+
+def check_name(value: Any, where: str) -> str:
+    """A suite or study name, which names folders under the work directory and MLflow experiments:
+    :data:`NAME_RULE`, so that no path built from it leaves its folder. ``where`` names the key or flag."""
+    if not isinstance(value, str) or NAME_PATTERN.fullmatch(value) is None:
+        raise ConfigError(f"{where} must be a name of {NAME_RULE}; got {value!r}")
+    return value
 
 
 def _typed(value: Any, kind: type, where: str, key: str, expected: str) -> Any:

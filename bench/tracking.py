@@ -22,6 +22,18 @@ Score names: MLflow 3.17 accepts metric names made of alphanumerics, ``_ - . / s
 outside Windows). Metric variants are named like ``dci@reg``, so every other character, ``@``
 included, becomes ``_``: ``dci@reg.disentanglement`` is logged as ``dci_reg.disentanglement``.
 
+Exactly once: every run is born with its invocation's tags (``crlbench.invocation``,
+``crlbench.invocation.host``, ``.pid``, ``.boot_id``, ``.pid_namespace`` and ``crlbench.workdir``),
+so a later invocation can tell a live run from one whose invocation died: :func:`close_dead_runs`
+ends the latter KILLED. A cell's record is logged once per experiment: its child run carries
+``crlbench.finished_at`` (which record it holds), and once the run is complete the cell folder's
+``mlflow.json`` says so (:func:`logged_run`), so a rerun opens MLflow only when a record is not
+yet logged. A half-logged run (its invocation killed mid-way) is closed KILLED and the record is
+logged again.
+
+A new SQLite store's tables are created under a file lock (``mlflow.db.lock``), so launchers
+started together on a fresh work directory do not race MLflow's migrations.
+
 With a SQLite store the artefacts live beside the database, in ``<store folder>/mlartifacts``,
 rather than in MLflow's default ``./mlruns`` of whatever directory the suite was started from.
 
@@ -49,7 +61,8 @@ from urllib.parse import urlsplit
 
 import bench
 from bench.errors import ConfigError, accepted
-from bench.results import RESULT
+from bench.lease import Holder, file_lock, invocation_lease, lease_state, stale_reason
+from bench.results import RESULT, read_json, write_json
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -66,6 +79,12 @@ CELL_FILES = ("history.json", "interventions.npz")
 CELL_FOLDERS_SKIPPED = ("checkpoint",)
 _NOT_IN_NAMES = re.compile(r"[^\w./\- ]")  # MLflow's allowed name characters, less the colon (Windows)
 _BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
+MARKER = "mlflow.json"  # in a cell folder: the runs that hold its record, per tracking URI and experiment
+TAG_INVOCATION = "crlbench.invocation"
+TAG_WORKDIR = "crlbench.workdir"
+TAG_FINISHED = "crlbench.finished_at"
+TAG_TRACKING_ERROR = "crlbench.tracking_error"
+_SEARCH_PAGE = 1000
 
 
 class TrackingUnavailable(ConfigError):
@@ -164,10 +183,15 @@ class SuiteTracker:
 
     ``artifact_location`` sets where a new experiment keeps artefacts; the default is
     ``<store folder>/mlartifacts/crlbench-<suite>`` for SQLite and the server's choice otherwise.
+    ``invocation`` (a :class:`bench.lease.Holder`, this process by default) and ``workdir`` tag
+    every run, for :func:`close_dead_runs`.
     """
 
     def __init__(self, uri: str, suite_name: str, config: Mapping[str, Any], config_path: str | os.PathLike | None = None,
-                 tags: Mapping[str, Any] | None = None, artifact_location: str | None = None) -> None:
+                 tags: Mapping[str, Any] | None = None, artifact_location: str | None = None,
+                 invocation: Holder | None = None, workdir: str | os.PathLike | None = None) -> None:
+        self.invocation = invocation or Holder.current()
+        self.workdir = Path(workdir).resolve() if workdir is not None else None
         self.uri = uri
         self.suite_name = suite_name
         self.config = config
@@ -206,7 +230,7 @@ class SuiteTracker:
         try:
             start_ms, end_ms = _cell_times(record)
             run = client.create_run(self.experiment_id, start_time=start_ms, run_name=title,
-                                    tags={"mlflow.parentRunId": self.parent_run_id})
+                                    tags={"mlflow.parentRunId": self.parent_run_id, **self.invocation_tags()})
             run_id = run.info.run_id
             _log_batch(client, run_id, metrics=_cell_metrics(record, end_ms), params=_cell_params(cell),
                        tags=_cell_tags(record))
@@ -219,9 +243,27 @@ class SuiteTracker:
             return None
         return run_id
 
-    def finish(self, ok: int, failed: int, cached: int) -> None:
-        """Log the parent run's cell counts (``cells_ok``, ``cells_failed``, ``cells_cached``)."""
-        counts = {"cells_ok": ok, "cells_failed": failed, "cells_cached": cached}
+    def log_cell_once(self, record: Mapping[str, Any], cell_dir: str | os.PathLike) -> str | None:
+        """Log ``record`` unless the experiment already holds a complete run of it; the run's id (None
+        when MLflow failed). The caller holds the cell's lease, so no other launcher logs it meanwhile."""
+        folder = Path(cell_dir)
+        run_id = logged_run(folder, self.uri, self.experiment_name, record)
+        if run_id is None:
+            run_id = find_logged_run(self._require(), self.experiment_id, record)
+        if run_id is None:
+            run_id = self.log_cell(record, folder)
+        if run_id is not None:
+            mark_logged(folder, self.uri, self.experiment_name, record, run_id)
+        return run_id
+
+    def invocation_tags(self) -> dict[str, str]:
+        """The tags that tell whether this run's invocation still lives (:func:`close_dead_runs`)."""
+        return invocation_tags(self.invocation, self.workdir)
+
+    def finish(self, ok: int, failed: int, cached: int, elsewhere: int = 0) -> None:
+        """Log the parent run's cell counts (``cells_ok``, ``cells_failed``, ``cells_cached``, and
+        ``cells_elsewhere``: finished meanwhile by other launchers)."""
+        counts = {"cells_ok": ok, "cells_failed": failed, "cells_cached": cached, "cells_elsewhere": elsewhere}
         try:
             _log_batch(self._require(), self.parent_run_id, metrics=_metrics(counts, _now_ms()))
         except Exception as error:  # noqa: BLE001 - the summary is also printed and stored in files
@@ -247,7 +289,8 @@ class SuiteTracker:
         tags = {"crlbench.version": bench.__version__, "crlbench.suite": self.suite_name, **self.tags}
         if self.config_path is not None:
             tags["crlbench.config_path"] = str(self.config_path)
-        run = client.create_run(self.experiment_id, run_name=f"{self.suite_name}-{stamp}")
+        run = client.create_run(self.experiment_id, run_name=f"{self.suite_name}-{stamp}",
+                                tags=self.invocation_tags())  # born with them: never mistaken for a dead one
         run_id = self.parent_run_id = run.info.run_id
         _log_batch(client, run_id, tags=_tags(tags))
         client.log_text(run_id, json.dumps(self.config, indent=1, default=str), "suite.json")
@@ -282,7 +325,8 @@ def _cell_metrics(record: Mapping[str, Any], timestamp_ms: int) -> list:
 def _cell_tags(record: Mapping[str, Any]) -> list:
     cell = record.get("cell") or {}
     tags = {"crlbench.cell_hash": record.get("hash") or cell.get("hash"), "crlbench.status": record.get("status"),
-            "crlbench.suite": cell.get("suite"), **provenance_tags(record.get("provenance") or {})}
+            "crlbench.suite": cell.get("suite"), TAG_FINISHED: (record.get("provenance") or {}).get("finished_at"),
+            **provenance_tags(record.get("provenance") or {})}
     error = record.get("error")
     if error:
         tags["crlbench.error"] = _clip(f"{error.get('type')}: {error.get('message')}", keep="head")
@@ -329,9 +373,161 @@ def _mark_broken(client: MlflowClient | None, run_id: str | None, error: Excepti
     if client is None or run_id is None:
         return
     with contextlib.suppress(Exception):
-        client.set_tag(run_id, "crlbench.tracking_error", _clip(_first_line(error), keep="head"))
+        client.set_tag(run_id, TAG_TRACKING_ERROR, _clip(_first_line(error), keep="head"))
     with contextlib.suppress(Exception):
         client.set_terminated(run_id, status="FAILED")
+
+
+# --- exactly once: dead invocations, logged records ----------------------------------------------
+
+def invocation_tags(invocation: Holder, workdir: Path | None = None) -> dict[str, str]:
+    tags = {TAG_INVOCATION: invocation.invocation, f"{TAG_INVOCATION}.host": invocation.host,
+            f"{TAG_INVOCATION}.pid": str(invocation.pid), f"{TAG_INVOCATION}.started_at": invocation.started_at,
+            f"{TAG_INVOCATION}.boot_id": invocation.boot_id, f"{TAG_INVOCATION}.pid_namespace": invocation.pid_namespace,
+            TAG_WORKDIR: str(workdir) if workdir is not None else None}
+    return {key: value for key, value in tags.items() if value is not None}
+
+
+def dead_invocation(tags: Mapping[str, str], me: Holder, workdir: Path | None = None) -> str | None:
+    """Why the invocation that started a run (from its tags) is dead, or None when it may live.
+
+    A run of this work directory is alive while its invocation's lease
+    (``<workdir>/invocations/<id>.json``) is; a run of another work directory on this machine while
+    its process runs; a run from another machine and work directory cannot be judged and is left
+    alone. A run without invocation tags comes from a crlbench before them, and is taken as dead.
+    """
+    invocation = tags.get(TAG_INVOCATION)
+    if not invocation:
+        return "it has no invocation tags (a crlbench from before them started it)"
+    if invocation == me.invocation:
+        return None
+    if workdir is not None and tags.get(TAG_WORKDIR) == str(workdir):
+        state = lease_state(invocation_lease(workdir, invocation))
+        return f"its invocation {invocation} has ended" if state is None else state.stale
+    try:
+        pid = int(tags.get(f"{TAG_INVOCATION}.pid", "-1"))
+    except ValueError:
+        pid = -1
+    holder = Holder(invocation, tags.get(f"{TAG_INVOCATION}.host", "?"), pid,
+                    tags.get(f"{TAG_INVOCATION}.started_at", "?"), tags.get(f"{TAG_INVOCATION}.boot_id"),
+                    tags.get(f"{TAG_INVOCATION}.pid_namespace"))
+    return stale_reason(holder, me=me)
+
+
+def close_dead_runs(uri: str, experiment_name: str, me: Holder, workdir: str | os.PathLike | None = None) -> list[str]:
+    """End KILLED every RUNNING run of ``experiment_name`` whose invocation is dead; their ids.
+
+    Tags each with ``crlbench.closed_by`` (this invocation and why) and logs a warning naming it."""
+    workdir = Path(workdir).resolve() if workdir is not None else None
+    client = _client(uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    closed = []
+    for run in _search(client, experiment.experiment_id, "attributes.status = 'RUNNING'"):
+        reason = dead_invocation(run.data.tags, me, workdir)
+        if reason is None:
+            continue
+        name = run.data.tags.get("mlflow.runName", run.info.run_id)
+        try:
+            client.set_tag(run.info.run_id, "crlbench.closed_by", _clip(f"{me.invocation}: {reason}", keep="head"))
+            client.set_terminated(run.info.run_id, status="KILLED")
+        except Exception as error:  # noqa: BLE001 - a later rerun tries again
+            log.warning("MLflow: could not close run %s (%s): %s", name, run.info.run_id, _first_line(error))
+            continue
+        log.warning("MLflow: closed run %s (%s) as KILLED: %s", name, run.info.run_id, reason)
+        closed.append(run.info.run_id)
+    return closed
+
+
+def logged_run(cell_dir: str | os.PathLike, uri: str, experiment_name: str, record: Mapping[str, Any]) -> str | None:
+    """The run that holds ``record`` in ``experiment_name`` at ``uri``, as the cell folder's
+    ``mlflow.json`` says (no MLflow call), or None."""
+    for entry in _marker_entries(Path(cell_dir)):
+        if (entry.get("tracking_uri"), entry.get("experiment"), entry.get("finished_at")) == \
+                (_redacted(uri), experiment_name, _finished_at(record)):
+            return entry.get("run_id")
+    return None
+
+
+def mark_logged(cell_dir: str | os.PathLike, uri: str, experiment_name: str, record: Mapping[str, Any],
+                run_id: str) -> None:
+    """Note in the cell folder's ``mlflow.json`` that ``run_id`` holds ``record`` (a warning if it cannot)."""
+    folder = Path(cell_dir)
+    entries = [entry for entry in _marker_entries(folder)
+               if (entry.get("tracking_uri"), entry.get("experiment")) != (_redacted(uri), experiment_name)]
+    entries.append({"tracking_uri": _redacted(uri), "experiment": experiment_name, "run_id": run_id,
+                    "finished_at": _finished_at(record)})
+    try:
+        write_json(folder / MARKER, {"runs": entries})
+    except OSError as error:
+        log.warning("MLflow: could not note in %s that run %s holds the cell: %s", folder / MARKER, run_id, error)
+
+
+def find_logged_run(client: MlflowClient, experiment_id: str, record: Mapping[str, Any]) -> str | None:
+    """A complete run of ``record`` in the experiment: tagged with its hash and finishing time (or,
+    logged before that tag, ending when it finished), ended FINISHED or FAILED as the record did,
+    without a tracking error. None when there is none, or MLflow cannot be searched."""
+    cell_hash, finished = record.get("hash"), _finished_at(record)
+    status = "FINISHED" if record.get("status") == "ok" else "FAILED"
+    _, end_ms = _cell_times(record)
+    try:
+        runs = _search(client, experiment_id, f"tags.`crlbench.cell_hash` = '{cell_hash}'")
+    except Exception as error:  # noqa: BLE001 - then it is logged (again)
+        log.warning("MLflow: could not search the runs of cell %s: %s", cell_hash, _first_line(error))
+        return None
+    for run in runs:
+        tags = run.data.tags
+        same = tags.get(TAG_FINISHED) == finished if TAG_FINISHED in tags else run.info.end_time == end_ms
+        if same and run.info.status == status and TAG_TRACKING_ERROR not in tags:
+            return run.info.run_id
+    return None
+
+
+def unlogged(uri: str, experiment_name: str, cells: Sequence[tuple[Mapping[str, Any], Path]]) -> list[tuple[Mapping[str, Any], Path]]:
+    """Of ``(record, cell folder)`` pairs, those the experiment holds no complete run of; a complete
+    run found in MLflow (logged before ``mlflow.json`` existed, or by an invocation killed before
+    noting it) is noted in the folder instead. Opens MLflow only when a folder has no note."""
+    missing = [(record, folder) for record, folder in cells if logged_run(folder, uri, experiment_name, record) is None]
+    if not missing:
+        return []
+    client = _client(uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return missing
+    left = []
+    for record, folder in missing:
+        run_id = find_logged_run(client, experiment.experiment_id, record)
+        if run_id is None:
+            left.append((record, folder))
+        else:
+            mark_logged(folder, uri, experiment_name, record, run_id)
+    return left
+
+
+def _marker_entries(folder: Path) -> list[dict[str, Any]]:
+    try:
+        entries = read_json(folder / MARKER).get("runs")
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, AttributeError) as error:
+        log.warning("MLflow: ignoring the unreadable %s: %s", folder / MARKER, error)
+        return []
+    return [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
+
+
+def _finished_at(record: Mapping[str, Any]) -> str | None:
+    return (record.get("provenance") or {}).get("finished_at")
+
+
+def _search(client: MlflowClient, experiment_id: str, query: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], query, max_results=_SEARCH_PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 # --- MLflow plumbing ----------------------------------------------------------------------------
@@ -343,7 +539,22 @@ def _client(uri: str) -> MlflowClient:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    with _store_lock(uri):  # the client creates a new store's tables: one process at a time
+        return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive file lock beside a SQLite store (``mlflow.db.lock``) for the block; nothing for
+    other stores (a server or database serialises its own migrations), or where the lock file
+    cannot be made (MLflow then reports the folder itself)."""
+    with contextlib.ExitStack() as stack:
+        path = _sqlite_path(uri) if _scheme(uri) == "sqlite" else None
+        if path is not None and str(path) not in ("", ".", ":memory:"):
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(file_lock(path.with_name(path.name + ".lock")))
+        yield
 
 
 def _log_batch(client: MlflowClient, run_id: str, metrics: Sequence = (), params: Sequence = (), tags: Sequence = ()) -> None:

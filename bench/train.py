@@ -4,12 +4,23 @@ Determinism on CPU: the initial weights come from the seed's own stream (:func:`
 epoch's sample order from its own numpy stream (seed, epoch), the training noise from a third; the
 torch random state is saved in every checkpoint, so a run resumed from its latest checkpoint ends with the same weights
 as one that never stopped. A NaN or infinite loss term stops training with :class:`TrainingDiverged`.
+
+Checkpoints hold tensors and plain values only (state dicts, the epoch, the loss history, the torch
+random state) and are loaded with ``torch.load(weights_only=True)``: a file holding anything else
+(a crafted pickle) is refused with :class:`bench.errors.UnsafeCheckpointError` and never executed.
+Saving keeps the previous checkpoint as ``last.pt.prev``; an unreadable ``last.pt`` (truncated,
+corrupted) is reported by path and training resumes from ``last.pt.prev``, or from scratch when that
+is unreadable too (same weights either way: the run is deterministic). The unreadable file is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import os
+import pickle
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.errors import ConfigError, CrlbenchError
-from bench.files import atomic_write
+from bench.errors import ConfigError, CrlbenchError, DiskFullError, UnsafeCheckpointError
+from bench.files import atomic_write, disk_full
 from bench.model import CausalModel
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[int, dict[str, float]], None]  # (epoch, mean losses of that epoch)
 CHECKPOINT = "last.pt"
+PREVIOUS = ".prev"  # last.pt.prev: the checkpoint before the latest
 INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE = 0, 1, 2  # independent streams of a cell's seed
 
 
@@ -68,10 +80,12 @@ class Budget:
 
 @dataclass
 class History:
-    """Mean loss terms per epoch, and the number of optimisation steps taken."""
+    """Mean loss terms per epoch, and the number of optimisation steps taken; ``notes`` say what was
+    recovered (an unreadable checkpoint) and are not stored in checkpoints."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 def batch_tensors(images: np.ndarray, factors: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, torch.Tensor]:
@@ -114,9 +128,8 @@ def train(
     optimizers = model.optimizers()
     history, epoch = History(), 0
     path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if path is not None and path.exists():
-        epoch, history = _restore(path, model, optimizers)
-        log.info("resumed from %s at epoch %d", path, epoch)
+    if path is not None:
+        epoch, history = resume(path, model, optimizers)
     bar = _progress(total_steps, history.steps, progress)
     while history.steps < total_steps:
         order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_ORDER, epoch))).permutation(len(images))
@@ -173,20 +186,106 @@ def _save(path: Path, model, optimizers, epoch: int, history: History) -> None:
     state = {
         "model": model.state_dict(),
         "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
-        "epoch": epoch,
-        "history": {"epochs": history.epochs, "steps": history.steps},
+        "epoch": int(epoch),
+        "history": {"epochs": [{term: float(value) for term, value in record.items()} for record in history.epochs],
+                    "steps": int(history.steps)},
         "torch_rng": torch.get_rng_state(),
     }
+    if path.exists():
+        _keep_previous(path)
     atomic_write(path, lambda handle: torch.save(state, handle))
 
 
+def _keep_previous(path: Path) -> None:
+    """``last.pt.prev`` becomes the current ``last.pt`` (a hard link, else a copy); ``last.pt`` stays
+    in place throughout, so a process killed here still finds its latest checkpoint."""
+    previous = path.with_name(path.name + PREVIOUS)
+    try:
+        temporary = previous.with_name(f".{previous.name}.{os.getpid()}.link.tmp")
+        temporary.unlink(missing_ok=True)
+        os.link(path, temporary)
+        os.replace(temporary, previous)
+    except OSError as error:
+        if disk_full(error):
+            raise DiskFullError(previous) from error
+        atomic_write(previous, lambda handle: _copy_into(path, handle))  # no hard links on this file system
+
+
+def _copy_into(source: Path, handle) -> None:
+    with open(source, "rb") as stream:
+        shutil.copyfileobj(stream, handle)
+
+
+def resume(path: Path, model, optimizers) -> tuple[int, History]:
+    """The epoch and history to continue from: ``path``'s, else ``path.prev``'s, else nothing (epoch 0).
+
+    An unreadable checkpoint is named in a warning (and in the returned history's notes) and
+    removed; one holding objects other than tensors and plain values raises
+    :class:`UnsafeCheckpointError` and is left for the user to inspect.
+    """
+    notes = []
+    for candidate in (path, path.with_name(path.name + PREVIOUS)):
+        if not candidate.exists():
+            continue
+        try:
+            epoch, history = _restore(candidate, model, optimizers)
+        except UnsafeCheckpointError:
+            raise
+        except Exception as error:  # noqa: BLE001 - truncated, corrupted or not a checkpoint of this model
+            note = f"checkpoint {candidate} is unreadable ({type(error).__name__}: {_first_line(error)}); removed it"
+            log.warning("%s", note)
+            notes.append(note)
+            with contextlib.suppress(OSError):  # else the next save would keep it as last.pt.prev
+                candidate.unlink()
+            continue
+        log.info("resumed from %s at epoch %d", candidate, epoch)
+        if notes:
+            notes[-1] += f" and resumed from {candidate.name} at epoch {epoch}"
+        history.notes = notes
+        return epoch, history
+    if notes:
+        notes[-1] += " and trained from scratch"
+        log.warning("no readable checkpoint in %s: training from scratch", path.parent)
+    return 0, History(notes=notes)
+
+
 def _restore(path: Path, model, optimizers) -> tuple[int, History]:
-    state = torch.load(path, weights_only=False, map_location=next(model.parameters()).device)
-    model.load_state_dict(state["model"])
-    for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(state["optimizers"][name])
-    torch.set_rng_state(state["torch_rng"].cpu())
-    return state["epoch"], History(**state["history"])
+    """Load ``path`` into ``model`` and ``optimizers``; on any failure they are left as they were."""
+    device = next(model.parameters()).device
+    try:
+        state = torch.load(path, weights_only=True, map_location=device)
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" in str(error).lower():
+            raise UnsafeCheckpointError(
+                f"checkpoint {path} holds objects other than tensors and plain values, which crlbench never "
+                f"writes; it was not loaded (loading it could run code stored in it). Inspect or delete it, "
+                f"then run the cell again. Refused: {_refused_global(error)}") from None
+        raise
+    if not isinstance(state, dict) or not {"model", "optimizers", "epoch", "history", "torch_rng"} <= set(state):
+        raise ValueError("not a crlbench checkpoint (expected model, optimizers, epoch, history, torch_rng)")
+    saved = copy.deepcopy(model.state_dict()), {name: copy.deepcopy(o.state_dict()) for name, o in optimizers.items()}
+    try:
+        model.load_state_dict(state["model"])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        history = History(epochs=list(state["history"]["epochs"]), steps=int(state["history"]["steps"]))
+        torch.set_rng_state(state["torch_rng"].cpu())
+    except Exception:
+        model.load_state_dict(saved[0])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(saved[1][name])
+        raise
+    return int(state["epoch"]), history
+
+
+def _refused_global(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "global" in line]
+    return lines[0] if lines else _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def _progress(total: float, done: int, enabled: bool) -> Any:

@@ -13,7 +13,14 @@ once its heartbeat is older than the grace period, by the next trial start of an
 next invocation. Rerunning with the same study name resumes: an invocation runs only what is
 missing to reach ``n_trials`` trials in all (complete, pruned or failed). ``workers`` local
 processes (this one and ``workers - 1`` spawned ones) share the missing trials exactly, each taking
-the next trial when it is free, with ``cores // workers`` torch threads and its own sampler seed.
+the next trial when it is free, with ``cores // workers`` torch threads.
+
+Randomness. Trial ``n`` is sampled with a sampler of its own seeded from ``(sampler.seed, n)``
+(:func:`bench.tune_config.build_trial_sampler`): trial numbers are unique in a study, so two launches
+on one study, local workers and workers on other machines never sample with the same randomness,
+and a study is reproducible: trial ``n`` draws the same randomness whoever runs it, so a resumed
+study samples what one uninterrupted launch would have (the random sampler: the same values; TPE:
+the same values given the same earlier results).
 Workers on other machines joining the same study stop at ``n_trials`` in all too (each checks the
 count before it starts a trial), give or take trials started at the same moment. Datasets are
 cached in ``<workdir>/data``, shared with suites and other studies.
@@ -54,14 +61,16 @@ from bench import registry
 from bench.errors import ConfigError, CrlbenchError
 from bench.files import atomic_write
 from bench.results import cell_dir, read_result, write_json
+from bench.suite_config import check_name
 from bench.tracking import metric_name
-from bench.tune_config import TuneConfig, build_pruner, build_sampler, experimental_features, load_tune
+from bench.tune_config import (TuneConfig, build_pruner, build_sampler, build_trial_sampler, experimental_features,
+                               load_tune)
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = ["TrialFailed", "TuneConfig", "default_storage", "export_best", "load_tune", "open_storage",
-           "state_counts", "study_report", "tune"]
+           "state_counts", "study_folder", "study_report", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,7 @@ STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30  # a RUNNING trial without a heartbeat for this long belongs to a dead worker
 SQLITE_TIMEOUT_S = 60  # workers share one SQLite file: a writer waits for the lock rather than failing
+STORAGE_ATTEMPTS = 3  # opening a storage whose tables another launch is creating at the same moment
 POLL_S = 1.0  # how often the invoking process looks for trials to log while workers run
 VALIDATION_SAMPLES = 256  # validation images whose reconstruction error the per-epoch pruners judge
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -95,11 +105,10 @@ class StudySettings:
     heartbeat_interval: int
     grace_period: int | None
     invocation: str  # tags the trials this invocation ran, so that it logs them (and only them)
-    existing: int  # trials already there when the invocation started: seeds the samplers
 
     @property
     def cells_root(self) -> Path:
-        return self.workdir / "tune" / self.study_name
+        return study_folder(self.workdir, self.study_name)
 
 
 # --- the study ----------------------------------------------------------------------------------
@@ -113,7 +122,8 @@ def tune(config: TuneConfig, *, storage: str | None = None, study_name: str | No
     Args:
         config: the validated tuning config (:func:`load_tune`).
         storage: an RDB URL; default ``sqlite:///<workdir>/optuna.db``.
-        study_name: default ``config.name``.
+        study_name: default ``config.name``; a name of :data:`bench.suite_config.NAME_RULE` (it names
+            the folder ``<workdir>/tune/<study>``), else :class:`ConfigError`.
         n_trials: trials in all (complete + pruned + failed), default ``config.trials.n_trials``.
         workers: local worker processes; 1 runs the trials in this process.
         workdir: cells go to ``<workdir>/tune/<study>``.
@@ -127,7 +137,8 @@ def tune(config: TuneConfig, *, storage: str | None = None, study_name: str | No
     if not isinstance(total, int) or total < 1:
         raise ConfigError(f"tune: 'n_trials' must be a positive integer; got {total!r}")
     workdir = Path(workdir).resolve()
-    study_name = study_name or config.name
+    study_name = (check_name(config.name, f"{config.source or 'tune config'}: key 'name'") if study_name is None
+                  else check_name(study_name, "tune: 'study_name'"))
     url = storage or default_storage(workdir)
     if tracking_uri is not None:
         from bench.tracking import check_tracking
@@ -138,7 +149,7 @@ def tune(config: TuneConfig, *, storage: str | None = None, study_name: str | No
         url, heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=config.trials.max_retry,
         on_stale=adopted.append))
     counted = _counted_trials(study)
-    settings = StudySettings(url, study_name, total, workdir, heartbeat_interval, grace_period, uuid.uuid4().hex, counted)
+    settings = StudySettings(url, study_name, total, workdir, heartbeat_interval, grace_period, uuid.uuid4().hex)
     missing = max(0, total - counted)
     workers = min(workers, missing)
     log.info("study %s: %d of %d trials there, %d to run on %d worker(s)", study_name, counted, total, missing, workers)
@@ -156,6 +167,16 @@ def tune(config: TuneConfig, *, storage: str | None = None, study_name: str | No
         if tracker is not None:
             tracker.finish(study)
     return study
+
+
+def study_folder(workdir: str | os.PathLike, study_name: str) -> Path:
+    """``<workdir>/tune/<study>``, where a study keeps its cells and report; the name is checked
+    (:func:`bench.suite_config.check_name`), so the folder is always a child of ``<workdir>/tune``."""
+    root = Path(workdir) / "tune"
+    folder = root / check_name(study_name, "study name")
+    if folder.parent != root:  # what the name rule guarantees, asserted where the path is built
+        raise ConfigError(f"study name {study_name!r} would leave {root}")
+    return folder
 
 
 def default_storage(workdir: str | os.PathLike) -> str:
@@ -176,8 +197,17 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, gr
     if scheme not in STORAGE_SCHEMES:
         raise ConfigError(f"storage {_redacted(url)!r}: unknown scheme {scheme!r}; accepted: sqlite:///path/to/"
                           f"{STORAGE_FILE}, postgresql+psycopg2://user:password@host/database, mysql://...")
+    creating: Any = contextlib.nullcontext()
     if scheme == "sqlite":
-        _sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+        path = _sqlite_path(url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"storage {_redacted(url)!r}: cannot create the folder {path.parent}: "
+                              f"{error.strerror or error}") from None
+        # Local launches create Optuna's tables one at a time (two at once on a fresh file: a UNIQUE
+        # constraint failure in the second); database servers are covered by the retry below.
+        creating = _locked(path.with_name(path.name + ".lock"))
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
@@ -191,11 +221,46 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, gr
                 on_stale(trial.number)
             retry(study, trial)
 
+        for attempt in range(STORAGE_ATTEMPTS):
+            try:
+                with creating:
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period, heartbeat_stale_trial_callback=stale)
+            except Exception as error:  # noqa: BLE001 - sqlalchemy and driver errors alike
+                if attempt + 1 < STORAGE_ATTEMPTS and _created_meanwhile(error):
+                    log.info("storage %s: another launch was creating its tables; trying again", _redacted(url))
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                raise ConfigError(f"storage {_redacted(url)!r}: cannot open it: {_first_line(error)}") from error
+    raise AssertionError("unreachable")
+
+
+def _created_meanwhile(error: BaseException) -> bool:
+    """Whether ``error`` is another process creating the storage's tables at the same moment."""
+    text = str(error)
+    return type(error).__name__ == "IntegrityError" or "already exists" in text or "UNIQUE constraint" in text
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive ``flock`` on the file ``path`` among local processes (none where ``fcntl`` is missing,
+    or where the file system has no locks); released when the block ends or the process dies."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as handle:
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                                              grace_period=grace_period, heartbeat_stale_trial_callback=stale)
-        except Exception as error:  # noqa: BLE001 - sqlalchemy and driver errors alike
-            raise ConfigError(f"storage {_redacted(url)!r}: cannot open it: {_first_line(error)}") from error
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: the retry in open_storage still applies
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _open_study(config: TuneConfig, url: str, study_name: str, storage: Any) -> optuna.Study:
@@ -240,12 +305,11 @@ def _optimize(config: TuneConfig, settings: StudySettings, tickets: Any, worker:
     registry.load_plugins(config.plugins)
     storage = open_storage(settings.storage, heartbeat_interval=settings.heartbeat_interval,
                            grace_period=settings.grace_period, max_retry=config.trials.max_retry, on_stale=on_stale)
-    sampler_seed = None
-    if config.sampler.seed is not None:  # each worker and invocation its own stream, reproducibly
-        sequence = np.random.SeedSequence(config.sampler.seed, spawn_key=(settings.existing, worker))
-        sampler_seed = int(sequence.generate_state(1)[0])
+    # Trial n draws with a sampler seeded from (sampler seed, n): distinct for every trial of the study
+    # wherever and whenever it runs, and the same for trial n whichever worker or launch runs it.
     study = optuna.load_study(study_name=settings.study_name, storage=storage,
-                              sampler=build_sampler(config.sampler, sampler_seed), pruner=build_pruner(config.pruner))
+                              sampler=build_trial_sampler(config.sampler, config.sampler.seed),
+                              pruner=build_pruner(config.pruner))
     objective = TrialObjective(config, settings.study_name, settings.cells_root, settings.invocation)
     deadline = None if config.trials.timeout_s is None else time.monotonic() + config.trials.timeout_s
     while ((deadline is None or time.monotonic() < deadline) and _counted_trials(study) < settings.n_trials

@@ -17,7 +17,7 @@ A tune file (``configs/tune/<model>-<dataset>.yaml``)::
     seeds: [0, 1]                          # each trial's value is the mean over these seeds
     budget: {steps: 500, batch_size: 64}
     trials: {n_trials: 40, timeout_s: null, max_retry: 0}   # max_retry: reruns of a killed trial
-    sampler: {type: tpe, seed: 0}          # tpe (n_startup_trials) or random
+    sampler: {type: tpe, seed: 0}          # tpe (n_startup_trials) or random; trial n samples with (seed, n)
     pruner: {type: median, n_startup_trials: 5}   # none, median, hyperband, wilcoxon, threshold
     evaluation: {n_train: 2000, n_test: 1000}      # as a suite's; the split is always val
     metrics: [{name: mic@aligned, options: {c: 15}}]   # optional: options of objective metrics
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Iterator
@@ -46,7 +47,7 @@ from bench import registry
 from bench.config import check_keys, read_yaml
 from bench.errors import ConfigError, accepted, unknown_name
 from bench.suite_config import (DatasetEntry, Evaluation, MetricSpec, ModelEntry, SuiteConfig, _dataset_entry,
-                                _metric_spec, _model_entry, _parse, _string_list, _typed, suite_from_dict)
+                                _metric_spec, _model_entry, _parse, _string_list, _typed, check_name, suite_from_dict)
 from bench.train import Budget
 
 TUNE_KEYS = ("name", "description", "plugins", "model", "dataset", "search_space", "objective", "seeds", "budget",
@@ -202,16 +203,16 @@ def tune_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) -> 
     """A validated tuning config from parsed YAML; ``where`` names the source in errors."""
     check_keys(data, TUNE_KEYS, where, required=("name", "model", "dataset", "search_space", "objective", "seeds",
                                                  "budget"))
-    name = _typed(data["name"], str, where, "name", "a string")
+    name = check_name(data["name"], f"{where}: key 'name'")
     plugins = tuple(_string_list(data.get("plugins") or [], where, "plugins", "module names"))
     registry.load_plugins(plugins, source=f"{where}: key 'plugins'")
     dataset = _dataset_entry(data["dataset"], f"{where}: key 'dataset'", base)
     model = _model_entry(data["model"], f"{where}: key 'model'", base, (dataset,))
     objective = _objective(data["objective"], where)
-    metrics = tuple(_metric_spec(item, f"{where}: key 'metrics[{i}]'")
+    metrics = tuple(_metric_spec(item, where, f"metrics[{i}]")
                     for i, item in enumerate(_typed(data.get("metrics") or [], list, where, "metrics", "a list")))
     for variant in objective.variants:
-        _metric_spec(variant, f"{where}: key 'objective' (metric variant of {_key_of(objective, variant)!r})")
+        _metric_spec(variant, where, "objective", f" (metric variant of {_key_of(objective, variant)!r})")
     config = TuneConfig(
         name=name,
         model=model,
@@ -419,6 +420,67 @@ def build_sampler(spec: SamplerSpec, seed: int | None) -> Any:
     if spec.type == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, **spec.options)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number`` of a study sampled with ``seed``: a 32-bit value derived
+    from both (numpy's ``SeedSequence``), so every trial of a study draws its own randomness."""
+    import numpy as np
+
+    return int(np.random.SeedSequence(seed, spawn_key=(number,)).generate_state(1)[0])
+
+
+def build_trial_sampler(spec: SamplerSpec, seed: int | None) -> Any:
+    """A sampler that draws trial ``n`` with a sampler of ``spec`` seeded by :func:`trial_seed` ``(seed, n)``.
+
+    Trial numbers are unique in a study (its storage hands them out), so two launches on one study,
+    local workers and workers on other machines never draw the same randomness; and trial ``n`` of a
+    study draws the same randomness whichever worker or invocation runs it (the random sampler: the
+    same values; TPE: the same values given the same earlier results). With ``seed`` null every
+    trial's sampler is seeded from the operating system's entropy.
+    """
+    return _trial_seeded_class()(spec, seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _trial_seeded_class() -> type:
+    import optuna
+
+    class TrialSeededSampler(optuna.samplers.BaseSampler):
+        """Delegates each trial to a sampler of its own, seeded from (seed, trial number)."""
+
+        def __init__(self, spec: SamplerSpec, seed: int | None) -> None:
+            self.spec, self.seed = spec, seed
+            self._samplers: dict[int, Any] = {}  # trial number -> its sampler, until the trial is told
+
+        def sampler_of(self, trial: Any) -> Any:
+            sampler = self._samplers.get(trial.number)
+            if sampler is None:
+                seed = None if self.seed is None else trial_seed(self.seed, trial.number)
+                with experimental_features():  # warned once already, when the config was checked
+                    sampler = self._samplers[trial.number] = build_sampler(self.spec, seed)
+            return sampler
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            self.sampler_of(trial).before_trial(study, trial)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+            return self.sampler_of(trial).infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+            return self.sampler_of(trial).sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+            return self.sampler_of(trial).sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.sampler_of(trial).after_trial(study, trial, state, values)
+            self._samplers.pop(trial.number, None)
+
+        def reseed_rng(self) -> None:  # each trial is seeded on its own already
+            pass
+
+    return TrialSeededSampler
 
 
 def build_pruner(spec: PrunerSpec) -> Any:

@@ -100,3 +100,17 @@ def test_manifest_records_the_card(tmp_path):
     manifest = json.loads(dataset.cache.paths(dataset.cache_key)[1].read_text())
     assert manifest["card"]["factors"][0]["name"] == "arm"
     assert manifest["card"]["params"]["n_train"] == 20
+
+
+def test_temporaries_of_killed_writes_are_swept_when_no_writer_holds_them(tmp_path):
+    dataset = build(tmp_path)
+    dataset.split("train")
+    abandoned = tmp_path / f".{dataset.cache_key}.npz.k1ll3d.tmp"  # a generation killed while writing
+    young = tmp_path / ".other-v1-0123.npz.w0rk1ng.tmp"  # another process may be writing it right now
+    for path in (abandoned, young):
+        path.write_bytes(b"PK\x03\x04 half an archive")
+    old = os.stat(abandoned).st_mtime - 600
+    os.utime(abandoned, (old, old))
+    dataset = build(tmp_path)
+    dataset.split("train")
+    assert not abandoned.exists() and young.exists()

@@ -104,3 +104,29 @@ def test_a_corrupted_cache_is_not_reported_as_a_cache_hit(tmp_path, capsys):
     with pytest.warns(CacheCorruptedWarning):
         assert main(args) == 0
     assert "generated in" in capsys.readouterr().out
+
+
+def test_failed_cells_have_their_own_exit_status_apart_from_bad_input(tmp_path, data_dir, monkeypatch, capsys):
+    # Exit 2 is bad input; a suite that ran with N failed cells exits 10 + N (at most 99).
+    import yaml
+
+    from bench.cli import EXIT_FAILED, EXIT_INPUT, failed_status
+    from suite_fixture import PLUGINS, TINY
+
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "data").symlink_to(data_dir, target_is_directory=True)
+    suite = tmp_path / "failing.yaml"
+    suite.write_text(yaml.safe_dump({**TINY, "plugins": ["crl_plugin_models"], "seeds": [0, 1], "metrics": ["mcc@pearson"],
+                                     "models": [{"name": "linear_ae", "label": "exploding",
+                                                 "hyperparameters": {"explode_at_step": 0}}]}))
+    arguments = ["suite", str(suite), "--workdir", str(workdir), "--no-tracking"]
+    try:
+        assert main(arguments) == EXIT_FAILED + 2 == 12
+        out = capsys.readouterr().out
+        assert "0 ran, 0 already done, 2 failed" in out and out.count("failed: pendulum/exploding/seed") == 2
+        assert main(arguments[:2] + ["--workdir", str(workdir), "--workers", "0"]) == EXIT_INPUT  # bad input: 2
+    finally:
+        sys.modules.pop("crl_plugin_models", None)
+    assert [failed_status(n) for n in (0, 1, 2, 89, 90, 500)] == [0, 11, 12, 99, 99, 99]

@@ -1,6 +1,7 @@
 """Suite configs: typed, validated before any work, errors naming the file, the key and the accepted values."""
 
 import pytest
+import yaml
 
 from bench.errors import ConfigError
 from bench.suite_config import load_suite
@@ -49,6 +50,78 @@ def test_an_unknown_metric_is_rejected(tmp_path):
 def test_an_unknown_metric_option_names_the_options(tmp_path):
     message = rejected(tmp_path, metrics=[{"name": "mic@aligned", "options": {"cc": 3}}])
     assert "'cc'" in message and "alpha" in message
+
+
+WRONG_OPTION_TYPES = {
+    "text for an integer": ({"name": "mic@aligned", "options": {"block_size": "five"}}, "'metrics[1].options.block_size'",
+                            "an integer", "'five'"),
+    "a float for an integer": ({"name": "mig", "options": {"code_bins": 20.5}}, "'metrics[1].options.code_bins'",
+                               "an integer", "20.5"),
+    "a boolean for a number": ({"name": "mic@aligned", "options": {"alpha": True}}, "'metrics[1].options.alpha'",
+                               "a number", "True"),
+    "a number for text": ({"name": "mcc@pearson", "options": {"protocol": 1}}, "'metrics[1].options.protocol'",
+                          "a string", "got 1"),
+    "text for discrete bins": ({"name": "mig", "options": {"factor_bins": "20"}}, "'metrics[1].options.factor_bins'",
+                               "an integer or null", "'20'"),
+}
+
+
+@pytest.mark.parametrize("entry, key, expected, value", WRONG_OPTION_TYPES.values(), ids=WRONG_OPTION_TYPES.keys())
+def test_a_metric_option_of_the_wrong_type_is_refused_at_load_naming_file_key_type_and_value(tmp_path, entry, key,
+                                                                                              expected, value):
+    message = rejected(tmp_path, metrics=["dci@reg", entry])
+    assert key in message and f"must be {expected}" in message and value in message, message
+
+
+def test_the_issue_s_c_five_is_refused_at_load_and_numbers_of_the_right_type_pass(tmp_path):
+    message = rejected(tmp_path, metrics=[{"name": "mic@aligned", "options": {"c": "five"}}])
+    assert "key 'metrics[0].options.c' must be" in message and "got 'five'" in message
+    message = rejected(tmp_path, metrics=[{"name": "sap@discrete", "options": {"C": "1e-3"}}])
+    assert "'metrics[0].options.C' must be a number" in message and "write 1.0e-3" in message  # YAML 1.1 reads it as text
+    config = load_suite(write_suite(tmp_path, metrics=[
+        {"name": "mic@aligned", "options": {"c": 10, "alpha": 1, "est": "mic_e"}},  # an integer is a number too
+        {"name": "mig", "options": {"factor_bins": None, "code_bins": 10}},
+        {"name": "sap@discrete", "options": {"C": 1.0e-3, "factor_bins": 5}}]))
+    assert [m.options for m in config.metrics][0] == {"c": 10, "alpha": 1, "est": "mic_e"}
+
+
+def test_a_plugin_metric_declares_option_types_its_defaults_do_not_tell(monkeypatch):
+    from bench import registry
+    from bench.metrics.base import MetricResult, variant
+
+    monkeypatch.setattr(registry.registry("metric"), "_objects", dict(registry.registry("metric")._objects))
+
+    spec = variant("test-declared@types", option_types={"c": float, "n_jobs": (int, None)}, c=15, n_jobs=-1,
+                   anything=None)(lambda *args, **kwargs: MetricResult({}))
+    spec.check_options({"c": 15.5, "n_jobs": None, "anything": [1, "x"]}, "f.yaml: key 'metrics[0].options")
+    with pytest.raises(ConfigError, match=r"'metrics\[0\]\.options\.n_jobs' must be an integer or null .*got 'all'"):
+        spec.check_options({"n_jobs": "all"}, "f.yaml: key 'metrics[0].options")
+    with pytest.raises(TypeError, match="without a default"):
+        variant("test-undeclared@types", option_types={"d": int}, c=1)(lambda *args, **kwargs: MetricResult({}))
+
+
+BAD_NAMES = ["../../x", "", "/tmp/abs", "a/b", "a\\b", ".", "..", ".hidden", "-flag", "tab\tname", "x" * 101, 5]
+
+
+def suite_named(directory, name):
+    path = directory / "named.yaml"  # write_suite's own `name` is the file's
+    path.write_text(yaml.safe_dump({**TINY, "name": name}))
+    return path
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=[repr(n)[:12] for n in BAD_NAMES])
+def test_a_suite_name_that_could_leave_a_folder_is_refused_with_the_accepted_form(tmp_path, name):
+    path = suite_named(tmp_path, name)
+    with pytest.raises(ConfigError) as error:
+        load_suite(path)
+    message = str(error.value)
+    assert f"{path}: key 'name' must be a name of" in message and "letters, digits, '-', '_' and '.'" in message
+    assert f"got {name!r}" in message
+
+
+def test_suite_names_of_letters_digits_dots_dashes_and_underscores_pass(tmp_path):
+    for name in ("quick", "paper_v2.1", "icm_vae-pendulum", "_scratch", "A" * 100):
+        assert load_suite(suite_named(tmp_path, name)).name == name
 
 
 def test_an_unknown_hyperparameter_names_the_model_and_key(tmp_path):

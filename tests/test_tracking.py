@@ -170,7 +170,7 @@ def test_artifacts_live_beside_the_sqlite_store(store):
 def test_the_parent_run_holds_the_config_and_cell_counts(store):
     client = _client(store)
     parent = client.get_run(store["parent"])
-    assert parent.data.metrics == {"cells_ok": 1.0, "cells_failed": 1.0, "cells_cached": 0.0}
+    assert parent.data.metrics == {"cells_ok": 1.0, "cells_failed": 1.0, "cells_cached": 0.0, "cells_elsewhere": 0.0}
     assert parent.data.tags["crlbench.version"] and parent.data.tags["crlbench.git_commit"] == "abc123"
     paths = {item.path for item in client.list_artifacts(store["parent"])}
     assert "suite.json" in paths and "config" in paths
@@ -257,3 +257,79 @@ def test_ui_command_binds_localhost_to_the_workdir_store(tmp_path):
 def test_importing_tracking_does_not_import_mlflow():
     code = "import sys, bench.tracking; assert 'mlflow' not in sys.modules, 'mlflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+# --- one store for many launchers, runs of dead invocations, each record logged once -------------
+
+CHECK = "import sys; from bench.tracking import check_tracking; check_tracking(sys.argv[1])"
+
+
+def test_launchers_started_together_create_a_fresh_store_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    checks = [subprocess.Popen([sys.executable, "-c", CHECK, uri], env=env, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    errors = [process.communicate(timeout=300)[1] for process in checks]
+    assert [process.returncode for process in checks] == [0, 0], errors
+
+
+def test_runs_are_born_with_their_invocation(store):
+    tags = _client(store).get_run(store["ok"]).data.tags
+    assert tags["crlbench.invocation.pid"] == str(os.getpid()) and tags["crlbench.invocation.host"]
+    parent = _client(store).get_run(store["parent"]).data.tags
+    assert parent["crlbench.invocation"] == tags["crlbench.invocation"]
+
+
+def test_a_rerun_closes_only_the_runs_whose_invocation_is_dead(store, tmp_path, caplog):
+    from bench.lease import Holder, Leases, invocation_lease
+    from bench.tracking import close_dead_runs, invocation_tags
+
+    client, workdir, experiment = _client(store), tmp_path.resolve(), "crlbench/tracking-dead"
+    experiment_id = client.create_experiment(experiment)
+    me = Holder.current()
+    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout.strip()
+    gone = Holder("gone00000000", me.host, int(dead_pid), "-", me.boot_id, me.pid_namespace)
+    remote = Holder("remote000000", "another-machine", int(dead_pid), "-")
+    with Leases() as live_leases:  # another invocation of this work directory, alive
+        live_leases.acquire(invocation_lease(workdir, live_leases.holder.invocation))
+        runs = {
+            "dead here": invocation_tags(gone, workdir),  # its invocation lease is gone
+            "dead process": invocation_tags(gone, workdir / "elsewhere"),  # another workdir, its pid ended
+            "before tags": {},  # started by a crlbench from before invocation tags
+            "alive": invocation_tags(live_leases.holder, workdir),
+            "another machine": invocation_tags(remote, Path("/far/away")),  # cannot be judged: left alone
+        }
+        ids = {name: client.create_run(experiment_id, run_name=name, tags=tags).info.run_id for name, tags in runs.items()}
+        with caplog.at_level(logging.WARNING, logger="bench.tracking"):
+            closed = close_dead_runs(store["uri"], experiment, me, workdir)
+    assert set(closed) == {ids["dead here"], ids["dead process"], ids["before tags"]}
+    statuses = {name: client.get_run(run_id).info.status for name, run_id in ids.items()}
+    assert statuses == {"dead here": "KILLED", "dead process": "KILLED", "before tags": "KILLED",
+                        "alive": "RUNNING", "another machine": "RUNNING"}
+    assert "closed run dead here" in caplog.text and "its invocation gone00000000 has ended" in caplog.text
+    assert f"its process {dead_pid} has ended" in client.get_run(ids["dead process"]).data.tags["crlbench.closed_by"]
+
+
+def test_a_record_is_logged_once_and_a_half_logged_run_is_replaced(store, tmp_path):
+    from bench.tracking import MARKER, logged_run
+
+    client = _client(store)
+    record = _record("dddd000000000000", 3, "ok")
+    folder = _cell_folder(tmp_path, record)
+    with SuiteTracker(store["uri"], "tracking-once", {}) as tracker:
+        half = client.create_run(tracker.experiment_id, tags={"crlbench.cell_hash": record["hash"],
+                                                              "crlbench.finished_at": PROVENANCE["finished_at"]})
+        client.set_terminated(half.info.run_id, status="KILLED")  # as close_dead_runs leaves a half-logged run
+        first = tracker.log_cell_once(record, folder)
+        assert first not in (None, half.info.run_id)
+        assert logged_run(folder, store["uri"], "crlbench/tracking-once", record) == first
+        assert tracker.log_cell_once(record, folder) == first  # from mlflow.json
+        (folder / MARKER).unlink()  # as when the launcher died after logging, before noting it
+        assert tracker.log_cell_once(record, folder) == first  # found in MLflow, noted again
+        assert (folder / MARKER).exists()
+        newer = {**record, "provenance": {**PROVENANCE, "finished_at": "2026-02-03T04:05:06+00:00"}}
+        second = tracker.log_cell_once(newer, folder)  # the cell evaluated again: a new record, a new run
+        assert second != first
+    finished = client.search_runs([tracker.experiment_id], "attributes.status = 'FINISHED'")
+    assert sorted(run.info.run_id for run in finished) == sorted([first, second, tracker.parent_run_id])

@@ -87,3 +87,47 @@ def test_bad_budgets_are_refused():
         Budget()
     with pytest.raises(ConfigError, match="'batch_size' must be a positive integer; got 0"):
         Budget(epochs=1, batch_size=0)
+
+
+def epoch_of(path):
+    return torch.load(path, weights_only=True)["epoch"]
+
+
+def test_each_save_keeps_the_previous_checkpoint(small, tmp_path):
+    fit(small, epochs=1, checkpoint_dir=tmp_path)
+    assert not (tmp_path / "last.pt.prev").exists()
+    fit(small, epochs=3, checkpoint_dir=tmp_path)
+    assert epoch_of(tmp_path / "last.pt") == 3 and epoch_of(tmp_path / "last.pt.prev") == 2
+    assert not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not a checkpoint"])
+def test_an_unreadable_checkpoint_falls_back_to_the_previous_one(small, tmp_path, caplog, damage):
+    unbroken, _ = fit(small, epochs=3)
+    fit(small, epochs=2, checkpoint_dir=tmp_path)  # last.pt at epoch 2, last.pt.prev at epoch 1
+    checkpoint = tmp_path / "last.pt"
+    data = checkpoint.read_bytes()
+    if damage == "not a checkpoint":
+        torch.save({"weights": torch.zeros(2)}, checkpoint)
+    else:
+        checkpoint.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    with caplog.at_level("WARNING", logger="bench.train"):
+        resumed, history = fit(small, epochs=3, checkpoint_dir=tmp_path)
+    assert f"checkpoint {checkpoint} is unreadable" in caplog.text
+    assert len(history.notes) == 1 and "resumed from last.pt.prev at epoch 1" in history.notes[0]
+    assert same_weights(unbroken, resumed) and history.steps == 9 and len(history.epochs) == 3
+    assert epoch_of(checkpoint) == 3 and epoch_of(tmp_path / "last.pt.prev") == 2  # the bad file is gone
+
+
+def test_unreadable_checkpoints_train_from_scratch_to_the_same_weights(small, tmp_path, caplog):
+    unbroken, _ = fit(small, epochs=2)
+    fit(small, epochs=2, checkpoint_dir=tmp_path)
+    for name in ("last.pt", "last.pt.prev"):
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 3])
+    with caplog.at_level("WARNING", logger="bench.train"):
+        retrained, history = fit(small, epochs=2, checkpoint_dir=tmp_path)
+    assert len(history.notes) == 2
+    assert str(tmp_path / "last.pt") in history.notes[0] and str(tmp_path / "last.pt.prev") in history.notes[1]
+    assert history.notes[-1].endswith("and trained from scratch") and "training from scratch" in caplog.text
+    assert same_weights(unbroken, retrained) and history.steps == 6

@@ -66,7 +66,7 @@ def _scores(importance: np.ndarray) -> tuple[dict[str, float], list[str]]:
     return {"disentanglement": d, "completeness": c}, d_notes + c_notes
 
 
-@variant("dci@dlib", needs_test=True, discrete_factors=True, n_jobs=-1)
+@variant("dci@dlib", needs_test=True, discrete_factors=True, option_types={"n_jobs": (int, None)}, n_jobs=-1)
 def dci_dlib(z_train, y_train, z_test, y_test, *, seed, n_jobs):
     """DCI with disentanglement_lib's classifier; informativeness is accuracy."""
     from sklearn.ensemble import GradientBoostingClassifier
@@ -80,7 +80,7 @@ def dci_dlib(z_train, y_train, z_test, y_test, *, seed, n_jobs):
     return MetricResult(scores, {"importance": importance}, notes)
 
 
-@variant("dci@reg", needs_test=True, n_jobs=-1)
+@variant("dci@reg", needs_test=True, option_types={"n_jobs": (int, None)}, n_jobs=-1)
 def dci_regressor(z_train, y_train, z_test, y_test, *, seed, n_jobs):
     """DCI with a gradient-boosted regressor; informativeness is R^2 (and MSE)."""
     from sklearn.ensemble import GradientBoostingRegressor

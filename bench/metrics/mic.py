@@ -59,7 +59,7 @@ def _aligned_codes(name, z, y, block_size, notes) -> tuple[np.ndarray, alignment
     return z[:, :used], alignment.supervised(used, y.shape[1], block_size, f"metric {name!r}")
 
 
-@variant("mic@aligned", alpha=0.6, c=15, est="mic_approx", block_size=1, block_reduce="mean")
+@variant("mic@aligned", option_types={"c": float}, alpha=0.6, c=15, est="mic_approx", block_size=1, block_reduce="mean")
 def mic_aligned(z_train, y_train, z_test, y_test, *, seed, alpha, c, est, block_size, block_reduce):
     """MIC/TIC of concept block k against factor k, averaged over factors."""
     _check("mic@aligned", alpha, c, est)
@@ -84,7 +84,7 @@ def mic_aligned(z_train, y_train, z_test, y_test, *, seed, alpha, c, est, block_
     return result
 
 
-@variant("mic@matched", alpha=0.6, c=15, est="mic_approx")
+@variant("mic@matched", option_types={"c": float}, alpha=0.6, c=15, est="mic_approx")
 def mic_matched(z_train, y_train, z_test, y_test, *, seed, alpha, c, est):
     """MIC/TIC of the Hungarian-matched (code, factor) pairs, averaged."""
     _check("mic@matched", alpha, c, est)
@@ -98,7 +98,7 @@ def mic_matched(z_train, y_train, z_test, y_test, *, seed, alpha, c, est):
     return result
 
 
-@variant("mic@flat", alpha=0.6, c=15, est="mic_approx", block_size=1)
+@variant("mic@flat", option_types={"c": float}, alpha=0.6, c=15, est="mic_approx", block_size=1)
 def mic_flat(z_train, y_train, z_test, y_test, *, seed, alpha, c, est, block_size):
     """Legacy MIC/TIC of the flattened aligned codes against the flattened factors."""
     _check("mic@flat", alpha, c, est)
