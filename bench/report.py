@@ -32,6 +32,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader
 
 from bench import figures, stats
+from bench.files import atomic_write
 
 
 DEFAULT_METRICS = [
@@ -520,7 +521,5 @@ def _write_texts(out_dir: Path, data: ReportData, merged: pd.DataFrame) -> list[
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (temporary file in the same folder, then a rename)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    """Write ``text`` atomically (bench.files.atomic_write: a locked temporary, swept if a write is killed)."""
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))

@@ -339,7 +339,8 @@ def _metric(spec, cell: Cell, model, dataset, train_split, eval_split, latents, 
 
 def _options(variant, given: dict[str, Any], block_size: int) -> dict[str, Any]:
     """The suite's options plus what the runner fills in per model: concept block size, factor
-    bins for discrete-only variants, and one process for scikit-learn (workers share the cores)."""
+    bins for discrete-only variants, and scikit-learn's ``n_jobs`` = the cell's threads (joblib runs
+    on threads inside a cell: bench.executor.cell_threads)."""
     options = dict(given)
     defaults = variant.defaults
     if "block_size" in defaults:

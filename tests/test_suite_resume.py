@@ -84,7 +84,7 @@ def test_a_suite_killed_mid_cell_resumes_to_identical_results(tmp_path):
             with np.load(file) as arrays:
                 list(arrays.values())
         elif file.suffix == ".pt":
-            torch.load(file, weights_only=False)
+            torch.load(file, weights_only=True)
 
 
 # --- MLflow after a killed invocation, --retry-failed ---------------------------------------------
