@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
-from bench.model import CausalModel, adam
-from bench.nets import ConvDecoder, ConvEncoder
-from bench.params import require
-from bench.registry import register_model
+from crlbench.core.errors import ConfigError
+from crlbench.core.params import require
+from crlbench.core.registry import register_model
+from crlbench.training.model import CausalModel, adam
+from crlbench.training.nets import ConvDecoder, ConvEncoder
 
 
 @dataclass(frozen=True)

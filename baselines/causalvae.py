@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import ConfigError
-from bench.graph import descendants, topological_levels
-from bench.model import CausalModel, adam
-from bench.nets import ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder
-from bench.params import require
-from bench.registry import register_model
+from crlbench.core.errors import ConfigError
+from crlbench.core.graph import descendants, topological_levels
+from crlbench.core.params import require
+from crlbench.core.registry import register_model
+from crlbench.training.model import CausalModel, adam
+from crlbench.training.nets import ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder
 
 # The reference code's initial A (``DagLayer.__init__`` in codebase/models/nns/mask.py, since commit
 # f30cde8), written in the reference's own label order, which for Pendulum and Flow is the card's original

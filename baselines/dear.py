@@ -13,7 +13,7 @@ Per batch, as the reference's alternating updates (xwshen51/DEAR ``train.py``, `
 The networks are the shared conv backbone (the reference's ResNet-50 / SAGAN trio does not fit a CPU
 budget: see docs/models.md, "Cost of the reference networks"); D keeps the reference's structure (x branch, z branch, joint branch,
 mean of the three scores) and its spectral normalisation. ``networks="reference"`` builds the
-reference trio instead (``bench.nets.Reference*``, 64x64 only, about 49.6 M parameters). The
+reference trio instead (``crlbench.training.nets.Reference*``, 64x64 only, about 49.6 M parameters). The
 reference has no working do(): here ``intervene`` abducts the prior noise in pre-nonlinearity space,
 sets the target and recomputes its descendants (Pearl's abduction, action, prediction).
 """
@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from bench.errors import ConfigError
-from bench.graph import descendants, topological_levels
-from bench.model import CausalModel, adam
-from bench.nets import (ConvDecoder, ConvEncoder, ReferenceJointDiscriminator, ReferenceResNetEncoder,
-                        ReferenceSAGANGenerator)
-from bench.params import require
-from bench.registry import register_model
+from crlbench.core.errors import ConfigError
+from crlbench.core.graph import descendants, topological_levels
+from crlbench.core.params import require
+from crlbench.core.registry import register_model
+from crlbench.training.model import CausalModel, adam
+from crlbench.training.nets import (ConvDecoder, ConvEncoder, ReferenceJointDiscriminator, ReferenceResNetEncoder,
+                                    ReferenceSAGANGenerator)
 
 FEATURES = 512  # the reference's dis_fc_size
 

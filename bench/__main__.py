@@ -1,5 +1,5 @@
-"""``python -m bench`` is the ``crlbench`` command."""
+"""``python -m crlbench`` is the ``crlbench`` command."""
 
-from bench.cli import console
+from crlbench.cli import console
 
 raise SystemExit(console())

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from bench import registry
-from bench.config import DatasetConfig, load_dataset_config
-from bench.errors import ConfigError, CrlbenchError
+from crlbench.core import registry
+from crlbench.core.config import DatasetConfig, load_dataset_config
+from crlbench.core.errors import ConfigError, CrlbenchError
 
 KIND_CHOICES = {"models": "model", "datasets": "dataset", "metrics": "metric"}
 MAX_COUNT = 64  # images per row of a preview
@@ -224,20 +224,20 @@ def _tracking_uri(args: argparse.Namespace, workdir: Path) -> str | None:
         return None
     if args.tracking_uri:
         return args.tracking_uri
-    from bench.tracking import default_tracking_uri
+    from crlbench.tracking.mlflow_runs import default_tracking_uri
 
     return default_tracking_uri(workdir)
 
 
 def run_suite_command(args: argparse.Namespace) -> int:
-    from bench.suite_config import load_suite
+    from crlbench.suites.suite_config import load_suite
 
     config = load_suite(args.config)
     return _run_suite(config, args)
 
 
 def run_single_command(args: argparse.Namespace) -> int:
-    from bench.suite_config import suite_from_dict
+    from crlbench.suites.suite_config import suite_from_dict
 
     budget = {key: value for key, value in (("epochs", args.epochs), ("steps", args.steps)) if value is not None}
     model = {"name": args.model, "hyperparameters": _key_values(args.hyperparameters, "--set")}
@@ -256,7 +256,7 @@ def run_single_command(args: argparse.Namespace) -> int:
 
 
 def _run_suite(config, args: argparse.Namespace) -> int:
-    from bench.suite import plan, run_suite
+    from crlbench.suites.suite import plan, run_suite
 
     workdir = _workdir(args)
     if getattr(args, "dry_run", False):
@@ -286,13 +286,13 @@ def _run_suite(config, args: argparse.Namespace) -> int:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
-    from bench.report import write_report
-    from bench.results import load_records
-    from bench.runner import provenance
+    from crlbench.reports.report import write_report
+    from crlbench.suites.results import load_records
+    from crlbench.suites.runner import provenance
 
     if args.source.suffix in (".yaml", ".yml"):
-        from bench.suite import suite_records
-        from bench.suite_config import load_suite
+        from crlbench.suites.suite import suite_records
+        from crlbench.suites.suite_config import load_suite
 
         config = load_suite(args.source)
         records = suite_records(config, _workdir(args))
@@ -319,8 +319,8 @@ def run_report_command(args: argparse.Namespace) -> int:
 def run_tune_command(args: argparse.Namespace) -> int:
     import optuna
 
-    from bench.suite_config import check_name
-    from bench.tune import export_best, load_tune, state_counts, study_folder, study_report, tune
+    from crlbench.suites.suite_config import check_name
+    from crlbench.tuning.tune import export_best, load_tune, state_counts, study_folder, study_report, tune
 
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     config = load_tune(args.config)
@@ -352,7 +352,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
 def run_ui_command(args: argparse.Namespace) -> int:
     import subprocess
 
-    from bench.tracking import ui_command
+    from crlbench.tracking.mlflow_runs import ui_command
 
     command = ui_command(_workdir(args), port=args.port)
     print("starting: " + " ".join(command))
@@ -407,7 +407,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from bench.preview import dataset_preview
+    from crlbench.reports.preview import dataset_preview
 
     if not 0 < args.count <= MAX_COUNT:
         raise ConfigError(f"--count must be an integer from 1 to {MAX_COUNT}; got {args.count}")

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import registry
-from bench.train import Budget, build_model, train
+from crlbench.core import registry
+from crlbench.training.train import Budget, build_model, train
 
 SAMPLE = 512
 

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from bench.metrics import compute, library_versions
-from bench.metrics.mine import mine_score
+from crlbench.metrics import compute, library_versions
+from crlbench.metrics.mine import mine_score
 
 DEFAULT_BATTERY = ["dci@reg", "irs@dlib", "irs@suter", "mig", "sap@discrete", "sap@continuous", "modularity",
                    "mcc@pearson", "mcc@spearman", "r2@linear"]

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from bench import registry
-from bench.train import build_model, optimisation_step
+from crlbench.core import registry
+from crlbench.training.train import build_model, optimisation_step
 
 
 def images_per_second(name: str, card, batch_size: int, steps: int, warmup: int = 3, **hyperparameters) -> float:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datasets.flow import draw_flow, water_flow, water_height
-from datasets.pendulum import draw_pendulum, shadow_length, shadow_position
+from crlbench.datasets.flow import draw_flow, water_flow, water_height
+from crlbench.datasets.pendulum import draw_pendulum, shadow_length, shadow_position
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "reference_samples"
 

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from bench import registry
+from crlbench.core import registry
 
 
 def numpy_speed(name: str, size: int, **params) -> tuple[int, float]:

@@ -1,4 +1,4 @@
-"""Time ``bench.report.write_report`` on a synthetic suite: 4 models x 3 datasets x 3 seeds (36 cells),
+"""Time ``crlbench.reports.report.write_report`` on a synthetic suite: 4 models x 3 datasets x 3 seeds (36 cells),
 64x64 intervention grids (8 samples per factor) and 16 x 4 matrices, one cell failed.
 
 The cells come from ``tests/report_fixture.py``, the generator the report tests use. Prints the
@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))  # report_fixture; crlbench itself is installed
 
-from bench import figures, report, stats  # noqa: E402
-from bench.results import load_records  # noqa: E402
+from crlbench.reports import figures, report, stats  # noqa: E402
+from crlbench.suites.results import load_records  # noqa: E402
 from report_fixture import write_cells  # noqa: E402
 
 

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import torch
 
-from bench import registry
-from bench.metrics import compute, compute_with_model
-from bench.train import Budget, build_model, train
+from crlbench.core import registry
+from crlbench.metrics import compute, compute_with_model
+from crlbench.training.train import Budget, build_model, train
 
 
 def latents(model, images: np.ndarray) -> np.ndarray:

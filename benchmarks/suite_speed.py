@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def timed(*args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bench", *args], check=False, cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "crlbench", *args], check=False, cwd=ROOT,
                    env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 

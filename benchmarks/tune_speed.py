@@ -48,7 +48,7 @@ def run_study(path: Path, workdir: Path, name: str, trials: int, workers: int) -
         import json, time
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        from bench.tune import load_tune, tune
+        from crlbench.tuning.tune import load_tune, tune
         start = time.perf_counter()
         study = tune(load_tune({str(path)!r}), workdir={str(workdir)!r}, study_name={name!r},
                      n_trials={trials}, workers={workers})

@@ -17,10 +17,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from bench.errors import ConfigError, accepted, unknown_name
-from bench.graph import descendants
-from bench.params import parse_params
-from datasets.cache import ArrayCache, content_key
+from crlbench.core.errors import ConfigError, accepted, unknown_name
+from crlbench.core.graph import descendants
+from crlbench.core.params import parse_params
+from crlbench.datasets.cache import ArrayCache, content_key
 
 RENDER_CHUNK = 256  # images rendered per vectorised call; bounds memory at about 30 MB at 64x64
 

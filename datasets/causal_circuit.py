@@ -36,10 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from bench.params import require_counts
-from bench.registry import register_dataset
-from datasets.base import Factor, SCMDataset, random_stream
-from datasets.raster import Canvas
+from crlbench.core.params import require_counts
+from crlbench.core.registry import register_dataset
+from crlbench.datasets.base import Factor, SCMDataset, random_stream
+from crlbench.datasets.raster import Canvas
 
 KAPPA = 20.0  # concentration of the Beta light mechanisms
 BUTTON_CENTRES = {"blue": 0.85, "green": 0.25, "red": 0.55}  # positions along the arc

@@ -23,10 +23,10 @@ from typing import Literal
 
 import numpy as np
 
-from bench.params import require, require_counts
-from bench.registry import register_dataset
-from datasets.base import Factor, SCMDataset, grid_split, random_stream, random_test_mask
-from datasets.raster import Canvas, axes_box, rgb, snap
+from crlbench.core.params import require, require_counts
+from crlbench.core.registry import register_dataset
+from crlbench.datasets.base import Factor, SCMDataset, grid_split, random_stream, random_test_mask
+from crlbench.datasets.raster import Canvas, axes_box, rgb, snap
 
 BALL_INDICES = np.arange(5, 35)
 HEIGHT_NOISE = np.arange(10, 40)

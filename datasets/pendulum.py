@@ -22,10 +22,10 @@ from typing import Literal
 
 import numpy as np
 
-from bench.params import require, require_counts
-from bench.registry import register_dataset
-from datasets.base import Factor, SCMDataset, grid_split, random_test_mask
-from datasets.raster import Canvas, axes_box, rgb
+from crlbench.core.params import require, require_counts
+from crlbench.core.registry import register_dataset
+from crlbench.datasets.base import Factor, SCMDataset, grid_split, random_test_mask
+from crlbench.datasets.raster import Canvas, axes_box, rgb
 
 ANGLE_INDICES = np.arange(-40, 44)
 LIGHT_INDICES = np.array([j for j in range(60, 148) if j != 100])  # tan(phi) is infinite at j = 100

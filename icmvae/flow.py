@@ -9,7 +9,7 @@ fed the whole flattened latent masked to the parents' blocks (a root sees zeros,
 constants). The flow is evaluated by topological levels: every node whose parents are done is
 computed at once. ``log_det`` = sum of s is the exact log |det dz / d eps| of this block-triangular map.
 
-Reference-code quirks, each an option of :class:`icmvae.model.ICMVAEConfig`: one s/t pair shared by
+Reference-code quirks, each an option of :class:`crlbench.icmvae.model.ICMVAEConfig`: one s/t pair shared by
 all nodes (``shared_mechanism_nets``), s and t squashed by a sigmoid (``bounded_st``).
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.graph import topological_levels
+from crlbench.core.graph import topological_levels
 
 HIDDEN = 100
 

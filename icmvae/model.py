@@ -4,7 +4,7 @@ Reference: Akomand/ICM-VAE, ``models/icm_vae.py`` (``ICM_VAE.forward``), ``model
 ``codebase/models/shared/causal_masked_flow.py`` and ``experiments/train_{pendulum,flow,circuit}.py``;
 this project's deviations are listed in ``docs/models.md``.
 
-encoder x -> eps [B, K, k]; causal flow eps -> z (icmvae.flow); decoder z -> x. The loss is
+encoder x -> eps [B, K, k]; causal flow eps -> z (crlbench.icmvae.flow); decoder z -> x. The loss is
 ``ICM_VAE.forward``'s:
 
     rec  = W * mean per-pixel BCE(logits, x)             (BCE summed over the width, averaged over the rest)
@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import ConfigError
-from bench.model import CausalModel, adam
-from bench.nets import ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder
-from bench.params import require
-from bench.registry import register_model
-from icmvae.flow import MaskedAffineFlow
+from crlbench.core.errors import ConfigError
+from crlbench.core.params import require
+from crlbench.core.registry import register_model
+from crlbench.icmvae.flow import MaskedAffineFlow
+from crlbench.training.model import CausalModel, adam
+from crlbench.training.nets import ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import registry
+from crlbench.core import registry
 
 SMALL_CIRCUIT = {"n_train": 200, "n_val": 40, "n_test": 40}
 REFERENCE_SAMPLES = Path(__file__).parent / "data" / "reference_samples"

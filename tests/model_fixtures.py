@@ -2,7 +2,7 @@
 
 import torch
 
-from bench import registry
+from crlbench.core import registry
 
 
 def card_32(name, tmp_path_factory):

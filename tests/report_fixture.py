@@ -1,6 +1,6 @@
 """Synthetic cell folders for the report tests and the report benchmark.
 
-``write_cells`` writes what a finished suite leaves behind (bench/results.py): ``result.json`` for each
+``write_cells`` writes what a finished suite leaves behind (bench/suites/results.py): ``result.json`` for each
 (dataset, label, seed), the matrices of ``dci@reg`` and ``mic@aligned`` as npz, and a small
 ``interventions.npz``. Scores follow a per-label quality so that one label (``icm_vae`` by default) is
 clearly best on every score, whichever its direction: higher-is-better scores grow with quality,
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.results import write_json, write_npz
+from crlbench.suites.results import write_json, write_npz
 
 DATASETS = ("pendulum", "flow", "causal_circuit")
 LABELS = ("icm_vae", "causal_vae", "dear", "beta_vae")

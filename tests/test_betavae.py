@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from bench import registry
-from bench.errors import ConfigError
-from bench.train import build_model
+from crlbench.core import registry
+from crlbench.core.errors import ConfigError
+from crlbench.training.train import build_model
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import stat
 import numpy as np
 import pytest
 
-from bench import registry
-from datasets.cache import CacheCorruptedWarning
+from crlbench.core import registry
+from crlbench.datasets.cache import CacheCorruptedWarning
 
 SMALL = {"n_train": 20, "n_val": 4, "n_test": 4, "size": 16}
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from datasets.causal_circuit import button_press, encode_noise
+from crlbench.datasets.causal_circuit import button_press, encode_noise
 
 ARM, BLUE, GREEN, RED = range(4)
 

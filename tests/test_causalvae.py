@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench import registry
+from crlbench.core import registry
 from model_fixtures import card_32, random_batch
-from bench.errors import ConfigError
-from bench.train import build_model
-from baselines.causalvae import REFERENCE_A0, acyclicity
+from crlbench.baselines.causalvae import REFERENCE_A0, acyclicity
+from crlbench.core.errors import ConfigError
+from crlbench.training.train import build_model
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_reconstruction_is_summed_over_the_width_as_the_reference(card):
 
 
 def test_reconstruction_fix_bumps_the_model_version():
-    from baselines.causalvae import CausalVAE
+    from crlbench.baselines.causalvae import CausalVAE
 
     assert CausalVAE.version == "2"
 
@@ -128,7 +128,7 @@ def test_reference_backbone_reads_rgba_and_answers_in_rgb(card):
 
 
 def test_reference_backbone_trains_and_uses_every_parameter(card):
-    from bench.train import optimisation_step
+    from crlbench.training.train import optimisation_step
 
     model = build_model("causal_vae", card, seed=0, backbone="reference")
     losses = optimisation_step(model, model.optimizers(), batch(), 0)

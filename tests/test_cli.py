@@ -6,13 +6,13 @@ import sys
 import pytest
 from PIL import Image
 
-from bench.cli import main
-from datasets.cache import CacheCorruptedWarning
+from crlbench.cli import main
+from crlbench.datasets.cache import CacheCorruptedWarning
 
 
 def crlbench(*args, workdir):
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args, "--workdir", str(workdir)], capture_output=True, text=True
+        [sys.executable, "-m", "crlbench", *args, "--workdir", str(workdir)], capture_output=True, text=True
     )
 
 
@@ -34,7 +34,7 @@ def test_generate_reports_split_sizes_then_hits_the_cache(tmp_path):
 def test_show_writes_samples_and_one_intervention_strip_per_factor(tmp_path):
     out = tmp_path / "grid.png"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "data", "show", "configs/datasets/pendulum.yaml", "--size", "32",
+        [sys.executable, "-m", "crlbench", "data", "show", "configs/datasets/pendulum.yaml", "--size", "32",
          "--workdir", str(tmp_path), "--out", str(out), "--count", "4"],
         capture_output=True, text=True,
     )
@@ -54,7 +54,7 @@ def test_bad_input_exits_2_with_the_accepted_values(tmp_path):
 def test_show_draws_one_sample_row_and_one_strip_per_factor(tmp_path):
     out = tmp_path / "grid.png"
     assert main(["data", "show", "flow", "--size", "16", "--count", "3", "--workdir", str(tmp_path), "--out", str(out)]) == 0
-    from bench.preview import HEADER, PADDING
+    from crlbench.reports.preview import HEADER, PADDING
 
     assert Image.open(out).height == HEADER + 5 * (16 * 2 + PADDING)  # samples + 4 factors, tiles scaled x2
 
@@ -110,7 +110,7 @@ def test_failed_cells_have_their_own_exit_status_apart_from_bad_input(tmp_path, 
     # Exit 2 is bad input; a suite that ran with N failed cells exits 10 + N (at most 99).
     import yaml
 
-    from bench.cli import EXIT_FAILED, EXIT_INPUT, failed_status
+    from crlbench.cli import EXIT_FAILED, EXIT_INPUT, failed_status
     from suite_fixture import PLUGINS, TINY
 
     monkeypatch.syspath_prepend(str(PLUGINS))

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench import files
-from bench.cli import main
-from bench.errors import DiskFullError, UnsafeCheckpointError
-from bench.files import atomic_write, sweep_temporaries
-from bench.results import UnreadableRecordWarning, cell_dir, load_records, read_result, write_json
-from bench.suite import plan, run_suite
-from bench.suite_config import load_suite
-from bench.train import Budget, build_model, train
+from crlbench.cli import main
+from crlbench.core import files
+from crlbench.core.errors import DiskFullError, UnsafeCheckpointError
+from crlbench.core.files import atomic_write, sweep_temporaries
+from crlbench.suites.results import UnreadableRecordWarning, cell_dir, load_records, read_result, write_json
+from crlbench.suites.suite import plan, run_suite
+from crlbench.suites.suite_config import load_suite
+from crlbench.training.train import Budget, build_model, train
 from suite_fixture import write_suite
 
 
@@ -120,7 +120,7 @@ def test_corrupt_latents_are_encoded_again_and_the_old_scores_kept(work, tmp_pat
     config, workdir, directory, before = work
     truncate(directory / "latents.npz")
     checkpoint = (directory / "checkpoint" / "last.pt").stat().st_mtime_ns
-    with caplog.at_level(logging.WARNING, logger="bench.runner"):
+    with caplog.at_level(logging.WARNING, logger="crlbench.suites.runner"):
         summary = run_suite(added_metric(config, tmp_path), workdir, progress=False)
     assert (summary.ok, summary.failed) == (2, 0)
     after = read_result(directory)
@@ -139,7 +139,7 @@ def test_a_corrupt_metric_result_is_computed_again(work, caplog):
     (directory / "metrics" / "dci@reg.json").write_text('{"scores": {"disent')
     truncate(directory / "metrics" / "mcc@pearson.json", keep=0)
     (directory / "result.json").unlink()
-    with caplog.at_level(logging.WARNING, logger="bench.runner"):
+    with caplog.at_level(logging.WARNING, logger="crlbench.suites.runner"):
         assert run_suite(config, workdir, progress=False).ok == 1
     after = read_result(directory)
     assert after["status"] == "ok" and after["scores"] == before["scores"]
@@ -184,7 +184,7 @@ def test_a_corrupt_checkpoint_and_corrupt_latents_retrain_the_cell(work, tmp_pat
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    from bench import registry
+    from crlbench.core import registry
 
     dataset = registry.dataset("pendulum", cache_dir=tmp_path_factory.mktemp("data"), size=32)
     split = dataset.split("train")

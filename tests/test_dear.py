@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench import registry
+from crlbench.core import registry
 from model_fixtures import card_32, random_batch
-from bench.errors import ConfigError
-from bench.train import build_model
-from baselines.dear import MonotoneMap
+from crlbench.baselines.dear import MonotoneMap
+from crlbench.core.errors import ConfigError
+from crlbench.training.train import build_model
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_reference_networks_encode_reconstruct_and_intervene_at_64(card_64):
 
 
 def test_reference_networks_train_one_step_with_finite_losses(card_64):
-    from bench.train import optimisation_step
+    from crlbench.training.train import optimisation_step
 
     model = build_model("dear", card_64, seed=0, networks="reference")
     losses = optimisation_step(model, model.optimizers(), random_batch(4, size=64), 0)

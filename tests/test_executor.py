@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import executor
-from bench.errors import ConfigError
-from bench.results import cell_dir, read_result
-from bench.suite import run_suite
-from bench.suite_config import load_suite
+from crlbench.core.errors import ConfigError
+from crlbench.suites import executor
+from crlbench.suites.results import cell_dir, read_result
+from crlbench.suites.suite import run_suite
+from crlbench.suites.suite_config import load_suite
 from suite_fixture import PLUGINS, write_suite
 
 LINUX_PROC = Path("/proc/self/stat").exists()
@@ -68,14 +68,14 @@ def test_workers_never_oversubscribe_the_cores(tmp_path, monkeypatch, caplog):
     assert executor.scheduled_workers(2, 4, cores=2) == 1  # one worker at least, even on too few cores
     assert executor.scheduled_workers(3, 2, cores=16) == 3
 
-    import bench.runner
+    import crlbench.suites.runner
 
     config = load_suite(write_suite(tmp_path, threads=2))
     ran = []
     monkeypatch.setattr(executor, "available_cores", lambda: 2)
-    monkeypatch.setattr(bench.runner, "run_cell", lambda cell, workdir, **kwargs: ran.append(cell) or
+    monkeypatch.setattr(crlbench.suites.runner, "run_cell", lambda cell, workdir, **kwargs: ran.append(cell) or
                         {"hash": cell.hash, "status": "ok"})
-    with caplog.at_level(logging.WARNING, logger="bench.executor"):
+    with caplog.at_level(logging.WARNING, logger="crlbench.suites.executor"):
         executor.run_cells(config.cells(), tmp_path / "work", workers=2, progress=False)
     assert ran == config.cells()  # in this process: 2 workers x 2 threads do not fit 2 cores
     assert "running 1 worker(s), not 2: each cell computes with 2 thread(s) and 2 core(s) are available" in caplog.text
@@ -119,7 +119,7 @@ class WorkerLog(logging.Handler):
 def test_a_killed_worker_fails_only_its_own_cell_and_the_others_finish(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGINS))  # spawned workers get this process's sys.path
     config = load_suite(write_suite(tmp_path, **slow_suite([0, 1, 2], steps=48, step_seconds=0.1)))
-    handler, logger = WorkerLog(), logging.getLogger("bench.executor")
+    handler, logger = WorkerLog(), logging.getLogger("crlbench.suites.executor")
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -186,12 +186,12 @@ def wait_until_gone(session: int, timeout: float) -> list[str]:
 
 SUITE_SCRIPT = textwrap.dedent("""
     import logging, sys
-    from bench.suite import run_suite
-    from bench.suite_config import load_suite
+    from crlbench.suites.suite import run_suite
+    from crlbench.suites.suite_config import load_suite
 
     if __name__ == "__main__":
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        logging.getLogger("bench.executor").setLevel(logging.DEBUG)
+        logging.getLogger("crlbench.suites.executor").setLevel(logging.DEBUG)
         run_suite(load_suite(sys.argv[1]), sys.argv[2], workers=2, progress=False)
 """)
 
@@ -229,7 +229,7 @@ def test_killing_the_suites_process_leaves_no_worker_behind(tmp_path):
 
 WATCHDOG_SCRIPT = textwrap.dedent("""
     import multiprocessing, os, sys, time
-    from bench import executor
+    from crlbench.suites import executor
 
     if __name__ == "__main__":
         child = multiprocessing.get_context("spawn").Process(target=executor._watch_parent, args=(os.getpid(),))

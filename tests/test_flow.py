@@ -10,7 +10,7 @@ plotting); the legacy 5254 / 1620 split is also hard-coded in Akomand/ICM-VAE
 import numpy as np
 import pytest
 
-from bench import registry
+from crlbench.core import registry
 
 
 def test_full_grid_has_8100_samples_split_6480_1620(flow):

@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import registry
+from crlbench.core import registry
 from model_fixtures import card_32, random_batch
-from bench.errors import ConfigError
-from bench.train import Budget, build_model, train
-from bench.graph import topological_levels
-from icmvae.flow import MaskedAffineFlow
-from icmvae.model import warmup
+from crlbench.core.errors import ConfigError
+from crlbench.core.graph import topological_levels
+from crlbench.icmvae.flow import MaskedAffineFlow
+from crlbench.icmvae.model import warmup
+from crlbench.training.train import Budget, build_model, train
 
 PENDULUM = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
 FLOW = np.array([[0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]])

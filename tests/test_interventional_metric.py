@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import registry
-from bench.errors import ConfigError
-from bench.metrics import compute, compute_with_model
+from crlbench.core import registry
+from crlbench.core.errors import ConfigError
+from crlbench.metrics import compute, compute_with_model
 
 
 class Oracle:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.errors import ConfigError
+from crlbench.core.errors import ConfigError
 
 
 def sample(dataset, count=64):
@@ -72,8 +72,8 @@ def test_discrete_factors_accept_only_grid_values(pendulum):
 
 
 def test_descendants_follow_the_reference_closed_forms(pendulum, flow):
-    from datasets.flow import water_flow, water_height
-    from datasets.pendulum import shadow_length, shadow_position
+    from crlbench.datasets.flow import water_flow, water_height
+    from crlbench.datasets.pendulum import shadow_length, shadow_position
 
     factors, noise = sample(pendulum)
     after = pendulum.intervene(factors, noise, "light_angle", 75)

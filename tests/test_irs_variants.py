@@ -5,10 +5,10 @@ import warnings
 import numpy as np
 import pytest
 
-from bench import registry
-from bench.cli import main
-from bench.metrics import compute
-from bench.suite_config import suite_from_dict
+from crlbench.cli import main
+from crlbench.core import registry
+from crlbench.metrics import compute
+from crlbench.suites.suite_config import suite_from_dict
 from metric_fixture import golden_fixture
 from suite_fixture import TINY
 

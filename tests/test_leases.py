@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.lease import Holder, Leases, cell_lease, lease_state, pid_alive
-from bench.results import cell_dir, load_records
-from bench.suite import plan, run_suite
-from bench.suite_config import load_suite
+from crlbench.suites.lease import Holder, Leases, cell_lease, lease_state, pid_alive
+from crlbench.suites.results import cell_dir, load_records
+from crlbench.suites.suite import plan, run_suite
+from crlbench.suites.suite_config import load_suite
 from suite_fixture import PLUGINS, write_suite
 
-ROOT = Path(__file__).parent.parent
 
 
 def _lease(tmp_path: Path, name: str = "0123456789abcdef") -> Path:
@@ -77,12 +76,12 @@ def test_a_lease_whose_heartbeat_stopped_is_taken_over_and_the_takeover_logged(t
     with Leases(heartbeat_s=3600) as old, Leases(stale_after_s=60) as new:
         old.acquire(path, "cell x")
         _age(path, 120)  # as if its holder hung, or its machine went away
-        with caplog.at_level(logging.WARNING, logger="bench.lease"):
+        with caplog.at_level(logging.WARNING, logger="crlbench.suites.lease"):
             assert new.acquire(path, "cell x")
         assert f"taking over the lease of invocation {old.holder.invocation}" in caplog.text
         assert "heartbeat is 120 s old" in caplog.text
         assert lease_state(path).holder == new.holder
-        with caplog.at_level(logging.WARNING, logger="bench.lease"):
+        with caplog.at_level(logging.WARNING, logger="crlbench.suites.lease"):
             old.beat()  # the old holder finds out instead of overwriting the new lease
         assert f"lost its lease to invocation {new.holder.invocation}" in caplog.text
         old.release(path)
@@ -97,7 +96,7 @@ def test_the_lease_of_a_dead_process_is_taken_over_at_once(tmp_path, caplog):
     path.write_text(json.dumps(dead.__dict__))  # fresh heartbeat, but its process has ended
     assert not pid_alive(dead.pid)
     assert lease_state(path).stale == f"its process {dead.pid} has ended"
-    with Leases() as new, caplog.at_level(logging.WARNING, logger="bench.lease"):
+    with Leases() as new, caplog.at_level(logging.WARNING, logger="crlbench.suites.lease"):
         assert new.acquire(path, "cell x")
     assert f"pid {dead.pid}" in caplog.text and "deadbeef0000" in caplog.text
 
@@ -115,7 +114,7 @@ def test_a_lease_from_another_machine_is_judged_by_its_heartbeat_only(tmp_path):
 CONTENDER = """
 import sys, time
 from pathlib import Path
-from bench.lease import Leases
+from crlbench.suites.lease import Leases
 path, go, done = (Path(arg) for arg in sys.argv[1:])
 leases = Leases()
 while not go.exists():
@@ -131,7 +130,7 @@ def test_one_of_many_launchers_takes_a_stale_lease(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(Holder("deadbeef0000", Holder.current().host, _dead_pid(), "-").__dict__))
     go, done = tmp_path / "go", tmp_path / "done"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)  # crlbench is installed: the repository root is no import path
     contenders = [subprocess.Popen([sys.executable, "-c", CONTENDER, str(path), str(go), str(done)], env=env,
                                    stdout=subprocess.PIPE, text=True) for _ in range(6)]
     time.sleep(1.0)  # all started and waiting
@@ -161,7 +160,7 @@ def plugin_path(monkeypatch):
 
 
 def test_dry_run_shows_a_cell_running_elsewhere_and_its_holder(tmp_path, plugin_path, capsys):
-    from bench.cli import main
+    from crlbench.cli import main
 
     path = write_suite(tmp_path, **TINY)
     config, workdir = load_suite(path), tmp_path / "work"
@@ -179,7 +178,7 @@ def test_dry_run_shows_a_cell_running_elsewhere_and_its_holder(tmp_path, plugin_
 def test_a_suite_waits_for_a_cell_running_elsewhere_and_collects_it(tmp_path, plugin_path, caplog):
     """Another launcher holds the first cell: this one runs the second, waits, and counts the first
     as run elsewhere, without training it."""
-    from bench.runner import run_cell
+    from crlbench.suites.runner import run_cell
 
     config, workdir = load_suite(write_suite(tmp_path, **TINY)), tmp_path / "work"
     first, second = config.cells()
@@ -196,7 +195,7 @@ def test_a_suite_waits_for_a_cell_running_elsewhere_and_collects_it(tmp_path, pl
 
     thread = threading.Thread(target=other_launcher)
     thread.start()
-    with caplog.at_level(logging.WARNING, logger="bench.suite"):
+    with caplog.at_level(logging.WARNING, logger="crlbench.suites.suite"):
         summary = run_suite(config, workdir, progress=False, poll_s=0.1)
     thread.join()
     assert (summary.ok, summary.elsewhere, summary.cached, summary.failed) == (1, 1, 0, 0)
@@ -212,7 +211,7 @@ def test_a_suite_takes_over_a_cell_whose_launcher_died(tmp_path, plugin_path, ca
     path.parent.mkdir(parents=True)
     me = Holder.current()
     path.write_text(json.dumps(Holder("deadbeef0000", me.host, _dead_pid(), "-", me.boot_id, me.pid_namespace).__dict__))
-    with caplog.at_level(logging.WARNING, logger="bench.lease"):
+    with caplog.at_level(logging.WARNING, logger="crlbench.suites.lease"):
         summary = run_suite(config, workdir, progress=False)
     assert (summary.ok, summary.elsewhere) == (2, 0)
     assert "taking over the lease of invocation deadbeef0000" in caplog.text
@@ -224,7 +223,7 @@ COUNTING_PLUGIN = '''
 """linear_ae that notes every training it starts from scratch in $CRLBENCH_TEST_TRAININGS."""
 import os
 
-from bench.registry import register_model
+from crlbench.core.registry import register_model
 from crl_plugin_models import LinearAutoencoder
 
 
@@ -249,9 +248,9 @@ def test_two_launchers_at_once_share_a_fresh_work_directory(tmp_path):
                                     "budget": {"steps": 8, "batch_size": 16},
                                     "models": [{"name": "counted_ae", "hyperparameters": {"step_seconds": 0.05}}]})
     workdir, trainings = tmp_path / "work", tmp_path / "trainings.txt"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS), str(tmp_path)]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(tmp_path)]),
            "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "CRLBENCH_TEST_TRAININGS": str(trainings)}
-    command = [sys.executable, "-m", "bench", "suite", str(path), "--workdir", str(workdir)]
+    command = [sys.executable, "-m", "crlbench", "suite", str(path), "--workdir", str(workdir)]
     launchers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
     outputs = [process.communicate(timeout=600) for process in launchers]

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from bench import registry
-from bench.errors import ConfigError, UnknownNameError
-from bench.metrics import compute
-from bench.metrics.dci import completeness, disentanglement
-from bench.metrics.modularity import modularity
+from crlbench.core import registry
+from crlbench.core.errors import ConfigError, UnknownNameError
+from crlbench.metrics import compute
+from crlbench.metrics.dci import completeness, disentanglement
+from crlbench.metrics.modularity import modularity
 
 ALL_VARIANTS = ["dci@dlib", "dci@reg", "irs@dlib", "irs@suter", "irs@icmvae", "mig", "sap@discrete", "sap@continuous",
                 "modularity", "mcc@pearson", "mcc@spearman", "r2@linear", "mic@aligned", "mic@matched", "mic@flat"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sklearn
 
-from bench.metrics import compute
+from crlbench.metrics import compute
 from metric_fixture import golden_fixture
 
 FIXTURE = golden_fixture()

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.metrics import compute
-from bench.metrics.mine import mine_score
+from crlbench.metrics import compute
+from crlbench.metrics.mine import mine_score
 from metric_fixture import golden_fixture
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "minepy_golden.json").read_text())

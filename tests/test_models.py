@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench import registry
-from bench.train import Budget, build_model, train
+from crlbench.core import registry
+from crlbench.training.train import Budget, build_model, train
 
 MODELS = ["beta_vae", "icm_vae", "causal_vae", "dear"]
 
@@ -60,7 +60,7 @@ def test_a_short_run_trains_and_every_method_answers(data, name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_overfitting_one_fixed_batch_lowers_the_loss(data, name):
-    from bench.train import optimisation_step
+    from crlbench.training.train import optimisation_step
 
     card, images, factors = data
     model = build_model(name, card, seed=0)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bench.errors import ConfigError
-from bench.nets import ConvDecoder, ConvEncoder
+from crlbench.core.errors import ConfigError
+from crlbench.training.nets import ConvDecoder, ConvEncoder
 
 
 @pytest.mark.parametrize("size", [32, 64, 96])
@@ -26,7 +26,7 @@ def test_sizes_not_divisible_by_16_are_refused():
 
 
 def test_reference_concept_decoders_average_per_concept_mlps():
-    from bench.nets import ReferenceConceptDecoders
+    from crlbench.training.nets import ReferenceConceptDecoders
 
     torch.manual_seed(0)
     decoders = ReferenceConceptDecoders(concepts=3, concept_dim=2, out_channels=1, image_size=4)
@@ -42,7 +42,7 @@ def test_reference_concept_decoders_average_per_concept_mlps():
 
 
 def test_reference_encoder_reads_the_flattened_rgba_image():
-    from bench.nets import ReferenceMLPEncoder
+    from crlbench.training.nets import ReferenceMLPEncoder
 
     assert ReferenceMLPEncoder(16, 4, 16)(torch.rand(2, 4, 16, 16)).shape == (2, 16)
 
@@ -51,7 +51,7 @@ def test_reference_resnet_encoder_is_resnet50_with_the_dear_head():
     """torchvision's ResNet-50 without its fc is 23 508 032 parameters; DEAR's head (enc_fc_size 1024, out 12):
     Linear 2048*1024+1024 = 2 098 176, BN 2 048, residual block 2 x (1 049 600 + 2 048) = 2 103 296,
     Linear 1024*12+12 = 12 300: 4 215 820; total 27 723 852."""
-    from bench.nets import ReferenceResNetEncoder
+    from crlbench.training.nets import ReferenceResNetEncoder
 
     encoder = ReferenceResNetEncoder(12)
     assert sum(p.numel() for p in encoder.features.parameters()) == 23_508_032
@@ -68,7 +68,7 @@ def test_reference_sagan_generator_size_and_shape():
     self-attention (128): 2 064 + 2 064 + 8 256 + 8 320 + sigma 1 = 20 705;
     block 128->64 (64): 73 792 + 36 928 + 8 256 + 256 + 128 + 524 288 = 643 648;
     BN 128 + SNconv3x3 64->3 1 731; total 8 553 956."""
-    from bench.nets import ReferenceSAGANGenerator
+    from crlbench.training.nets import ReferenceSAGANGenerator
 
     generator = ReferenceSAGANGenerator(6)
     assert sum(p.numel() for p in generator.parameters()) == 8_553_956
@@ -82,7 +82,7 @@ def test_reference_joint_discriminator_size_and_shape():
     SN-Linear 512->1 513: 9 602 610. z branch: 6*512+512 = 3 584, 3 residual blocks 6 x 262 656 = 1 575 936,
     score 513: 1 580 033. Joint branch on 1024 features: 524 800 + 1 575 936 + 513 = 2 101 249.
     Total 13 283 892."""
-    from bench.nets import ReferenceJointDiscriminator
+    from crlbench.training.nets import ReferenceJointDiscriminator
 
     discriminator = ReferenceJointDiscriminator(6)
     assert sum(p.numel() for p in discriminator.parameters()) == 13_283_892
@@ -90,7 +90,7 @@ def test_reference_joint_discriminator_size_and_shape():
 
 
 def test_reference_gan_networks_are_built_only_at_64():
-    from bench.nets import ReferenceSAGANGenerator
+    from crlbench.training.nets import ReferenceSAGANGenerator
 
     with pytest.raises(ConfigError, match="image size must be 64 .*got 32"):
         ReferenceSAGANGenerator(6, 3, 32)

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.cli import EXIT_INPUT, main, unwritable
-from bench.errors import ConfigError
+from crlbench.cli import EXIT_INPUT, main, unwritable
+from crlbench.core.errors import ConfigError
 from report_fixture import write_cells
 from suite_fixture import PLUGINS, TINY
 
@@ -88,7 +88,7 @@ def read_only(strategy: str, folder: Path) -> list[str]:
 def crlbench(prefix: list[str], *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
            "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([*prefix, sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([*prefix, sys.executable, "-m", "crlbench", *args], capture_output=True, text=True, env=env,
                           timeout=300)
 
 
@@ -115,7 +115,7 @@ ESCAPING = ["../../x", "", "/tmp/crlbench-absolute", "a/b", "..", "."]
 
 @pytest.mark.parametrize("name", ESCAPING, ids=repr)
 def test_a_study_name_that_would_leave_the_work_directory_is_refused_before_anything_is_written(tmp_path, name):
-    from bench.tune import load_tune, tune
+    from crlbench.tuning.tune import load_tune, tune
 
     config = load_tune(write_yaml(tmp_path / "tune.yaml", TINY_TUNE))
     workdir = tmp_path / "a" / "b" / "work"
@@ -139,7 +139,7 @@ def test_the_tune_command_refuses_such_a_study_name_naming_the_flag(tmp_path, na
 
 @pytest.mark.parametrize("name", ESCAPING, ids=repr)
 def test_a_tune_file_whose_name_would_leave_the_work_directory_is_refused_at_load(tmp_path, name):
-    from bench.tune import load_tune
+    from crlbench.tuning.tune import load_tune
 
     path = write_yaml(tmp_path / "tune.yaml", {**TINY_TUNE, "name": name})
     with pytest.raises(ConfigError, match=rf"{path}: key 'name' must be a name of .*got {name!r}"):
@@ -147,7 +147,7 @@ def test_a_tune_file_whose_name_would_leave_the_work_directory_is_refused_at_loa
 
 
 def test_a_study_keeps_its_cells_and_report_in_its_own_folder_of_the_work_directory(tmp_path):
-    from bench.tune import study_folder
+    from crlbench.tuning.tune import study_folder
 
     assert study_folder(tmp_path, "icm_vae-pendulum.v2") == tmp_path / "tune" / "icm_vae-pendulum.v2"
     with pytest.raises(ConfigError, match="study name must be a name of"):
@@ -233,32 +233,32 @@ def test_errors_that_say_a_path_cannot_be_written_are_recognised_through_their_c
 
 def test_an_unwritable_path_raised_by_any_command_exits_2_and_a_bug_still_shows_its_traceback(tmp_path, monkeypatch,
                                                                                               capsys):
-    import bench.suite
+    import crlbench.suites.suite
 
     suite = write_yaml(tmp_path / "suite.yaml", TINY)
 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "work" / "cells" / "x"))
 
-    monkeypatch.setattr(bench.suite, "run_suite", denied)
+    monkeypatch.setattr(crlbench.suites.suite, "run_suite", denied)
     assert main(["suite", str(suite), "--workdir", str(tmp_path / "work"), "--no-tracking"]) == EXIT_INPUT
     assert f"cannot write {tmp_path / 'work' / 'cells' / 'x'}: Permission denied" in capsys.readouterr().err
 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(bench.suite, "run_suite", bug)
+    monkeypatch.setattr(crlbench.suites.suite, "run_suite", bug)
     with pytest.raises(ZeroDivisionError):  # Python prints it and exits 1
         main(["suite", str(suite), "--workdir", str(tmp_path / "work"), "--no-tracking"])
 
 
 def test_an_interrupted_command_exits_130_with_a_hint_to_resume(tmp_path, monkeypatch, capsys):
-    import bench.suite
+    import crlbench.suites.suite
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench.suite, "run_suite", interrupted)
+    monkeypatch.setattr(crlbench.suites.suite, "run_suite", interrupted)
     assert main(["suite", str(write_yaml(tmp_path / "suite.yaml", TINY)), "--workdir", str(tmp_path / "w"),
                  "--no-tracking"]) == 130
     assert "interrupted; run the same command again to resume" in capsys.readouterr().err

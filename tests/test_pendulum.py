@@ -8,8 +8,8 @@ the 5482 / 1826 split is also hard-coded in Akomand/ICM-VAE ``experiments/test_p
 import numpy as np
 import pytest
 
-from bench import registry
-from datasets.pendulum import shadow_length, shadow_position
+from crlbench.core import registry
+from crlbench.datasets.pendulum import shadow_length, shadow_position
 
 
 def project_to_ground(x, y, phi):

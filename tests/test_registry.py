@@ -6,16 +6,16 @@ import textwrap
 
 import pytest
 
-from bench import registry
-from bench.config import load_dataset_config
-from bench.errors import ConfigError, CrlbenchError, UnknownNameError
+from crlbench.core import registry
+from crlbench.core.config import load_dataset_config
+from crlbench.core.errors import ConfigError, CrlbenchError, UnknownNameError
 
 TOY_PLUGIN = '''
 import numpy as np
 from dataclasses import dataclass
-from bench.registry import register_dataset
-from datasets.base import Factor, SCMDataset, grid_split
-from datasets.raster import Canvas
+from crlbench.core.registry import register_dataset
+from crlbench.datasets.base import Factor, SCMDataset, grid_split
+from crlbench.datasets.raster import Canvas
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def test_entry_point_plugin_of_another_distribution_is_found(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
-        from bench import registry
+        from crlbench.core import registry
         entry = [e for e in registry.registry("dataset").entries() if e.name == "toy_from_entry_point"][0]
         assert entry.provider == "toy-plugin 1.0", entry
         assert "toy_entry_module" not in sys.modules  # listing imports nothing
@@ -138,10 +138,11 @@ def test_entry_point_plugin_of_another_distribution_is_found(tmp_path):
 
 def test_listing_imports_no_dataset_module_and_no_torch():
     script = (
-        "import sys; from bench import registry\n"
+        "import sys; from crlbench.core import registry\n"
         "names = [registry.registry(k).names() for k in registry.KINDS]\n"
         "assert 'pendulum' in names[1]\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'datasets', 'scipy')))"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] in ('torch', 'scipy') or m.startswith('crlbench.datasets')))"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

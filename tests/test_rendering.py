@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import registry
+from crlbench.core import registry
 from conftest import REFERENCE_SAMPLES
-from datasets.flow import draw_flow, water_flow, water_height
-from datasets.pendulum import draw_pendulum, shadow_length, shadow_position
+from crlbench.datasets.flow import draw_flow, water_flow, water_height
+from crlbench.datasets.pendulum import draw_pendulum, shadow_length, shadow_position
 
 
 def reference(folder):

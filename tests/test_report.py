@@ -1,4 +1,5 @@
-"""bench.report and bench.figures: leaderboards, the self-contained HTML, and inputs that are too small."""
+"""crlbench.reports.report and crlbench.reports.figures: leaderboards, the self-contained HTML, and inputs that are
+too small."""
 
 import re
 
@@ -6,8 +7,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from bench import report
-from bench.results import load_records
+from crlbench.reports import report
+from crlbench.suites.results import load_records
 from report_fixture import write_cells
 
 HIGH, LOW = "dci@reg.disentanglement", "counterfactual@probe.counterfactual_mse"

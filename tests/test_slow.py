@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench import registry
+from crlbench.core import registry
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import load_records
-from bench.suite_config import load_suite
+from crlbench.suites.results import load_records
+from crlbench.suites.suite_config import load_suite
 
 ROOT = Path(__file__).parent.parent
 SMOKE = ROOT / "configs" / "suites" / "smoke.yaml"
@@ -16,7 +16,8 @@ SMOKE = ROOT / "configs" / "suites" / "smoke.yaml"
 
 def crlbench(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    return subprocess.run([sys.executable, "-m", "bench", *args], env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run([sys.executable, "-m", "crlbench", *args], env=env, capture_output=True, text=True,
+                          timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""bench.stats: bootstrap intervals, paired Wilcoxon tests with Holm, average ranks with Friedman."""
+"""crlbench.reports.stats: bootstrap intervals, paired Wilcoxon tests with Holm, average ranks with Friedman."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import stats
+from crlbench.reports import stats
 
 HIGH, LOW = "dci@reg.disentanglement", "counterfactual@probe.counterfactual_mse"
 

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.results import load_records
-from bench.suite import plan, run_suite
-from bench.suite_config import load_suite
+from crlbench.suites.results import load_records
+from crlbench.suites.suite import plan, run_suite
+from crlbench.suites.suite_config import load_suite
 from suite_fixture import PLUGINS, write_suite
 
-ROOT = Path(__file__).parent.parent
 
 SLOW_SUITE = {
     "plugins": ["crl_plugin_models"],
@@ -33,7 +32,7 @@ SLOW_SUITE = {
 
 def suite_process(path: Path, workdir: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(PLUGINS), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bench", "-v", "suite", str(path), "--workdir", str(workdir),
+    return subprocess.Popen([sys.executable, "-m", "crlbench", "-v", "suite", str(path), "--workdir", str(workdir),
                              "--no-tracking"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -93,9 +92,9 @@ QUICK_SUITE = {**SLOW_SUITE, "budget": {"steps": 4, "batch_size": 16}, "models":
                "metrics": ["mcc@pearson"]}
 KILLED_WHILE_LOGGING = """
 import os, signal, sys
-import bench.tracking as tracking
-from bench.suite import run_suite
-from bench.suite_config import load_suite
+import crlbench.tracking.mlflow_runs as tracking
+from crlbench.suites.suite import run_suite
+from crlbench.suites.suite_config import load_suite
 
 def killed(*args, **kwargs):  # the process dies while the first cell's child run is open
     os.kill(os.getpid(), signal.SIGKILL)
@@ -121,11 +120,11 @@ def _runs(workdir: Path, suite: str = "tiny") -> list:
 
 
 def test_a_rerun_closes_the_runs_of_a_killed_invocation_and_logs_every_cell_once(tmp_path, plugin_path, caplog):
-    from bench.tracking import default_tracking_uri
+    from crlbench.tracking.mlflow_runs import default_tracking_uri
 
     path = write_suite(tmp_path, **QUICK_SUITE)
     workdir = tmp_path / "work"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)]), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "PYTHONPATH": str(PLUGINS), "OMP_NUM_THREADS": "1",
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_LOGGING, str(path), str(workdir)], env=env,
                             capture_output=True, text=True, timeout=300)
@@ -166,7 +165,7 @@ def _broken(self, batch, step):
 
 
 def test_retry_failed_runs_a_failed_cell_again_once_its_cause_is_gone(tmp_path, plugin_path, monkeypatch, capsys):
-    from bench.cli import main
+    from crlbench.cli import main
 
     import crl_plugin_models
 

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from bench.results import cell_dir, load_records, read_result
-from bench.suite import plan, run_suite
-from bench.suite_config import load_suite
+from crlbench.suites.results import cell_dir, load_records, read_result
+from crlbench.suites.suite import plan, run_suite
+from crlbench.suites.suite_config import load_suite
 from suite_fixture import PLUGINS, write_suite
 
 
@@ -65,7 +65,7 @@ def test_every_model_is_scored_on_one_code_per_factor_and_the_record_says_how(fi
     assert icm_vae["metrics"]["dci@reg"]["info"]["representation"]["kind"] == "factor_codes"
     with np.load(cell_dir(workdir, config.cells()[1].hash) / "latents.npz") as latents:
         block_means, factors = latents["z_test"].reshape(-1, 4, 4).mean(axis=2), latents["y_test"]
-    from bench.metrics import compute
+    from crlbench.metrics import compute
 
     expected = compute("mcc@pearson", block_means, factors).scores["mcc"]
     assert icm_vae["scores"]["mcc@pearson.mcc"] == pytest.approx(expected, abs=1e-12)
@@ -160,7 +160,7 @@ def test_a_method_from_plugins_runs_in_worker_processes(tmp_path, plugin_path):
 
 
 def test_a_method_from_plugins_appears_in_the_leaderboard(tmp_path, plugin_path):
-    from bench.report import write_report
+    from crlbench.reports.report import write_report
 
     path = write_suite(tmp_path, plugins=["crl_plugin_models"], models=[{"name": "linear_ae"}, {"name": "beta_vae"}])
     summary = run_suite(load_suite(path), tmp_path / "work", progress=False)
@@ -171,8 +171,8 @@ def test_a_method_from_plugins_appears_in_the_leaderboard(tmp_path, plugin_path)
 
 
 def test_a_val_split_is_held_out_of_training_when_the_dataset_has_none(tmp_path):
-    from bench import registry
-    from bench.runner import training_and_evaluation_splits
+    from crlbench.core import registry
+    from crlbench.suites.runner import training_and_evaluation_splits
 
     dataset = registry.dataset("pendulum", cache_dir=tmp_path, size=32)
     train, val = training_and_evaluation_splits(dataset, "val")
@@ -196,7 +196,7 @@ class Stop(Exception):
 
 
 def test_epoch_hooks_see_the_model_and_propagated_errors_escape(tmp_path):
-    from bench.runner import run_cell
+    from crlbench.suites.runner import run_cell
 
     cell = load_suite(write_suite(tmp_path, budget={"epochs": 2, "steps": 2, "batch_size": 16},
                                   models=[{"name": "icm_vae"}])).cells()[0]

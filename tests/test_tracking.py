@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import results
-from bench.tracking import SuiteTracker, TrackingUnavailable, check_tracking, default_tracking_uri, metric_name, ui_command
+from crlbench.suites import results
+from crlbench.tracking.mlflow_runs import (SuiteTracker, TrackingUnavailable, check_tracking, default_tracking_uri,
+                                           metric_name, ui_command)
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -192,7 +193,7 @@ def test_an_mlflow_error_while_logging_a_cell_is_a_warning(store, caplog, monkey
             raise MlflowException("database is locked")
 
         monkeypatch.setattr(tracker._client, "log_batch", broken)
-        with caplog.at_level(logging.WARNING, logger="bench.tracking"):
+        with caplog.at_level(logging.WARNING, logger="crlbench.tracking.mlflow_runs"):
             assert tracker.log_cell(record, store["workdir"] / "missing") is None
     assert "database is locked" in caplog.text and "pendulum/beta_vae/seed2" in caplog.text
     child = _client(store).search_runs([tracker.experiment_id], f"tags.mlflow.parentRunId = '{tracker.parent_run_id}'")
@@ -255,18 +256,18 @@ def test_ui_command_binds_localhost_to_the_workdir_store(tmp_path):
 
 
 def test_importing_tracking_does_not_import_mlflow():
-    code = "import sys, bench.tracking; assert 'mlflow' not in sys.modules, 'mlflow imported'"
+    code = "import sys, crlbench.tracking.mlflow_runs; assert 'mlflow' not in sys.modules, 'mlflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
 
 
 # --- one store for many launchers, runs of dead invocations, each record logged once -------------
 
-CHECK = "import sys; from bench.tracking import check_tracking; check_tracking(sys.argv[1])"
+CHECK = "import sys; from crlbench.tracking.mlflow_runs import check_tracking; check_tracking(sys.argv[1])"
 
 
 def test_launchers_started_together_create_a_fresh_store_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     checks = [subprocess.Popen([sys.executable, "-c", CHECK, uri], env=env, stderr=subprocess.PIPE, text=True)
               for _ in range(2)]
     errors = [process.communicate(timeout=300)[1] for process in checks]
@@ -281,8 +282,8 @@ def test_runs_are_born_with_their_invocation(store):
 
 
 def test_a_rerun_closes_only_the_runs_whose_invocation_is_dead(store, tmp_path, caplog):
-    from bench.lease import Holder, Leases, invocation_lease
-    from bench.tracking import close_dead_runs, invocation_tags
+    from crlbench.suites.lease import Holder, Leases, invocation_lease
+    from crlbench.tracking.mlflow_runs import close_dead_runs, invocation_tags
 
     client, workdir, experiment = _client(store), tmp_path.resolve(), "crlbench/tracking-dead"
     experiment_id = client.create_experiment(experiment)
@@ -301,7 +302,7 @@ def test_a_rerun_closes_only_the_runs_whose_invocation_is_dead(store, tmp_path, 
             "another machine": invocation_tags(remote, Path("/far/away")),  # cannot be judged: left alone
         }
         ids = {name: client.create_run(experiment_id, run_name=name, tags=tags).info.run_id for name, tags in runs.items()}
-        with caplog.at_level(logging.WARNING, logger="bench.tracking"):
+        with caplog.at_level(logging.WARNING, logger="crlbench.tracking.mlflow_runs"):
             closed = close_dead_runs(store["uri"], experiment, me, workdir)
     assert set(closed) == {ids["dead here"], ids["dead process"], ids["before tags"]}
     statuses = {name: client.get_run(run_id).info.status for name, run_id in ids.items()}
@@ -312,7 +313,7 @@ def test_a_rerun_closes_only_the_runs_whose_invocation_is_dead(store, tmp_path, 
 
 
 def test_a_record_is_logged_once_and_a_half_logged_run_is_replaced(store, tmp_path):
-    from bench.tracking import MARKER, logged_run
+    from crlbench.tracking.mlflow_runs import MARKER, logged_run
 
     client = _client(store)
     record = _record("dddd000000000000", 3, "ok")

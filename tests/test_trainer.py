@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from bench import registry
-from bench.errors import ConfigError
-from bench.train import Budget, TrainingDiverged, build_model, train
+from crlbench.core import registry
+from crlbench.core.errors import ConfigError
+from crlbench.training.train import Budget, TrainingDiverged, build_model, train
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_an_unreadable_checkpoint_falls_back_to_the_previous_one(small, tmp_path
         torch.save({"weights": torch.zeros(2)}, checkpoint)
     else:
         checkpoint.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
-    with caplog.at_level("WARNING", logger="bench.train"):
+    with caplog.at_level("WARNING", logger="crlbench.training.train"):
         resumed, history = fit(small, epochs=3, checkpoint_dir=tmp_path)
     assert f"checkpoint {checkpoint} is unreadable" in caplog.text
     assert len(history.notes) == 1 and "resumed from last.pt.prev at epoch 1" in history.notes[0]
@@ -125,7 +125,7 @@ def test_unreadable_checkpoints_train_from_scratch_to_the_same_weights(small, tm
     for name in ("last.pt", "last.pt.prev"):
         data = (tmp_path / name).read_bytes()
         (tmp_path / name).write_bytes(data[: len(data) // 3])
-    with caplog.at_level("WARNING", logger="bench.train"):
+    with caplog.at_level("WARNING", logger="crlbench.training.train"):
         retrained, history = fit(small, epochs=2, checkpoint_dir=tmp_path)
     assert len(history.notes) == 2
     assert str(tmp_path / "last.pt") in history.notes[0] and str(tmp_path / "last.pt.prev") in history.notes[1]

@@ -16,9 +16,9 @@ import optuna
 import pytest
 import yaml
 
-from bench.errors import ConfigError
-from bench.suite_config import load_suite
-from bench.tune import export_best, load_tune, study_report, tune
+from crlbench.core.errors import ConfigError
+from crlbench.suites.suite_config import load_suite
+from crlbench.tuning.tune import export_best, load_tune, study_report, tune
 from suite_fixture import PLUGINS
 
 TINY_TUNE = {
@@ -183,7 +183,7 @@ def test_two_launches_at_once_on_one_study_sample_distinct_parameters_for_every_
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        import bench.tune as tuning
+        import crlbench.tuning.tune as tuning
         run_workers = tuning._run_workers
 
         def at_the_barrier(*args, **kwargs):  # the study is open and its trials counted: wait for the other
@@ -249,7 +249,7 @@ def test_launches_opening_a_fresh_sqlite_storage_at_once_all_succeed(tmp_path):
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from bench.tune import open_storage
+        from crlbench.tuning.tune import open_storage
         Path({str(tmp_path)!r}, "ready-" + sys.argv[1]).touch()
         while len(list(Path({str(tmp_path)!r}).glob("ready-*"))) < 4:
             time.sleep(0.01)
@@ -288,7 +288,7 @@ def test_a_killed_workers_trial_becomes_failed_and_the_study_completes(tmp_path,
     path = write_tune(tmp_path, model={"name": "linear_ae", "hyperparameters": {"step_seconds": 1.0}},
                       search_space={"lr": {"type": "float", "low": 1e-4, "high": 1e-2}})
     code = textwrap.dedent(f"""
-        from bench.tune import load_tune, tune
+        from crlbench.tuning.tune import load_tune, tune
         tune(load_tune({str(path)!r}), workdir={str(workdir)!r}, n_trials=2, heartbeat_interval=1, grace_period=2)
     """)
     env = {**os.environ, "PYTHONPATH": str(PLUGINS), "OMP_NUM_THREADS": "1"}
@@ -359,7 +359,7 @@ def test_the_study_report_has_a_summary_and_plots(tmp_path, finished_study):
 
 
 def test_the_tune_command_runs_resumes_and_exports_next_to_the_configs(tmp_path, workdir, capsys):
-    from bench.cli import main
+    from crlbench.cli import main
 
     configs = tmp_path / "configs"
     (configs / "tune").mkdir(parents=True)
@@ -381,7 +381,7 @@ def test_the_tune_command_runs_resumes_and_exports_next_to_the_configs(tmp_path,
 def test_the_per_trial_sampler_is_reproducible_and_tpe_still_learns_from_earlier_trials(kind):
     # Trial n samples with a sampler seeded from (seed, n): the same study twice draws the same values,
     # another seed others.
-    from bench.tune_config import SamplerSpec, build_trial_sampler
+    from crlbench.tuning.tune_config import SamplerSpec, build_trial_sampler
 
     def run(seed, objective, first_trial=None):
         study = optuna.create_study(sampler=build_trial_sampler(

@@ -3,7 +3,7 @@
 Compare tuned methods, not tuning effort (issue 11, point 9): every built-in model has exactly one
 tune file, all on the same dataset, with the same number of searched hyperparameters and the same
 trial budget, seeds, training budget, objective, sampler, pruner and evaluation. Each file is read
-with the project's own loader (:func:`bench.tune_config.load_tune`), which validates it as
+with the project's own loader (:func:`crlbench.tuning.tune_config.load_tune`), which validates it as
 ``crlbench tune`` would before any trial.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import registry
-from bench.tune_config import TuneConfig, load_tune
+from crlbench.core import registry
+from crlbench.tuning.tune_config import TuneConfig, load_tune
 
 TUNE_DIR = Path(__file__).resolve().parent.parent / "configs" / "tune"
 BUILT_IN_MODELS = ("beta_vae", "causal_vae", "dear", "icm_vae")

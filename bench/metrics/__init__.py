@@ -3,6 +3,9 @@
 :func:`compute` is the one entry point: it validates the arrays and options once, runs the variant
 and records provenance. Variants live one family per module (``dci``, ``irs``, ``mig``, ``sap``,
 ``modularity``, ``identifiability``, ``mic``) and are registered in the metric registry.
+
+May import: :mod:`crlbench.core`, numpy, scipy, scikit-learn and numba; torch only in ``interventional``
+(it calls a model's ``intervene``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from bench import registry
-from bench.errors import ConfigError, unknown_name
-from bench.metrics.base import MetricResult, MetricVariant
+from crlbench.core import registry
+from crlbench.core.errors import ConfigError, unknown_name
+from crlbench.metrics.base import MetricResult, MetricVariant
 
 __all__ = ["MetricResult", "MetricVariant", "compute", "compute_with_model", "library_versions"]
 
@@ -34,13 +37,13 @@ def compute(
 ) -> MetricResult:
     """Evaluate the metric ``variant`` on latents ``z`` [N, codes] and factors ``y`` [N, factors].
 
-    Options override the variant's defaults (``bench.registry.metric(variant).defaults``); a
+    Options override the variant's defaults (``crlbench.core.registry.metric(variant).defaults``); a
     discrete-only variant also accepts ``factor_bins`` to bin continuous factors with equal-width
     bins fitted on the train split.
     """
     spec = registry.metric(variant)
     if not isinstance(spec, MetricVariant):
-        raise ConfigError(f"metric {variant!r} is not a metric variant; register it with bench.metrics.base.variant")
+        raise ConfigError(f"metric {variant!r} is not a metric variant; register it with crlbench.metrics.base.variant")
     where = f"metric {variant!r}"
     if spec.needs_model:
         raise ConfigError(f"{where}: evaluates a model; call compute_with_model(variant, model, dataset, train, test)")

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from bench.errors import ConfigError
+from crlbench.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A variant is a function ``fn(z_train, y_train, z_test, y_test, *, seed, **options) -> MetricResult``
 on samples-first arrays (``z`` [N, codes], ``y`` [N, factors]) that have already been validated by
-:func:`bench.metrics.compute`. It is registered with :func:`variant`, which records its version,
+:func:`crlbench.metrics.compute`. It is registered with :func:`variant`, which records its version,
 whether it needs a test split, whether its factors must be discrete, and its option defaults.
 
 Each option has a type, checked when a suite or tune file is loaded (before any work): declared
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import ConfigError
-from bench.registry import register_metric
+from crlbench.core.errors import ConfigError
+from crlbench.core.registry import register_metric
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
-from bench.metrics.base import MetricResult, variant
+from crlbench.metrics.base import MetricResult, variant
 
 ENTROPY_GUARD = 1e-11
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
-from bench.errors import ConfigError
-from bench.metrics import alignment
-from bench.metrics.base import MetricResult, variant
+from crlbench.core.errors import ConfigError
+from crlbench.metrics import alignment
+from crlbench.metrics.base import MetricResult, variant
 
 
 def correlation_matrix(z: np.ndarray, y: np.ndarray, method: str) -> tuple[np.ndarray, list[str]]:

@@ -44,8 +44,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.errors import ConfigError
-from bench.metrics.base import MetricResult, variant
+from crlbench.core.errors import ConfigError
+from crlbench.metrics.base import MetricResult, variant
 
 TIE_TOLERANCE = 1e-9  # readings closer than this fraction of their range are one value
 

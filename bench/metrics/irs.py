@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.metrics.base import MetricResult, histogram_discretize, variant
+from crlbench.metrics.base import MetricResult, histogram_discretize, variant
 
 
 def robustness_matrix(factors: np.ndarray, latents: np.ndarray, diff_quantile: float):

@@ -1,6 +1,6 @@
 """MIC and TIC between codes and factors, reduced to one score in three named ways.
 
-The statistics come from :mod:`bench.metrics.mine` (minepy's defaults: APPROX-MIC, alpha 0.6,
+The statistics come from :mod:`crlbench.metrics.mine` (minepy's defaults: APPROX-MIC, alpha 0.6,
 c 15; ``est="mic_e"`` for MIC_e / TIC_e). TIC is reported normalised (divided by the number of
 characteristic-matrix entries, so in [0, 1]); the raw sums are kept as ``tic_raw``. CausalVAE and
 ICM-VAE publish MIC/TIC without code, so none of the reductions below is known to be theirs:
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.errors import ConfigError
-from bench.metrics import alignment
-from bench.metrics.base import MetricResult, variant
-from bench.metrics.mine import mine_score
+from crlbench.core.errors import ConfigError
+from crlbench.metrics import alignment
+from crlbench.metrics.base import MetricResult, variant
+from crlbench.metrics.mine import mine_score
 
 ESTIMATORS = ("mic_approx", "mic_e")
 BLOCK_REDUCTIONS = ("mean", "best")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.errors import ConfigError
-from bench.metrics.base import (
+from crlbench.core.errors import ConfigError
+from crlbench.metrics.base import (
     MetricResult,
     discrete_entropy,
     histogram_discretize,

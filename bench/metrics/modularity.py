@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from bench.metrics.base import MetricResult, histogram_discretize, mutual_information_matrix, variant
+from crlbench.metrics.base import MetricResult, histogram_discretize, mutual_information_matrix, variant
 
 
 def modularity(information: np.ndarray) -> float:

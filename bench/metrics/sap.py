@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.metrics.base import MetricResult, top_two_gap, variant
+from crlbench.metrics.base import MetricResult, top_two_gap, variant
 
 
 def _result(matrix: np.ndarray) -> MetricResult:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.model import CausalModel, adam
-from bench.registry import register_model
+from crlbench.core.registry import register_model
+from crlbench.training.model import CausalModel, adam
 
 
 @dataclass(frozen=True)

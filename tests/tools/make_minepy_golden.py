@@ -1,5 +1,5 @@
 """Write tests/data/minepy_golden.json: minepy's MIC / TIC on seeded samples, the oracle for
-bench.metrics.mine. minepy is GPL-3.0 and not a dependency: run this with a local build of
+crlbench.metrics.mine. minepy is GPL-3.0 and not a dependency: run this with a local build of
 minepy 1.2.6 (it does not build on Python 3.11 or NumPy 2 as released; in a virtual environment:
 ``pip install 'setuptools<70' 'numpy<2' 'cython<3' wheel``, unpack the minepy 1.2.6 source
 distribution, regenerate ``minepy/mine.c`` with ``cython -3 minepy/mine.pyx -o minepy/mine.c`` and

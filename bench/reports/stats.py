@@ -1,7 +1,7 @@
 """Cross-seed statistics for the leaderboard: bootstrap intervals, paired tests and average ranks.
 
 All functions take a tidy frame with one row per cell (columns ``dataset``, ``label``, ``seed``,
-``status`` and one column per score, as built by :func:`bench.report.records_frame`). Only rows with
+``status`` and one column per score, as built by :func:`crlbench.reports.report.records_frame`). Only rows with
 ``status == "ok"`` and a finite score enter a statistic; failed cells are only counted.
 
 - Means carry a 95% bootstrap interval over seeds (Efron & Tibshirani 1993, ch. 14: BCa;

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union
 
-from bench.errors import ConfigError, accepted, unknown_name
+from crlbench.core.errors import ConfigError, accepted, unknown_name
 
 P = TypeVar("P")
 

@@ -18,7 +18,7 @@ Cells start no joblib or loky processes of their own (joblib runs on threads), s
 
 **A dead worker** (killed, out of memory) fails exactly the cell it held (``WorkerDied``, naming the
 pid and the signal); the other workers go on with their cells, and a new worker takes the queue's next.
-A :class:`bench.errors.CrlbenchError` raised in a worker (a full disk) stops the suite, as in this process.
+A :class:`crlbench.core.errors.CrlbenchError` raised in a worker (a full disk) stops the suite, as in this process.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from bench.cell import Cell
-from bench.errors import CrlbenchError
-from bench.results import RESULT, SCHEMA, cell_dir, read_result, write_json
+from crlbench.core.errors import CrlbenchError
+from crlbench.suites.cell import Cell
+from crlbench.suites.results import RESULT, SCHEMA, cell_dir, read_result, write_json
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def cell_threads(threads: int) -> Iterator[None]:
 def run_cells(cells: Sequence[Cell], workdir: str | Path, *, workers: int = 1, on_result: ResultHook | None = None,
               progress: bool = True) -> list[dict[str, Any]]:
     """Run ``cells`` and return their records in completion order; ``on_result`` sees each as it lands."""
-    from bench.runner import run_cell
+    from crlbench.suites.runner import run_cell
 
     on_result = on_result or (lambda record: None)
     records: list[dict[str, Any]] = []
@@ -276,7 +276,7 @@ def _worker_main(connection, workdir: str, threads: int, parent_pid: int) -> Non
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())  # workers draw no bars: no semaphore for the resource tracker to find leaked
-    from bench.runner import run_cell
+    from crlbench.suites.runner import run_cell
 
     while True:
         try:
@@ -373,7 +373,7 @@ def _written_since(cell: Cell, workdir: Path, since: float) -> dict[str, Any] | 
 
 def _failed(cell: Cell, workdir, error_type: str, message: str) -> dict[str, Any]:
     """A failed record for a cell whose worker did not return one (it died, or failed outside the runner)."""
-    from bench.runner import provenance
+    from crlbench.suites.runner import provenance
 
     record = {"schema": SCHEMA, "hash": cell.hash, "status": "failed", "cell": cell.to_dict(),
               "error": {"type": error_type, "message": message, "traceback": ""},

@@ -1,7 +1,7 @@
 """MLflow tracking: one experiment per suite, one parent run per invocation, one child run per cell.
 
 Cells run in worker processes that never talk to MLflow. The main process logs each cell after it
-finishes, from its result record and cell folder (``bench.results``), so a SQLite store has a single
+finishes, from its result record and cell folder (``crlbench.suites.results``), so a SQLite store has a single
 writer. The result files stay the source of truth: an MLflow error while logging a cell is a
 warning, never a failed suite.
 
@@ -59,10 +59,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import bench
-from bench.errors import ConfigError, accepted
-from bench.lease import Holder, file_lock, invocation_lease, lease_state, stale_reason
-from bench.results import RESULT, read_json, write_json
+import crlbench
+from crlbench.core.errors import ConfigError, accepted
+from crlbench.suites.lease import Holder, file_lock, invocation_lease, lease_state, stale_reason
+from crlbench.suites.results import RESULT, read_json, write_json
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -183,7 +183,7 @@ class SuiteTracker:
 
     ``artifact_location`` sets where a new experiment keeps artefacts; the default is
     ``<store folder>/mlartifacts/crlbench-<suite>`` for SQLite and the server's choice otherwise.
-    ``invocation`` (a :class:`bench.lease.Holder`, this process by default) and ``workdir`` tag
+    ``invocation`` (a :class:`crlbench.suites.lease.Holder`, this process by default) and ``workdir`` tag
     every run, for :func:`close_dead_runs`.
     """
 
@@ -286,7 +286,7 @@ class SuiteTracker:
     def _start_parent(self) -> None:
         client = self._client
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        tags = {"crlbench.version": bench.__version__, "crlbench.suite": self.suite_name, **self.tags}
+        tags = {"crlbench.version": crlbench.__version__, "crlbench.suite": self.suite_name, **self.tags}
         if self.config_path is not None:
             tags["crlbench.config_path"] = str(self.config_path)
         run = client.create_run(self.experiment_id, run_name=f"{self.suite_name}-{stamp}",

@@ -9,11 +9,15 @@ of it: a new metric or a relabelled model reuses the trained cell.
 The thread count is part of the cell because torch's reductions (and OpenMP and BLAS kernels) add up
 in an order that depends on how many threads share the work: one cell on 1 and on 2 threads trains
 slightly different weights. A cell always computes on its own ``threads``
-(:func:`bench.executor.cell_threads`), whatever the worker count or the machine's cores.
+(:func:`crlbench.suites.executor.cell_threads`), whatever the worker count or the machine's cores.
 
 The git commit is recorded in every result but not hashed, so that a commit that does not touch
 a model (documentation, reports) keeps the cache; bump ``crlbench.__version__`` or a model's
 ``version`` when a change alters training.
+
+What a cell is evaluated with (:class:`MetricSpec`, :class:`Evaluation`) and the validation holdout
+its hash records (:data:`VALIDATION_FRACTION`) live here; the suite config
+(:meth:`crlbench.suites.suite_config.SuiteConfig.cells`) builds cells, and a cell needs nothing of it.
 """
 
 from __future__ import annotations
@@ -22,17 +26,48 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import bench
-from bench import registry
-from bench.params import parse_params
-from bench.train import Budget
-
-if TYPE_CHECKING:
-    from bench.suite_config import DatasetEntry, Evaluation, MetricSpec, ModelEntry, SuiteConfig
+import crlbench
+from crlbench.core import registry
+from crlbench.core.errors import ConfigError, unknown_name
+from crlbench.core.params import parse_params
+from crlbench.training.train import Budget
 
 HASH_LENGTH = 16
+VALIDATION_FRACTION = 0.1  # of the training split, held out when a dataset has no val split (hashed)
+EVALUATION_SPLITS = ("test", "val")
+REPRESENTATIONS = ("factor_codes", "raw")  # what latent metrics read (crlbench.suites.runner.evaluation_representation)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric variant and the options it is computed with."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Where latents are taken: ``n_train`` training images (probes, alignment), ``n_test`` images of ``split``."""
+
+    split: str = "test"
+    n_train: int = 2000
+    n_test: int = 1000
+    interventions: int = 4  # source images in each cell's intervention grid
+    representation: str = "factor_codes"  # one code per factor for every model; raw: every code
+
+    def __post_init__(self) -> None:
+        if self.split not in EVALUATION_SPLITS:
+            raise unknown_name("evaluation split", self.split, EVALUATION_SPLITS, where="evaluation: ")
+        if self.representation not in REPRESENTATIONS:
+            raise unknown_name("representation", self.representation, REPRESENTATIONS, where="evaluation: ")
+        for key in ("n_train", "n_test"):
+            if getattr(self, key) < 2:
+                raise ConfigError(f"evaluation: {key!r} must be an integer >= 2; got {getattr(self, key)!r}")
+        if self.interventions < 1:
+            raise ConfigError(f"evaluation: 'interventions' must be a positive integer; got {self.interventions!r}")
 
 
 @dataclass(frozen=True)
@@ -45,8 +80,8 @@ class Cell:
     hyperparameters: dict[str, Any]
     seed: int
     budget: Budget
-    metrics: tuple["MetricSpec", ...]
-    evaluation: "Evaluation"
+    metrics: tuple[MetricSpec, ...]
+    evaluation: Evaluation
     device: str = "cpu"
     checkpoint_every: int = 1
     plugins: tuple[str, ...] = ()
@@ -54,17 +89,9 @@ class Cell:
     reference_budget: dict[str, Any] | None = None  # the method's reference run, for the report (not hashed)
     hash: str = field(default="", compare=False)
 
-    @classmethod
-    def build(cls, suite: "SuiteConfig", dataset: "DatasetEntry", model: "ModelEntry", seed: int) -> "Cell":
-        training = model.training_for(dataset.name)
-        cell = cls(
-            suite=suite.name, dataset=dataset.name, dataset_params=dict(dataset.params), model=model.name,
-            label=model.label, hyperparameters=model.hyperparameters_for(dataset.name), seed=seed,
-            budget=at_batch_size(suite.budget, training.get("batch_size")), metrics=suite.metrics,
-            evaluation=suite.evaluation, device=suite.device, checkpoint_every=suite.checkpoint_every,
-            plugins=suite.plugins, threads=suite.threads, reference_budget=training.get("reference_budget"),
-        )
-        return dataclasses.replace(cell, hash=content_hash(cell))
+    def hashed(self) -> "Cell":
+        """This cell with its content hash filled in."""
+        return dataclasses.replace(self, hash=content_hash(self))
 
     @property
     def title(self) -> str:
@@ -75,7 +102,7 @@ class Cell:
         dataset_class = registry.registry("dataset").get(self.dataset)
         model_class = registry.registry("model").get(self.model)
         identity = {
-            "crlbench": bench.__version__,
+            "crlbench": crlbench.__version__,
             "dataset": {"name": self.dataset, "version": str(dataset_class.version),
                         "params": _resolved(dataset_class.Params, self.dataset_params, self.dataset)},
             "model": {"name": self.model, "version": str(getattr(model_class, "version", "1")),
@@ -86,8 +113,6 @@ class Cell:
             "threads": self.threads,
         }
         if self.evaluation.split not in dataset_class.split_names:  # trained without the held-out part
-            from bench.runner import VALIDATION_FRACTION
-
             identity["validation_holdout"] = VALIDATION_FRACTION
         return identity
 

@@ -6,18 +6,18 @@ same options is not recomputed. A rerun therefore finishes a killed cell, and a 
 finished suite is computed from the stored latents without retraining.
 
 Random streams of a cell's seed (spawn keys of ``numpy.random.SeedSequence``): 0-2 belong to the
-trainer (:mod:`bench.train`), 3 picks the evaluation sample, 4 seeds the metrics and the
+trainer (:mod:`crlbench.training.train`), 3 picks the evaluation sample, 4 seeds the metrics and the
 intervention grid.
 
 Latent metrics read one representation, the same for every model (:func:`evaluation_representation`,
 docs/protocol.md). Any exception becomes a ``failed`` record naming the error; the caller goes on with
-other cells. A full disk (:class:`bench.errors.DiskFullError`) is raised instead: no record is written,
+other cells. A full disk (:class:`crlbench.core.errors.DiskFullError`) is raised instead: no record is written,
 so the files of a finished cell stay as they were and a rerun after freeing space picks the cell up.
 
 A stored file that cannot be read costs only what it holds: unreadable latents are encoded again from
 the model, an unreadable metric result (JSON or matrices) or intervention grid is computed again, an
 unreadable checkpoint falls back to the previous one or to training from scratch
-(:func:`bench.train.resume`). Each is named in a logged warning and in the record's ``notes``; the
+(:func:`crlbench.training.train.resume`). Each is named in a logged warning and in the record's ``notes``; the
 other stored results (a finished cell's scores) are kept.
 """
 
@@ -38,21 +38,20 @@ from typing import Any
 import numpy as np
 import torch
 
-import bench
-from bench import registry
-from bench.cell import Cell
-from bench.errors import DiskFullError, unknown_name
-from bench.executor import cell_threads
-from bench.files import ensure_folder, sweep_temporaries
-from bench.metrics import compute, compute_with_model
-from bench.metrics.interventional import concept_value
-from bench.results import RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
-from bench.train import build_model, train
+import crlbench
+from crlbench.core import registry
+from crlbench.core.errors import DiskFullError, unknown_name
+from crlbench.core.files import ensure_folder, sweep_temporaries
+from crlbench.metrics import compute, compute_with_model
+from crlbench.metrics.interventional import concept_value
+from crlbench.suites.cell import VALIDATION_FRACTION, Cell
+from crlbench.suites.executor import cell_threads
+from crlbench.suites.results import RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
+from crlbench.training.train import build_model, train
 
 log = logging.getLogger(__name__)
 
 EVALUATION_STREAM, METRIC_STREAM = 3, 4
-VALIDATION_FRACTION = 0.1  # of the training split, held out when a dataset has no val split
 VALIDATION_SEED = 0  # the holdout is the same for every cell seed: trials are compared on one set
 ENCODE_BATCH = 256
 RECONSTRUCTION_SAMPLES = 256
@@ -150,7 +149,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
 def training_and_evaluation_splits(dataset, split: str):
     """The training split and the evaluation split ``split``. For ``val`` on a dataset without one
     (Pendulum, Flow), a seeded ``VALIDATION_FRACTION`` of the training split is held out and
-    training uses the rest; the cell hash records the holdout (:meth:`bench.cell.Cell.identity`)."""
+    training uses the rest; the cell hash records the holdout (:meth:`crlbench.suites.cell.Cell.identity`)."""
     if split in dataset.split_names:
         return dataset.split("train"), dataset.split(split)
     if split != "val":
@@ -340,7 +339,7 @@ def _metric(spec, cell: Cell, model, dataset, train_split, eval_split, latents, 
 def _options(variant, given: dict[str, Any], block_size: int) -> dict[str, Any]:
     """The suite's options plus what the runner fills in per model: concept block size, factor
     bins for discrete-only variants, and scikit-learn's ``n_jobs`` = the cell's threads (joblib runs
-    on threads inside a cell: bench.executor.cell_threads)."""
+    on threads inside a cell: crlbench.suites.executor.cell_threads)."""
     options = dict(given)
     defaults = variant.defaults
     if "block_size" in defaults:
@@ -396,7 +395,7 @@ def _static_provenance() -> dict[str, Any]:
     import scipy
     import sklearn
 
-    versions = {"crlbench": bench.__version__, "python": platform.python_version(), "torch": torch.__version__,
+    versions = {"crlbench": crlbench.__version__, "python": platform.python_version(), "torch": torch.__version__,
                 "numpy": np.__version__, "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
                 "pandas": pandas.__version__}
     return {"versions": versions, "git_commit": git_commit(), "host": platform.node(),
@@ -406,7 +405,7 @@ def _static_provenance() -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     """HEAD of the checkout crlbench runs from, with ``+dirty`` when tracked files are modified."""
-    root = Path(bench.__file__).resolve().parent.parent
+    root = Path(crlbench.__file__).resolve().parent.parent  # the package is the folder bench/ of the checkout
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()

@@ -9,7 +9,7 @@ a minute (the minute covers the instant between creating a temporary and locking
 sweeps a cell's folder when it (re)runs the cell and the data cache sweeps its folder when it loads.
 
 A full disk (``ENOSPC``, or a quota's ``EDQUOT``) anywhere in a write, torch's
-``enforce fail at inline_container.cc`` included, becomes :class:`bench.errors.DiskFullError`
+``enforce fail at inline_container.cc`` included, becomes :class:`crlbench.core.errors.DiskFullError`
 naming the path; the temporary is removed and the previous file is left as it was.
 """
 
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from bench.errors import DiskFullError
+from crlbench.core.errors import DiskFullError
 
 try:
     import fcntl

@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import DiskFullError
-from bench.files import disk_full, ensure_folder
+from crlbench.core.errors import DiskFullError
+from crlbench.core.files import disk_full, ensure_folder
 
 try:
     import fcntl

@@ -1,8 +1,8 @@
 """Hyperparameter tuning with Optuna: a study whose objective is "run these cells, return the selection metric".
 
-Each trial samples the search space of a :class:`~bench.tune_config.TuneConfig`, builds the suite of
+Each trial samples the search space of a :class:`~crlbench.tuning.tune_config.TuneConfig`, builds the suite of
 one model on one dataset over the tuning seeds (:meth:`TuneConfig.suite`) and runs its cells in this
-process with :func:`bench.runner.run_cell` under ``<workdir>/tune/<study>``. Its value is the mean
+process with :func:`crlbench.suites.runner.run_cell` under ``<workdir>/tune/<study>``. Its value is the mean
 over seeds of the objective on the val split. A cell that fails (training diverged, ...) fails the
 trial (state FAIL), not the study.
 
@@ -16,7 +16,7 @@ processes (this one and ``workers - 1`` spawned ones) share the missing trials e
 the next trial when it is free, with ``cores // workers`` torch threads.
 
 Randomness. Trial ``n`` is sampled with a sampler of its own seeded from ``(sampler.seed, n)``
-(:func:`bench.tune_config.build_trial_sampler`): trial numbers are unique in a study, so two launches
+(:func:`crlbench.tuning.tune_config.build_trial_sampler`): trial numbers are unique in a study, so two launches
 on one study, local workers and workers on other machines never sample with the same randomness,
 and a study is reproducible: trial ``n`` draws the same randomness whoever runs it, so a resumed
 study samples what one uninterrupted launch would have (the random sampler: the same values; TPE:
@@ -57,14 +57,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from bench import registry
-from bench.errors import ConfigError, CrlbenchError
-from bench.files import atomic_write
-from bench.results import cell_dir, read_result, write_json
-from bench.suite_config import check_name
-from bench.tracking import metric_name
-from bench.tune_config import (TuneConfig, build_pruner, build_sampler, build_trial_sampler, experimental_features,
-                               load_tune)
+from crlbench.core import registry
+from crlbench.core.errors import ConfigError, CrlbenchError
+from crlbench.core.files import atomic_write
+from crlbench.suites.results import cell_dir, read_result, write_json
+from crlbench.suites.suite_config import check_name
+from crlbench.tracking.mlflow_runs import metric_name
+from crlbench.tuning.tune_config import (TuneConfig, build_pruner, build_sampler, build_trial_sampler,
+                                         experimental_features, load_tune)
 
 if TYPE_CHECKING:
     import optuna
@@ -122,7 +122,7 @@ def tune(config: TuneConfig, *, storage: str | None = None, study_name: str | No
     Args:
         config: the validated tuning config (:func:`load_tune`).
         storage: an RDB URL; default ``sqlite:///<workdir>/optuna.db``.
-        study_name: default ``config.name``; a name of :data:`bench.suite_config.NAME_RULE` (it names
+        study_name: default ``config.name``; a name of :data:`crlbench.suites.suite_config.NAME_RULE` (it names
             the folder ``<workdir>/tune/<study>``), else :class:`ConfigError`.
         n_trials: trials in all (complete + pruned + failed), default ``config.trials.n_trials``.
         workers: local worker processes; 1 runs the trials in this process.
@@ -141,7 +141,7 @@ def tune(config: TuneConfig, *, storage: str | None = None, study_name: str | No
                   else check_name(study_name, "tune: 'study_name'"))
     url = storage or default_storage(workdir)
     if tracking_uri is not None:
-        from bench.tracking import check_tracking
+        from crlbench.tracking.mlflow_runs import check_tracking
 
         check_tracking(tracking_uri)
     adopted: list[int] = []  # trials of dead workers that this invocation marked FAIL
@@ -171,7 +171,7 @@ def tune(config: TuneConfig, *, storage: str | None = None, study_name: str | No
 
 def study_folder(workdir: str | os.PathLike, study_name: str) -> Path:
     """``<workdir>/tune/<study>``, where a study keeps its cells and report; the name is checked
-    (:func:`bench.suite_config.check_name`), so the folder is always a child of ``<workdir>/tune``."""
+    (:func:`crlbench.suites.suite_config.check_name`), so the folder is always a child of ``<workdir>/tune``."""
     root = Path(workdir) / "tune"
     folder = root / check_name(study_name, "study name")
     if folder.parent != root:  # what the name rule guarantees, asserted where the path is built
@@ -191,7 +191,7 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, gr
     """An Optuna RDB storage with a heartbeat; a stale trial is retried up to ``max_retry`` times and
     its number passed to ``on_stale``."""
     import optuna
-    from bench.tracking import _first_line, _redacted, _scheme, _sqlite_path
+    from crlbench.tracking.mlflow_runs import _first_line, _redacted, _scheme, _sqlite_path
 
     scheme = _scheme(url)
     if scheme not in STORAGE_SCHEMES:
@@ -266,7 +266,7 @@ def _locked(path: Path):
 def _open_study(config: TuneConfig, url: str, study_name: str, storage: Any) -> optuna.Study:
     """The study, created or loaded; its direction checked, the trials of dead workers marked FAIL."""
     import optuna
-    from bench.tracking import _redacted
+    from crlbench.tracking.mlflow_runs import _redacted
 
     study = optuna.create_study(storage=storage, study_name=study_name, direction=config.objective.direction,
                                 load_if_exists=True, sampler=build_sampler(config.sampler, config.sampler.seed),
@@ -337,7 +337,7 @@ def _run_workers(config: TuneConfig, settings: StudySettings, workers: int, tria
     """
     import optuna
     import torch
-    from bench.executor import threads_per_worker
+    from crlbench.suites.executor import threads_per_worker
 
     context = multiprocessing.get_context("spawn")
     tickets = context.Value("i", trials)
@@ -389,7 +389,7 @@ _worker_tickets: Any = None  # a spawned worker's handle on the invocation's tic
 def _start_worker(threads: int, tickets: Any) -> None:
     """A spawned worker's initializer: its share of the cores, and the tickets (shared memory, which
     can only be handed over when the process starts)."""
-    from bench.executor import _limit_threads
+    from crlbench.suites.executor import _limit_threads
 
     global _worker_tickets
     _limit_threads(threads)
@@ -429,7 +429,7 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
-        from bench.runner import run_cell
+        from crlbench.suites.runner import run_cell
 
         start = time.perf_counter()
         sampled = {param.name: param.suggest(trial) for param in self.config.search_space}
@@ -494,7 +494,7 @@ def runner_seconds(record: dict[str, Any]) -> float:
 def reconstruction_error(model: Any, images: np.ndarray) -> float:
     """Mean squared reconstruction error of uint8 ``images``, in eval mode; the model's mode is restored."""
     import torch
-    from bench.runner import as_model_images
+    from crlbench.suites.runner import as_model_images
 
     device = next(model.parameters()).device
     training = model.training
@@ -510,7 +510,7 @@ def reconstruction_error(model: Any, images: np.ndarray) -> float:
 @functools.lru_cache(maxsize=8)
 def _validation_sample(workdir: Path, dataset: str, params_json: str, budget: Any) -> tuple[np.ndarray, int]:
     """A fixed sample of the validation images the runner evaluates on, and the epochs of ``budget``."""
-    from bench.runner import training_and_evaluation_splits
+    from crlbench.suites.runner import training_and_evaluation_splits
 
     data = registry.dataset(dataset, cache_dir=workdir / "data", **json.loads(params_json))
     train_split, val_split = training_and_evaluation_splits(data, "val")
@@ -570,7 +570,7 @@ def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: s
     ``parallel_coordinate.png``) to ``out_dir``; a plot that cannot be drawn is skipped with a note.
     Returns the path of ``summary.json``."""
     import optuna
-    from bench.tracking import _redacted
+    from crlbench.tracking.mlflow_runs import _redacted
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -687,7 +687,7 @@ class TuneTracker:
         self._client: Any = None
 
     def __enter__(self) -> TuneTracker:
-        from bench.tracking import TrackingUnavailable, _client, _first_line, _redacted
+        from crlbench.tracking.mlflow_runs import TrackingUnavailable, _client, _first_line, _redacted
 
         try:
             self._client = _client(self.uri)
@@ -701,7 +701,7 @@ class TuneTracker:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        from bench.tracking import _first_line
+        from crlbench.tracking.mlflow_runs import _first_line
 
         status = "FINISHED" if exc_type is None else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
         try:
@@ -719,7 +719,7 @@ class TuneTracker:
 
     def log_trial(self, trial: optuna.trial.FrozenTrial) -> str | None:
         """Log a finished trial and its cells; the trial's run id, or None (and a warning) if MLflow failed."""
-        from bench.tracking import _first_line, _log_batch, _mark_broken
+        from crlbench.tracking.mlflow_runs import _first_line, _log_batch, _mark_broken
 
         self.logged.add(trial.number)
         client, run_id = self._client, None
@@ -742,7 +742,7 @@ class TuneTracker:
 
     def finish(self, study: optuna.Study) -> None:
         """The parent run's summary: trial counts, the best value, trial and hyperparameters."""
-        from bench.tracking import _first_line, _log_batch, _metrics, _tags
+        from crlbench.tracking.mlflow_runs import _first_line, _log_batch, _metrics, _tags
 
         counts = state_counts(study)
         metrics = {f"trials_{state.lower()}": count for state, count in counts.items()}
@@ -757,13 +757,13 @@ class TuneTracker:
             log.warning("MLflow: could not log the study's summary: %s", _first_line(error))
 
     def _experiment(self) -> str:
-        from bench.tracking import experiment_id
+        from crlbench.tracking.mlflow_runs import experiment_id
 
         return experiment_id(self._client, self.uri, self.experiment_name, f"crlbench-tune-{self.study_name}")
 
     def _parent_run(self) -> str:
-        from bench.runner import provenance
-        from bench.tracking import _log_batch, _redacted, _tags, provenance_tags
+        from crlbench.suites.runner import provenance
+        from crlbench.tracking.mlflow_runs import _log_batch, _redacted, _tags, provenance_tags
 
         client = self._client
         found = client.search_runs([self.experiment_id], filter_string="tags.`crlbench.kind` = 'study'",
@@ -790,14 +790,14 @@ class TuneTracker:
 
 def _trial_params(trial: optuna.trial.FrozenTrial) -> list:
     from mlflow.entities import Param
-    from bench.tracking import _text
+    from crlbench.tracking.mlflow_runs import _text
 
     return [Param(metric_name(name), _text(value)) for name, value in trial.params.items()]
 
 
 def _trial_metrics(trial: optuna.trial.FrozenTrial) -> list:
     from mlflow.entities import Metric
-    from bench.tracking import _metrics
+    from crlbench.tracking.mlflow_runs import _metrics
 
     end = _ms(trial.datetime_complete)
     values: dict[str, Any] = {"objective": trial.value} if trial.value is not None else {}
@@ -810,7 +810,7 @@ def _trial_metrics(trial: optuna.trial.FrozenTrial) -> list:
 
 
 def _trial_tags(trial: optuna.trial.FrozenTrial, study_name: str) -> list:
-    from bench.tracking import _tags
+    from crlbench.tracking.mlflow_runs import _tags
 
     tags = {"crlbench.kind": "trial", "optuna.study": study_name, "optuna.state": trial.state.name,
             "optuna.trial_number": trial.number}
@@ -821,8 +821,10 @@ def _trial_tags(trial: optuna.trial.FrozenTrial, study_name: str) -> list:
 
 
 def _log_cell(client: Any, experiment_id: str, parent_id: str, record: dict[str, Any], folder: Path) -> None:
-    """A cell's run under its trial's run, as :meth:`bench.tracking.SuiteTracker.log_cell` logs one under a suite."""
-    from bench.tracking import _cell_metrics, _cell_params, _cell_tags, _cell_times, _log_batch, _log_cell_files
+    """A cell's run under its trial's run, as :meth:`crlbench.tracking.mlflow_runs.SuiteTracker.log_cell` logs
+    one under a suite."""
+    from crlbench.tracking.mlflow_runs import (_cell_metrics, _cell_params, _cell_tags, _cell_times, _log_batch,
+                                               _log_cell_files)
 
     cell = record.get("cell") or {}
     start_ms, end_ms = _cell_times(record)

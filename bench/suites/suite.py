@@ -7,7 +7,7 @@ that failed under other settings is tried again under the new ones); *failed* wh
 so (skipped unless ``retry_failed``); *running* while another launcher holds its lease; *pending*
 otherwise (a killed cell resumes from its latest checkpoint).
 
-**Launchers share a work directory** (:mod:`bench.lease`). A cell runs only under its lease
+**Launchers share a work directory** (:mod:`crlbench.suites.lease`). A cell runs only under its lease
 (``cells/<hash>/lease.json``), taken in this process before the cell is handed to the executor and
 held, heartbeat and all, until its record is written and logged to MLflow (or the run stops). A
 launcher with one worker takes one cell at a time, so launchers started together split the cells
@@ -19,7 +19,7 @@ stopped). So every launcher that ends normally leaves the whole suite finished, 
 trained, and logged, once.
 
 **MLflow, exactly once.** Before any work, an invocation that tracks ends KILLED the runs of the
-suite's experiment that dead invocations left RUNNING (:func:`bench.tracking.close_dead_runs`), and
+suite's experiment that dead invocations left RUNNING (:func:`crlbench.tracking.mlflow_runs.close_dead_runs`), and
 logs every finished cell the experiment does not hold yet (a record finished by a launcher killed
 before logging it, or run with ``--no-tracking``): a cell folder's ``mlflow.json`` says which run
 holds its record, so a rerun with nothing left to do opens no run (and does not import MLflow).
@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.cell import Cell
-from bench.lease import (HEARTBEAT_S, INVOCATIONS, STALE_AFTER_S, Holder, Leases, cell_lease, clear_stale,
-                         invocation_lease, lease_state)
-from bench.results import RESULT, cell_dir, read_result
-from bench.suite_config import SuiteConfig
+from crlbench.suites.cell import Cell
+from crlbench.suites.lease import (HEARTBEAT_S, INVOCATIONS, STALE_AFTER_S, Holder, Leases, cell_lease, clear_stale,
+                                   invocation_lease, lease_state)
+from crlbench.suites.results import RESULT, cell_dir, read_result
+from crlbench.suites.suite_config import SuiteConfig
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class _SuiteRun:
             (self.retry_failed and p.record_state == "failed")
 
     def work(self, todo: list[PlannedCell], unlogged: list[tuple[dict[str, Any], Path]]) -> None:
-        from bench.executor import run_cells
+        from crlbench.suites.executor import run_cells
 
         for record, folder in unlogged:  # finished before, not in the experiment yet
             self._log_finished(record, folder)
@@ -268,15 +268,15 @@ def _tracker(config: SuiteConfig, uri: str | None, workdir: Path, me: Holder, ru
     and no dead invocation of this work directory may have left a run open."""
     if uri is None:
         return None
-    from bench.tracking import logged_run
+    from crlbench.tracking.mlflow_runs import logged_run
 
     name = f"crlbench/{config.name}"
     finished = [(record, folder) for record, folder in finished if logged_run(folder, uri, name, record) is None]
     dead = _dead_invocations(workdir, stale_after_s)
     if not (running or finished or dead):
         return None
-    from bench.runner import provenance
-    from bench.tracking import SuiteTracker, check_tracking, provenance_tags, unlogged
+    from crlbench.suites.runner import provenance
+    from crlbench.tracking.mlflow_runs import SuiteTracker, check_tracking, provenance_tags, unlogged
 
     check_tracking(uri)
     _close_dead_runs(uri, config, me, workdir, stale_after_s)
@@ -291,7 +291,7 @@ def _tracker(config: SuiteConfig, uri: str | None, workdir: Path, me: Holder, ru
 
 def _close_dead_runs(uri: str, config: SuiteConfig, me: Holder, workdir: Path, stale_after_s: float) -> None:
     """End KILLED the suite's runs that dead invocations left open, then forget those invocations."""
-    from bench.tracking import close_dead_runs
+    from crlbench.tracking.mlflow_runs import close_dead_runs
 
     dead = _dead_invocations(workdir, stale_after_s)
     try:

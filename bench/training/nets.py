@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from bench.errors import ConfigError
+from crlbench.core.errors import ConfigError
 
 CHANNELS = (32, 32, 64, 64)
 HIDDEN = 256

@@ -6,7 +6,7 @@ after every figure, safe in threads and worker processes too). Each function ret
 wrote, or an empty list / None when its inputs are absent; none of them raises on missing data.
 
 - point plots: the mean of one score per model with its 95% bootstrap interval (the same numbers as
-  the leaderboard, from :func:`bench.stats.summarise`) over the seeds drawn as a strip;
+  the leaderboard, from :func:`crlbench.reports.stats.summarise`) over the seeds drawn as a strip;
 - matrix heatmaps: a metric's matrix (rows = codes, columns = factors), averaged over seeds;
 - reconstruction against disentanglement, training curves, intervention grids, and the
   critical-difference diagram of Demsar (2006) from average ranks.
@@ -24,7 +24,7 @@ import pandas as pd
 import scikit_posthocs
 from matplotlib.figure import Figure
 
-from bench.stats import RankTest, direction, ok_values
+from crlbench.reports.stats import RankTest, direction, ok_values
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, TypeVar
 
-from bench.errors import ConfigError, CrlbenchError, unknown_name
+from crlbench.core.errors import ConfigError, CrlbenchError, unknown_name
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def register_model(name: str) -> Callable[[T], T]:
 
 
 def register_dataset(name: str) -> Callable[[T], T]:
-    """Register a dataset class (see :class:`datasets.base.SCMDataset`)."""
+    """Register a dataset class (see :class:`crlbench.datasets.base.SCMDataset`)."""
     return _REGISTRIES["dataset"].register(name)
 
 

@@ -7,7 +7,7 @@ as one that never stopped. A NaN or infinite loss term stops training with :clas
 
 Checkpoints hold tensors and plain values only (state dicts, the epoch, the loss history, the torch
 random state) and are loaded with ``torch.load(weights_only=True)``: a file holding anything else
-(a crafted pickle) is refused with :class:`bench.errors.UnsafeCheckpointError` and never executed.
+(a crafted pickle) is refused with :class:`crlbench.core.errors.UnsafeCheckpointError` and never executed.
 Saving keeps the previous checkpoint as ``last.pt.prev``; an unreadable ``last.pt`` (truncated,
 corrupted) is reported by path and training resumes from ``last.pt.prev``, or from scratch when that
 is unreadable too (same weights either way: the run is deterministic). The unreadable file is removed.
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.errors import ConfigError, CrlbenchError, DiskFullError, UnsafeCheckpointError
-from bench.files import atomic_write, disk_full
-from bench.model import CausalModel
+from crlbench.core.errors import ConfigError, CrlbenchError, DiskFullError, UnsafeCheckpointError
+from crlbench.core.files import atomic_write, disk_full
+from crlbench.training.model import CausalModel
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE = 0, 1, 2  # independent streams o
 
 def build_model(name: str, card: Any, seed: int, **hyperparameters: Any) -> CausalModel:
     """The registered model ``name``, its initial weights drawn from the seed's own stream."""
-    from bench import registry
+    from crlbench.core import registry
 
     torch.manual_seed(_torch_seed(seed, INITIAL_WEIGHTS))
     return registry.model(name, card, **hyperparameters)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.files import atomic_write
+from crlbench.core.files import atomic_write
 
 SCHEMA = 1
 RESULT = "result.json"

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from bench import registry
-from bench.errors import ConfigError, unknown_name
+from crlbench.core import registry
+from crlbench.core.errors import ConfigError, unknown_name
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

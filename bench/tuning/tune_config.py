@@ -28,7 +28,7 @@ validation reconstruction error after every epoch, reported negated when the obj
 (so that higher is better for the pruner too); ``wilcoxon`` judges each seed's objective value
 against the best trial's (it needs enough seeds to reach its ``p_threshold``: 4 for 0.1).
 
-Errors name the file, the key path and the accepted values, as :mod:`bench.suite_config`'s do.
+Errors name the file, the key path and the accepted values, as :mod:`crlbench.suites.suite_config`'s do.
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import registry
-from bench.config import check_keys, read_yaml
-from bench.errors import ConfigError, accepted, unknown_name
-from bench.suite_config import (DatasetEntry, Evaluation, MetricSpec, ModelEntry, SuiteConfig, _dataset_entry,
-                                _metric_spec, _model_entry, _parse, _string_list, _typed, check_name, suite_from_dict)
-from bench.train import Budget
+from crlbench.core import registry
+from crlbench.core.config import check_keys, read_yaml
+from crlbench.core.errors import ConfigError, accepted, unknown_name
+from crlbench.suites.cell import Evaluation, MetricSpec
+from crlbench.suites.suite_config import (DatasetEntry, ModelEntry, SuiteConfig, _dataset_entry, _metric_spec,
+                                          _model_entry, _parse, _string_list, _typed, check_name, suite_from_dict)
+from crlbench.training.train import Budget
 
 TUNE_KEYS = ("name", "description", "plugins", "model", "dataset", "search_space", "objective", "seeds", "budget",
              "trials", "sampler", "pruner", "evaluation", "metrics", "device", "checkpoint_every")

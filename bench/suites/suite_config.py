@@ -33,48 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import registry
-from bench.config import check_keys, read_yaml
-from bench.errors import ConfigError, unknown_name
-from bench.params import parse_params
-from bench.train import Budget
+from crlbench.core import registry
+from crlbench.core.config import check_keys, read_yaml
+from crlbench.core.errors import ConfigError, unknown_name
+from crlbench.core.params import parse_params
+from crlbench.suites.cell import Cell, Evaluation, MetricSpec, at_batch_size
+from crlbench.training.train import Budget
 
 SUITE_KEYS = ("name", "description", "plugins", "seeds", "budget", "device", "checkpoint_every", "threads",
               "datasets", "models", "metrics", "evaluation")
 DEVICES = ("cpu", "cuda", "mps", "auto")  # auto: cuda when available, else cpu
-EVALUATION_SPLITS = ("test", "val")
-REPRESENTATIONS = ("factor_codes", "raw")  # what latent metrics read (bench.runner.evaluation_representation)
 TRAINING_KEYS = ("batch_size", "reference_budget", "per_dataset")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A metric variant and the options it is computed with."""
-
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Where latents are taken: ``n_train`` training images (probes, alignment), ``n_test`` images of ``split``."""
-
-    split: str = "test"
-    n_train: int = 2000
-    n_test: int = 1000
-    interventions: int = 4  # source images in each cell's intervention grid
-    representation: str = "factor_codes"  # one code per factor for every model; raw: every code
-
-    def __post_init__(self) -> None:
-        if self.split not in EVALUATION_SPLITS:
-            raise unknown_name("evaluation split", self.split, EVALUATION_SPLITS, where="evaluation: ")
-        if self.representation not in REPRESENTATIONS:
-            raise unknown_name("representation", self.representation, REPRESENTATIONS, where="evaluation: ")
-        for key in ("n_train", "n_test"):
-            if getattr(self, key) < 2:
-                raise ConfigError(f"evaluation: {key!r} must be an integer >= 2; got {getattr(self, key)!r}")
-        if self.interventions < 1:
-            raise ConfigError(f"evaluation: 'interventions' must be a positive integer; got {self.interventions!r}")
 
 
 @dataclass(frozen=True)
@@ -111,19 +80,26 @@ class SuiteConfig:
     evaluation: Evaluation = Evaluation()
     device: str = "cpu"
     checkpoint_every: int = 1
-    threads: int = 1  # per cell: torch, OpenMP, BLAS and joblib threads (bench.executor.cell_threads)
+    threads: int = 1  # per cell: torch, OpenMP, BLAS and joblib threads (crlbench.suites.executor.cell_threads)
     plugins: tuple[str, ...] = ()
     description: str = ""
     source: str | None = None
 
-    def cells(self) -> list["Cell"]:
+    def cells(self) -> list[Cell]:
         """Every (dataset, model, seed) cell, datasets outermost, seeds innermost."""
-        from bench.cell import Cell
+        return [self.cell(dataset, model, seed)
+                for dataset in self.datasets for model in self.models for seed in self.seeds]
 
-        return [
-            Cell.build(self, dataset, model, seed)
-            for dataset in self.datasets for model in self.models for seed in self.seeds
-        ]
+    def cell(self, dataset: DatasetEntry, model: ModelEntry, seed: int) -> Cell:
+        """The cell that trains ``model`` on ``dataset`` with ``seed`` under this suite's settings, hashed."""
+        training = model.training_for(dataset.name)
+        return Cell(
+            suite=self.name, dataset=dataset.name, dataset_params=dict(dataset.params), model=model.name,
+            label=model.label, hyperparameters=model.hyperparameters_for(dataset.name), seed=seed,
+            budget=at_batch_size(self.budget, training.get("batch_size")), metrics=self.metrics,
+            evaluation=self.evaluation, device=self.device, checkpoint_every=self.checkpoint_every,
+            plugins=self.plugins, threads=self.threads, reference_budget=training.get("reference_budget"),
+        ).hashed()
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bench.params import parse_params
+from crlbench.core.params import parse_params
 
 
 def adam(parameters, **options: Any) -> torch.optim.Optimizer:

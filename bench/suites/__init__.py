@@ -1,0 +1,11 @@
+"""Suites, the benchmark itself: suite configs expanded into cells (``suite_config``), the cell and
+its content hash (``cell``), one cell trained and evaluated (``runner``), cells run in this process or
+in spawned workers (``executor``), result records and cell folders (``results``), a suite planned,
+run and resumed (``suite``) and the per-cell leases that let launchers share a work directory
+(``lease``).
+
+May import: :mod:`crlbench.core`, :mod:`crlbench.training` and :mod:`crlbench.metrics`; models and
+datasets only through the registry. ``suite`` imports :mod:`crlbench.tracking` inside the function
+that logs a suite's cells (tracking reads ``results`` and ``lease``). ``cell`` imports nothing of the
+suite config; the config builds cells.
+"""
