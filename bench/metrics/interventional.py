@@ -65,9 +65,10 @@ def concept_value(model, images: torch.Tensor, k: int) -> torch.Tensor:
     if model.aligned:
         block = code[:, k]
         return block[:, 0] if block.shape[1] == 1 else block
-    matched = int(model.factor_codes[k])
-    if matched < 0:
-        raise ConfigError("metric 'counterfactual@probe': the unaligned model needs set_alignment before evaluation")
+    try:
+        matched = model.matched_code(k)  # the model contract (crlbench.training.model.CausalModel)
+    except ConfigError as error:
+        raise ConfigError(f"metric 'counterfactual@probe': {error}") from None
     return code[:, 0, matched]
 
 

@@ -1,8 +1,8 @@
 """Run one cell: train, encode the evaluation sample, compute each metric, write the result record.
 
-Every stage reads the previous stage's stored output when it is there: the trainer resumes from ``checkpoint/last.pt`` (a finished budget trains nothing), the
-latents are reused when the evaluation settings match, and a metric whose stored result has the
-same options is not recomputed. A rerun therefore finishes a killed cell, and a metric added to a
+Every stage reads the previous stage's stored output when it is there: the trainer resumes from
+``checkpoint/last.pt`` (a finished budget trains nothing), the latents are reused when the evaluation
+settings match, and a metric whose stored result has the same options is not recomputed. A rerun therefore finishes a killed cell, and a metric added to a
 finished suite is computed from the stored latents without retraining.
 
 Random streams of a cell's seed (spawn keys of ``numpy.random.SeedSequence``): 0-2 belong to the
@@ -11,8 +11,15 @@ intervention grid.
 
 Latent metrics read one representation, the same for every model (:func:`evaluation_representation`,
 docs/protocol.md). Any exception becomes a ``failed`` record naming the error; the caller goes on with
-other cells. A full disk (:class:`crlbench.core.errors.DiskFullError`) is raised instead: no record is written,
+other cells. A metric that raises fails alone: the record keeps status ``ok`` and every score that was
+computed, and adds ``"partial": true`` and ``metric_errors`` (metric name -> ``{type, message,
+traceback}``); the suite plans such a cell as *failed*, so ``--retry-failed`` computes the failed
+metrics again (the stored latents and the other metrics' results are reused, nothing is trained).
+A full disk (:class:`crlbench.core.errors.DiskFullError`) is raised instead: no record is written,
 so the files of a finished cell stay as they were and a rerun after freeing space picks the cell up.
+
+The record's ``model_source`` (``{module, file, sha256}``) fingerprints the file that defines the model's
+class, so a suite can warn when a plugin's code changed since its cells were computed.
 
 A stored file that cannot be read costs only what it holds: unreadable latents are encoded again from
 the model, an unreadable metric result (JSON or matrices) or intervention grid is computed again, an
@@ -47,7 +54,8 @@ from crlbench.metrics.interventional import concept_value
 from crlbench.suites.cell import VALIDATION_FRACTION, Cell
 from crlbench.suites.executor import cell_threads
 from crlbench.suites.results import RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
-from crlbench.training.train import build_model, train
+from crlbench.training.model import source_fingerprint
+from crlbench.training.train import build_model, compact_checkpoint, keep_checkpoints, train
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +83,7 @@ def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoc
     record: dict[str, Any] = {"schema": SCHEMA, "hash": cell.hash, "status": "ok", "cell": cell.to_dict(), "error": None}
     try:
         with cell_threads(cell.threads):  # the cell's own thread count, wherever it runs: same numbers on any machine
-            record.update(_evaluate(cell, Path(workdir), directory, timings, progress, on_epoch, epoch_hooks))
+            record.update(_evaluate(cell, Path(workdir), directory, timings, progress, on_epoch, epoch_hooks, propagate))
     except Exception as error:  # noqa: BLE001 - a failed cell is recorded, the suite goes on
         if isinstance(error, (*propagate, DiskFullError)):  # a full disk: keep what is stored, write nothing
             raise
@@ -90,11 +98,13 @@ def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoc
 
 
 def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progress: bool,
-              on_epoch: EpochHook | None, epoch_hooks: Sequence[ModelHook]) -> dict[str, Any]:
+              on_epoch: EpochHook | None, epoch_hooks: Sequence[ModelHook],
+              propagate: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
     dataset = registry.dataset(cell.dataset, cache_dir=workdir / "data", **cell.dataset_params)
     train_split, eval_split = training_and_evaluation_splits(dataset, cell.evaluation.split)
     device = resolve_device(cell.device)
     model = build_model(cell.model, dataset.card, cell.seed, **cell.hyperparameters).to(device)
+    source = source_fingerprint(type(model))
 
     start = time.perf_counter()
     batches_per_epoch = -(-len(train_split) // cell.budget.batch_size)
@@ -107,6 +117,8 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
                     checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
                     callbacks=callbacks, progress=progress, device=device)
     timings["train_s"] = time.perf_counter() - start
+    if not keep_checkpoints():  # a finished cell keeps its weights, not its optimiser state (--keep-checkpoints)
+        compact_checkpoint(directory / "checkpoint")
     history_data = {"epochs": history.epochs, "steps": history.steps}
     write_json(directory / "history.json", history_data)
     model = model.cpu().eval()
@@ -120,12 +132,21 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     scores = {"reconstruction.mse": _reconstruction_error(model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])}
 
     metric_seed = _stream_seed(cell.seed, METRIC_STREAM)
-    metrics, metric_times = {}, {}
+    metrics, metric_times, metric_errors = {}, {}, {}
     for spec in cell.metrics:
         start = time.perf_counter()
-        metrics[spec.name] = _metric(spec, cell, model, dataset, train_split, eval_split, latents, representation,
-                                     metric_seed, directory, notes)
-        metric_times[spec.name] = time.perf_counter() - start
+        try:
+            metrics[spec.name] = _metric(spec, cell, model, dataset, train_split, eval_split, latents, representation,
+                                         metric_seed, directory, notes)
+        except Exception as error:  # noqa: BLE001 - one metric's failure keeps the other scores
+            if isinstance(error, (*propagate, DiskFullError)):
+                raise
+            log.warning("cell %s: metric %s failed: %s: %s", cell.title, spec.name, type(error).__name__, error)
+            metric_errors[spec.name] = {"type": type(error).__name__, "message": str(error),
+                                        "traceback": traceback.format_exc()}
+            continue
+        finally:
+            metric_times[spec.name] = time.perf_counter() - start
         scores.update({f"{spec.name}.{key}": value for key, value in metrics[spec.name]["scores"].items()})
     timings["metrics_s"] = metric_times
     _intervention_grid(cell, model, dataset, eval_split, latents["test_rows"], metric_seed, directory, notes)
@@ -142,6 +163,8 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         "scores": scores,
         "metrics": metrics,
         "history": history_data,
+        "model_source": source,
+        **({"partial": True, "metric_errors": metric_errors} if metric_errors else {}),
         **({"notes": notes} if notes else {}),
     }
 

@@ -4,8 +4,10 @@ A cell is *done* when its record exists with status ``ok`` and was evaluated wit
 metrics and evaluation settings; *stale* when it has a record made with other settings (the runner
 then computes the new metrics from the stored latents and checkpoint, without training; a record
 that failed under other settings is tried again under the new ones); *failed* when its record says
-so (skipped unless ``retry_failed``); *running* while another launcher holds its lease; *pending*
-otherwise (a killed cell resumes from its latest checkpoint).
+so, or when one of its metrics failed (a partial record; skipped unless ``retry_failed``); *running*
+while another launcher holds its lease; *pending* otherwise (a killed cell resumes from its latest
+checkpoint). Planning warns about each finished cell whose model's source file changed since it was
+computed (its record's ``model_source``): its ``version`` was not bumped, so the cell is reused.
 
 **Launchers share a work directory** (:mod:`crlbench.suites.lease`). A cell runs only under its lease
 (``cells/<hash>/lease.json``), taken in this process before the cell is handed to the executor and
@@ -68,10 +70,12 @@ class SuiteSummary:
 
 def plan(config: SuiteConfig, workdir: str | Path, stale_after_s: float = STALE_AFTER_S) -> list[PlannedCell]:
     """Every cell of the suite and its state in ``workdir``."""
-    planned = []
+    planned, sources = [], {}
     for cell in config.cells():
         directory = cell_dir(workdir, cell.hash)
-        record_state = cell_state(cell, read_result(directory))
+        record = read_result(directory)
+        record_state = cell_state(cell, record)
+        _warn_if_source_changed(cell, record, sources)
         lease = lease_state(directory / "lease.json", stale_after_s)
         holder = None
         if lease is not None and lease.live:
@@ -103,7 +107,27 @@ def cell_state(cell: Cell, record: dict[str, Any] | None) -> str:
     same = all(stored.get(key) == wanted[key] for key in ("metrics", "evaluation", "label"))
     if not same:
         return "stale"
-    return "done" if record["status"] == "ok" else "failed"
+    if record["status"] == "ok" and not record.get("metric_errors"):
+        return "done"
+    return "failed"  # a partial record (a metric failed) too: --retry-failed computes what is missing
+
+
+def _warn_if_source_changed(cell: Cell, record: dict[str, Any] | None, sources: dict[str, Any]) -> None:
+    """Warn when a finished cell's model was computed from another version of its source file than
+    the one installed now (its ``version`` was not bumped, so the cell is reused)."""
+    stored = (record or {}).get("model_source") if (record or {}).get("status") == "ok" else None
+    if not isinstance(stored, dict) or not stored.get("sha256"):
+        return
+    if cell.model not in sources:
+        from crlbench.core import registry
+        from crlbench.training.model import source_fingerprint
+
+        sources[cell.model] = source_fingerprint(registry.registry("model").get(cell.model))
+    current = sources[cell.model]
+    if current is not None and current["sha256"] != stored["sha256"]:
+        log.warning("model %r: its source file %s changed since cell %s (%s) was computed; the cell is reused "
+                    "as it is: bump the model's `version` to recompute it", cell.model, current["file"],
+                    cell.title, cell.hash)
 
 
 def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tracking_uri: str | None = None,

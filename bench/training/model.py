@@ -1,27 +1,53 @@
-"""The model contract every registered method follows.
+"""The model contract every registered method follows: :class:`CausalModel`.
 
 A model is a ``torch.nn.Module`` built from a dataset card and typed hyperparameters (a frozen
 dataclass ``Config`` whose defaults are the reference values). The trainer feeds it batches of
 ``{"images": float [B, C, H, W] in [0, 1], "factors": float [B, K] standardised}``.
 
+What a subclass provides (everything else has a working default here):
+
+* class attributes ``name`` (its registered name), ``Config``, ``version`` (default ``"1"``, part of
+  the cell hash: bump it when a change alters training, or finished cells are reused) and
+  ``aligned`` (default ``True``);
+* ``__init__(card, **hyperparameters)`` calling ``super().__init__(card, **hyperparameters)``;
 * ``optimizers()`` names its optimisers. With one optimiser the trainer back-propagates the
-  ``"loss"`` entry of ``training_step``; a model with several (DEAR) sets ``manual_optimization``
-  and steps them itself inside ``training_step``.
+  ``"loss"`` entry of ``training_step(batch, step)``; a model with several (DEAR) sets
+  ``manual_optimization`` and steps them itself inside ``training_step``;
+* ``encode(x)`` gives the representation ``[N, K, k]`` in concept blocks, block k going with factor k;
+  an unaligned model (beta-VAE) sets ``aligned = False`` and returns one block ``[N, 1, d]``;
+* ``reconstruct(x)`` and ``intervene(x, target, value)`` return images in [0, 1]; ``value`` is what
+  :func:`crlbench.metrics.interventional.concept_value` reads from the model's own encoder for
+  concept ``target`` (its block, a ``[N, k]`` tensor, or ``[N]`` when k = 1; for an unaligned model
+  the matched code, ``[N]``).
+
+Defaults a subclass may override:
+
+* ``set_alignment(codes)``: the runner calls it on an unaligned model before any metric, with the
+  code matched to each factor (Hungarian matching of ``mcc@pearson`` on the training sample). The
+  default stores them in ``factor_codes`` (a LongTensor buffer, ``-1`` until set; not saved in
+  checkpoints) and ``matched_code(k)`` reads them back: an unaligned ``intervene`` sets code
+  ``self.matched_code(target)``;
 * ``on_train_start(total_steps, steps_per_epoch)`` and ``on_epoch_start(epoch)`` let a model follow a
-  schedule (ICM-VAE's warm-up), which ``schedule()`` reports for the result record.
-* ``encode(x)`` gives the representation ``[N, K, k]`` in concept blocks; an unaligned model
-  (beta-VAE) sets ``aligned = False`` and returns ``[N, 1, d]``.
-* ``reconstruct(x)`` and ``intervene(x, target, value)`` return images in [0, 1].
+  schedule (ICM-VAE's warm-up), which ``schedule()`` reports for the result record;
 * ``supervision()`` and ``latent_size()`` tell the leaderboard what the method is given and learns.
+
+The result record holds the SHA-256 of the file that defines the model's class
+(:func:`source_fingerprint`); a suite warns when a finished cell's model source changed since.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from crlbench.core.errors import ConfigError
 from crlbench.core.params import parse_params
 
 
@@ -36,10 +62,11 @@ def adam(parameters, **options: Any) -> torch.optim.Optimizer:
 
 
 class CausalModel(nn.Module):
-    """Base class of the registered models."""
+    """Base class of the registered models (the contract: this module's docstring)."""
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    version: ClassVar[str] = "1"  # in the cell hash: bump it when a change alters training
     aligned: ClassVar[bool] = True
     manual_optimization: ClassVar[bool] = False
 
@@ -86,3 +113,64 @@ class CausalModel(nn.Module):
 
     def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def set_alignment(self, codes: Sequence[int]) -> None:
+        """Which code of ``encode``'s single block goes with each factor (unaligned models; the runner
+        calls it before any metric). Stored as the LongTensor buffer ``factor_codes``."""
+        codes = [int(code) for code in codes]
+        factors = len(self.card.factors)
+        width = self.latent_size()
+        if len(codes) != factors or any(code < 0 or (width is not None and code >= width) for code in codes):
+            limit = f"0..{width - 1}" if width is not None else "a non-negative code index"
+            raise ConfigError(f"model {self.name!r}: set_alignment needs one code in {limit} per factor ({factors}); "
+                              f"got {codes}")
+        value = torch.as_tensor(codes, dtype=torch.long)
+        current = getattr(self, "factor_codes", None)
+        if "factor_codes" in self._buffers and isinstance(current, torch.Tensor):
+            if current.shape == value.shape:
+                current.copy_(value)
+            else:
+                self._buffers["factor_codes"] = value.to(current.device)
+            return
+        if current is not None:  # a plain attribute a subclass set: replaced by the buffer
+            delattr(self, "factor_codes")
+        self.register_buffer("factor_codes", value, persistent=False)
+
+    def matched_code(self, k: int) -> int:
+        """The code of ``encode``'s single block matched to factor ``k`` (unaligned models)."""
+        return matched_code(self, k)
+
+
+def matched_code(model: Any, k: int) -> int:
+    """The code an unaligned ``model`` matched to factor ``k`` (its ``factor_codes``), with a clear error
+    when the alignment was never set."""
+    codes = getattr(model, "factor_codes", None)
+    name = getattr(model, "name", type(model).__name__)
+    if codes is None:
+        raise ConfigError(f"model {name!r} is unaligned but has no factor_codes: call set_alignment(codes) first "
+                          "(crlbench.training.model.CausalModel gives it)")
+    if not 0 <= k < len(codes):
+        raise ConfigError(f"model {name!r}: factor index must be in 0..{len(codes) - 1}; got {k}")
+    code = int(codes[k])
+    if code < 0:
+        raise ConfigError(f"model {name!r}: the unaligned model needs set_alignment before evaluation")
+    return code
+
+
+def source_fingerprint(model_class: type) -> dict[str, str] | None:
+    """``{"module", "file", "sha256"}`` of the file that defines ``model_class`` (None when it has no
+    readable source file, e.g. a class defined interactively)."""
+    module = getattr(model_class, "__module__", None)
+    path = getattr(sys.modules.get(module), "__file__", None) if module else None
+    if path is None:
+        try:
+            path = inspect.getsourcefile(model_class)
+        except TypeError:
+            path = None
+    if not path:
+        return None
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return {"module": str(module), "file": str(Path(path).resolve()), "sha256": digest}
