@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -17,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from crlbench import __version__
 from crlbench.core import registry
 from crlbench.core.config import DatasetConfig, load_dataset_config
 from crlbench.core.errors import ConfigError, CrlbenchError
@@ -31,6 +34,7 @@ EXIT_INPUT = 2  # bad input or an unusable path: one message naming the file, ke
 EXIT_FAILED = 10  # + the number of failed cells (or trials), at most 99
 EXIT_FAILED_MAX = 99
 EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports a command stopped by it
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (| head): 128 + SIGPIPE, as for other Unix tools
 EPILOG = f"""exit status:
   {EXIT_OK}       success
   {EXIT_INTERNAL}       internal error (a bug: Python prints a traceback)
@@ -40,7 +44,8 @@ EPILOG = f"""exit status:
   {EXIT_FAILED}-{EXIT_FAILED_MAX}   the command ran but N cells failed (suite, run): {EXIT_FAILED} + N, at most \
 {EXIT_FAILED_MAX};
           tune: no trial completed, {EXIT_FAILED} + N failed trials ({EXIT_FAILED}: every trial was pruned)
-  {EXIT_INTERRUPTED}     interrupted (Ctrl-C): run the same command again to resume"""
+  {EXIT_INTERRUPTED}     interrupted (Ctrl-C): run the same command again to resume
+  {EXIT_BROKEN_PIPE}     the reader of the output closed it early (e.g. | head): output stops quietly"""
 READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
@@ -108,9 +113,20 @@ def writable_folder(path: Path, what: str) -> Path:
 
 
 def console() -> int:
-    """The ``crlbench`` console script: ``main`` with warnings printed as one plain line."""
+    """The ``crlbench`` console script: ``main`` with warnings printed as one plain line, and a reader
+    that closes the output early (``crlbench list metrics | head -1``) ending it quietly with
+    :data:`EXIT_BROKEN_PIPE` instead of a ``BrokenPipeError`` traceback."""
     warnings.showwarning = _show_warning
-    return main()
+    try:
+        status = main()
+        sys.stdout.flush()  # inside the try: a small output meets the closed pipe only here
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail too.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return status
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -121,10 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crlbench", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"crlbench {__version__}")
     commands = parser.add_subparsers(title="commands")
 
     listing = commands.add_parser("list", help="list registered models, datasets and metrics")
     listing.add_argument("kind", nargs="?", choices=sorted(KIND_CHOICES), help="one kind only")
+    listing.add_argument("--plugins", dest="plugins", action="append", default=[], metavar="MODULE",
+                         help="import a plugin module first, as a suite's 'plugins:' does, so its models, "
+                              "datasets and metrics are listed (repeatable; installed or on PYTHONPATH)")
     listing.set_defaults(handler=run_list)
 
     data = commands.add_parser("data", help="generate, inspect and preview datasets")
@@ -149,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
     suite.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
     suite.add_argument("--retry-failed", action="store_true", help="run cells recorded as failed again")
+    _keep_checkpoints_argument(suite)
     suite.set_defaults(handler=run_suite_command)
 
     single = commands.add_parser("run", help="train and evaluate one cell from flags", epilog=EPILOG,
@@ -167,13 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"a metric variant (repeatable; default: {', '.join(DEFAULT_METRICS)})")
     single.add_argument("--label", help="the model's name in reports (default: the model name)")
     _work_arguments(single)
+    _keep_checkpoints_argument(single)
     single.set_defaults(handler=run_single_command)
 
     report = commands.add_parser("report", help="write leaderboards, figures and an HTML report", epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("source", type=Path, help="a suite YAML file, or a folder of results (e.g. runs/cells)")
     report.add_argument("--out", type=Path, required=True, help="the report folder, e.g. reports/quick")
-    report.add_argument("--workdir", type=Path, default=None, help="work directory of a suite (default: runs)")
+    report.add_argument("--workdir", type=Path, default=None,
+                        help="work directory of a suite (default: $CRLBENCH_WORKDIR or runs)")
     report.add_argument("--title", help="the report's title (default: the suite's name)")
     report.add_argument("--reference", default="icm_vae", help="label that paired tests compare against")
     report.set_defaults(handler=run_report_command)
@@ -188,12 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--n-trials", type=int, help="trials in all, counting earlier ones (default: the config's)")
     tuning.add_argument("--workers", type=int, default=1, help="local worker processes on the study (default: 1)")
     tuning.add_argument("--export", action="store_true",
-                        help="write the best hyperparameters to configs/tuned/<model>-<dataset>.yaml")
+                        help="write the best hyperparameters to configs/tuned/<model>-<dataset>[-<study>].yaml "
+                        "(the study's name, unless it starts with <model>-<dataset>)")
+    tuning.add_argument("--force", action="store_true",
+                        help="with --export: replace a file another study exported")
     tuning.set_defaults(handler=run_tune_command)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a work directory")
-    ui.add_argument("--workdir", type=Path, default=None, help="work directory (default: runs)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--workdir", type=Path, default=None, help="work directory (default: $CRLBENCH_WORKDIR or runs)")
+    ui.add_argument("--port", type=int, default=5000, help="port of the UI on 127.0.0.1 (default: 5000)")
     ui.set_defaults(handler=run_ui_command)
     return parser
 
@@ -206,6 +232,12 @@ def _work_arguments(command: argparse.ArgumentParser) -> None:
     tracking = command.add_mutually_exclusive_group()
     tracking.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
     tracking.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
+
+def _keep_checkpoints_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--keep-checkpoints", action="store_true",
+                         help="keep finished cells' full checkpoints (optimiser state, last.pt.prev); by default "
+                              "only what later metrics need, the model weights, is kept")
 
 
 def _workdir(args: argparse.Namespace) -> Path:
@@ -268,21 +300,84 @@ def _run_suite(config, args: argparse.Namespace) -> int:
             print(f"  {item.cell.hash}  {item.state:<8} {item.cell.title}{note}")
         counts = {state: sum(p.state == state for p in planned) for state in ("done", "stale", "failed", "pending", "running")}
         print("  " + ", ".join(f"{count} {state}" for state, count in counts.items()))
+        print(f"  work directory size: {_workdir_size(workdir)}")
         return 0
     workers = getattr(args, "workers", 1)
     if workers < 1:
         raise ConfigError(f"--workers must be a positive integer; got {workers}")
     _writable_workdir(args)
     start = time.perf_counter()
-    summary = run_suite(config, workdir, workers=workers, tracking_uri=_tracking_uri(args, workdir),
-                        retry_failed=getattr(args, "retry_failed", False))
+    tracking_uri = _tracking_uri(args, workdir)
+    with _keep_checkpoints(getattr(args, "keep_checkpoints", False)):
+        summary = run_suite(config, workdir, workers=workers, tracking_uri=tracking_uri,
+                            retry_failed=getattr(args, "retry_failed", False))
     seconds = time.perf_counter() - start
     elsewhere = f"{summary.elsewhere} ran elsewhere, " if summary.elsewhere else ""
     print(f"suite {config.name}: {summary.ok} ran, {summary.cached} already done, {elsewhere}{summary.failed} failed "
           f"in {seconds:.1f} s; results in {workdir / 'cells'}")
     for title, error in summary.failures:
         print(f"  failed: {title}: {error}")
+    if args.handler is run_single_command:
+        for record in summary.records:
+            _print_cell(record, workdir, tracking_uri, config.name)
     return failed_status(summary.failed)
+
+
+@contextlib.contextmanager
+def _keep_checkpoints(keep: bool):
+    """``--keep-checkpoints``: $CRLBENCH_KEEP_CHECKPOINTS for the run (worker processes inherit it)."""
+    from crlbench.training.train import KEEP_CHECKPOINTS
+
+    if not keep:
+        yield
+        return
+    before = os.environ.get(KEEP_CHECKPOINTS)
+    os.environ[KEEP_CHECKPOINTS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(KEEP_CHECKPOINTS, None)
+        else:
+            os.environ[KEEP_CHECKPOINTS] = before
+
+
+def _print_cell(record: dict[str, Any], workdir: Path, tracking_uri: str | None, suite_name: str) -> None:
+    """One cell's scores as an aligned table, then where its record, report and MLflow run are."""
+    from crlbench.suites.results import RESULT, cell_dir
+
+    folder = cell_dir(workdir, record["hash"])
+    scores = record.get("scores") or {}
+    if scores:
+        width = max(len(name) for name in scores)
+        print(f"\n  {'score':<{width}}  {'value':>10}")
+        for name, value in scores.items():
+            text = f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+            print(f"  {name:<{width}}  {text:>10}")
+    print(f"\n  record:  {folder / RESULT}")
+    print(f"  report:  crlbench report {workdir / 'cells'} --out reports/{suite_name}")
+    if tracking_uri is None:
+        print("  MLflow:  not tracked (--no-tracking)")
+        return
+    from crlbench.tracking.mlflow_runs import logged_run
+
+    experiment = f"crlbench/{suite_name}"
+    run_id = logged_run(folder, tracking_uri, experiment, record)
+    where = f"run {run_id}" if run_id else "no run logged"
+    print(f"  MLflow:  experiment {experiment}, {where} (crlbench ui --workdir {workdir})")
+
+
+def _workdir_size(workdir: Path) -> str:
+    """The bytes under ``workdir``, and how many of them are checkpoints, in megabytes."""
+    total = checkpoints = 0
+    for root, _, files in os.walk(workdir):
+        for name in files:
+            with contextlib.suppress(OSError):
+                size = os.lstat(os.path.join(root, name)).st_size
+                total += size
+                if os.path.basename(root) == "checkpoint":
+                    checkpoints += size
+    return f"{total / 1e6:.1f} MB ({checkpoints / 1e6:.1f} MB of it checkpoints)"
 
 
 def run_report_command(args: argparse.Namespace) -> int:
@@ -343,20 +438,110 @@ def run_tune_command(args: argparse.Namespace) -> int:
         print("crlbench: error: no trial completed; nothing to export", file=sys.stderr)
         return failed_status(states["FAIL"]) if states["FAIL"] else EXIT_FAILED
     print(f"  best value {study.best_value:.6g} at trial {study.best_trial.number}: {study.best_params}")
-    if args.export:  # configs/tuned/<model>-<dataset>.yaml, next to the suites that reference it
-        path = export_best(study, config, export_dir)
+    if args.export:  # configs/tuned/<model>-<dataset>[-<study>].yaml, next to the suites that reference it
+        path = export_best(study, config, export_dir, force=args.force)
         print(f"  exported to {path}")
     return 0
 
 
 def run_ui_command(args: argparse.Namespace) -> int:
+    """Start the MLflow UI and print each crlbench experiment's URL (MLflow 3 opens on its GenAI
+    page otherwise). The server runs in its own process group, stopped with this process: on
+    SIGTERM, SIGHUP or Ctrl-C the whole group gets SIGTERM (SIGKILL after a few seconds)."""
     import subprocess
 
     from crlbench.tracking.mlflow_runs import ui_command
 
-    command = ui_command(_workdir(args), port=args.port)
+    workdir = _workdir(args)
+    command = ui_command(workdir, port=args.port)
     print("starting: " + " ".join(command))
-    return subprocess.call(command)
+    base = f"http://127.0.0.1:{args.port}"
+    experiments = ui_experiments(workdir)
+    _mark_model_training(workdir, experiments)
+    for experiment_id, name in experiments:
+        print(f"  {name}: {base}/#/experiments/{experiment_id}/runs")
+    if not experiments:
+        print(f"  no crlbench experiment in {workdir} yet; open {base}/#/experiments")
+    sys.stdout.flush()
+    server = subprocess.Popen(command, start_new_session=True)  # its own group: uvicorn workers and all
+
+    def stop(signum, frame):  # noqa: ARG001
+        raise _Stop(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return server.wait()
+    except (_Stop, KeyboardInterrupt) as stopped:
+        _stop_group(server)
+        return 128 + stopped.signum if isinstance(stopped, _Stop) else EXIT_OK
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if server.poll() is None:
+            _stop_group(server)
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_group(server, grace_s: float = 5.0) -> None:
+    """SIGTERM to the server's process group, SIGKILL after ``grace_s`` seconds."""
+    import subprocess
+
+    for signum, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(server.pid, signum)
+        try:
+            server.wait(wait_s)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(server.pid, signal.SIGKILL)  # workers the server left behind
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow 3's UI asks "GenAI or model training?" where it is missing
+
+
+def _mark_model_training(workdir: Path, experiments: list[tuple[str, str]]) -> None:
+    """Tag crlbench's experiments as model training (``custom_model_development``) where they carry no
+    kind yet, so MLflow 3's UI opens them on their runs, not on its GenAI pages."""
+    if not experiments:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{Path(workdir) / 'mlflow.db'}?mode=ro", uri=True)) as db:
+            tagged = {str(row[0]) for row in db.execute("SELECT experiment_id FROM experiment_tags WHERE key = ?",
+                                                        (EXPERIMENT_KIND,))}
+        untagged = [experiment_id for experiment_id, _ in experiments if experiment_id not in tagged]
+        if not untagged:
+            return
+        from mlflow import MlflowClient
+
+        from crlbench.tracking.mlflow_runs import default_tracking_uri
+
+        client = MlflowClient(tracking_uri=default_tracking_uri(workdir))
+        for experiment_id in untagged:
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, "custom_model_development")
+    except Exception as error:  # noqa: BLE001 - the UI works without the tag (it asks once per experiment)
+        logging.getLogger(__name__).warning("could not tag the experiments as model training: %s", error)
+
+
+def ui_experiments(workdir: Path) -> list[tuple[str, str]]:
+    """(id, name) of the active ``crlbench/...`` experiments in the work directory's MLflow store, read
+    from its SQLite file (no MLflow import); empty when there is no store yet."""
+    database = Path(workdir) / "mlflow.db"
+    if not database.is_file():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            rows = connection.execute("SELECT experiment_id, name FROM experiments WHERE name LIKE 'crlbench/%' "
+                                      "AND lifecycle_stage = 'active' ORDER BY experiment_id").fetchall()
+    except sqlite3.Error:
+        return []
+    return [(str(experiment_id), name) for experiment_id, name in rows]
 
 
 def _key_values(items: list[str], flag: str) -> dict[str, Any]:
@@ -377,10 +562,12 @@ def _dataset_arguments(command: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="any other dataset parameter, e.g. --set split_rule=random (repeatable)",
     )
-    command.add_argument("--workdir", type=Path, help="work directory; data is cached in WORKDIR/data (default: runs)")
+    command.add_argument("--workdir", type=Path,
+                         help="work directory; data is cached in WORKDIR/data (default: $CRLBENCH_WORKDIR or runs)")
 
 
 def run_list(args: argparse.Namespace) -> int:
+    registry.load_plugins(args.plugins, source="--plugins")
     kinds = [KIND_CHOICES[args.kind]] if args.kind else list(KIND_CHOICES.values())
     for kind in kinds:
         entries = registry.registry(kind).entries()

@@ -130,3 +130,139 @@ def test_failed_cells_have_their_own_exit_status_apart_from_bad_input(tmp_path, 
     finally:
         sys.modules.pop("crl_plugin_models", None)
     assert [failed_status(n) for n in (0, 1, 2, 89, 90, 500)] == [0, 11, 12, 99, 99, 99]
+
+
+def test_version_is_the_installed_distributions():
+    import importlib.metadata
+
+    import crlbench
+
+    result = subprocess.run([sys.executable, "-m", "crlbench", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"crlbench {crlbench.__version__}"
+    assert importlib.metadata.version("crlbench") == crlbench.__version__
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_output_quietly():
+    import os
+
+    from crlbench.cli import EXIT_BROKEN_PIPE
+
+    # A pipe whose reader is already gone: every write fails, deterministically.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        closed = subprocess.run([sys.executable, "-m", "crlbench", "list", "metrics"], stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert closed.returncode == EXIT_BROKEN_PIPE == 141
+    assert closed.stderr == ""
+    # And as a user types it: head's first line, no traceback (crlbench may finish writing before head exits).
+    shell = subprocess.run(["bash", "-c", f"'{sys.executable}' -m crlbench list metrics | head -1; "
+                                          "echo \"status ${PIPESTATUS[0]}\" >&2"],
+                           capture_output=True, text=True, timeout=300)
+    assert shell.stdout == "metrics:\n"
+    assert "Traceback" not in shell.stderr and "BrokenPipeError" not in shell.stderr
+    assert shell.stderr.strip() in ("status 0", "status 141")
+
+
+def test_help_names_the_environment_default_and_the_ui_port(capsys):
+    from crlbench.cli import build_parser
+
+    parser = build_parser()
+    for command in ("suite", "run", "report", "tune", "ui"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: $CRLBENCH_WORKDIR or runs)" in text, command
+        assert "(default: runs)" not in text
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ui", "--help"])
+    assert "port of the UI on 127.0.0.1 (default: 5000)" in " ".join(capsys.readouterr().out.split())
+    for command in ("suite", "run"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        assert "--keep-checkpoints" in capsys.readouterr().out
+
+
+def test_list_imports_plugin_modules_given_with_plugins(monkeypatch, capsys):
+    from suite_fixture import PLUGINS
+
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    try:
+        assert main(["list", "models", "--plugins", "crl_plugin_models"]) == 0
+        assert "linear_ae" in capsys.readouterr().out
+    finally:
+        sys.modules.pop("crl_plugin_models", None)
+    assert main(["list", "--plugins", "no_such_plugin_module_17"]) == 2
+    assert "--plugins: plugin module 'no_such_plugin_module_17' could not be imported" in capsys.readouterr().err
+
+
+def test_run_prints_the_scores_and_where_the_record_report_and_mlflow_run_are(tmp_path, data_dir, capsys):
+    import re
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "data").symlink_to(data_dir, target_is_directory=True)
+    assert main(["run", "--dataset", "pendulum", "--data", "size=32", "--model", "beta_vae", "--steps", "3",
+                 "--batch-size", "16", "--metric", "mcc@pearson", "--workdir", str(workdir)]) == 0
+    out = capsys.readouterr().out
+    assert "1 ran" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and len(line.split()) == 2}
+    assert {"score", "reconstruction.mse", "mcc@pearson.mcc"} <= set(rows)
+    assert len({len(rows[name]) for name in ("score", "reconstruction.mse", "mcc@pearson.mcc")}) == 1  # aligned
+    (record,) = (workdir / "cells").glob("*/result.json")
+    assert f"record:  {record}" in out
+    assert f"report:  crlbench report {workdir / 'cells'} --out reports/run" in out
+    assert re.search(r"MLflow:  experiment crlbench/run, run [0-9a-f]{32} ", out)
+
+    # --dry-run says how much the work directory holds.
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nseeds: [0]\nbudget: {steps: 3}\ndatasets: [{name: pendulum, params: {size: 32}}]\n"
+                     "models: [{name: beta_vae}]\nmetrics: [mcc@pearson]\n")
+    assert main(["suite", str(suite), "--workdir", str(workdir), "--dry-run"]) == 0
+    assert re.search(r"work directory size: [0-9.]+ MB \([0-9.]+ MB of it checkpoints\)", capsys.readouterr().out)
+
+
+def test_ui_prints_the_experiment_urls_and_stops_its_server_with_it(tmp_path):
+    import os
+    import signal
+    import socket
+    import time
+
+    from mlflow import MlflowClient
+
+    from crlbench.tracking.mlflow_runs import default_tracking_uri
+
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path))
+    experiment_id = client.create_experiment("crlbench/quick")
+    client.create_experiment("not-crlbench")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ui = subprocess.Popen([sys.executable, "-m", "crlbench", "ui", "--port", str(port), "--workdir", str(tmp_path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def listening() -> bool:
+        with socket.socket() as connection:
+            return connection.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        deadline = time.monotonic() + 120
+        while not listening():
+            assert ui.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
+            time.sleep(0.5)
+        os.kill(ui.pid, signal.SIGTERM)
+        assert ui.wait(timeout=15) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 5
+        while listening():
+            assert time.monotonic() < deadline, "the MLflow server outlived crlbench ui"
+            time.sleep(0.2)
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+    out = ui.stdout.read()
+    assert f"crlbench/quick: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs" in out
+    assert "not-crlbench" not in out
+    assert client.get_experiment(experiment_id).tags.get("mlflow.experimentKind") == "custom_model_development"

@@ -11,6 +11,12 @@ random state) and are loaded with ``torch.load(weights_only=True)``: a file hold
 Saving keeps the previous checkpoint as ``last.pt.prev``; an unreadable ``last.pt`` (truncated,
 corrupted) is reported by path and training resumes from ``last.pt.prev``, or from scratch when that
 is unreadable too (same weights either way: the run is deterministic). The unreadable file is removed.
+
+A finished cell's checkpoint is *compacted* (:func:`compact_checkpoint`, called by the suite runner
+unless ``--keep-checkpoints`` / ``$CRLBENCH_KEEP_CHECKPOINTS``): its optimiser state and ``last.pt.prev``
+are dropped, the model weights, epoch, history and random state kept, so metrics added later are
+computed from it and resuming it (budget reached) trains nothing. A compacted checkpoint resumed to
+train further starts its optimisers afresh (noted in the history).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 Callback = Callable[[int, dict[str, float]], None]  # (epoch, mean losses of that epoch)
 CHECKPOINT = "last.pt"
 PREVIOUS = ".prev"  # last.pt.prev: the checkpoint before the latest
+KEEP_CHECKPOINTS = "CRLBENCH_KEEP_CHECKPOINTS"  # set (to anything but "" or "0"): finished cells keep everything
 INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE = 0, 1, 2  # independent streams of a cell's seed
 
 
@@ -86,6 +93,7 @@ class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
     notes: list[str] = field(default_factory=list)
+    compact: bool = False  # resumed from a compacted checkpoint: no optimiser state was restored
 
 
 def batch_tensors(images: np.ndarray, factors: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, torch.Tensor]:
@@ -130,6 +138,11 @@ def train(
     path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     if path is not None:
         epoch, history = resume(path, model, optimizers)
+        if history.compact and history.steps < total_steps:
+            note = (f"checkpoint {path} was compacted when its training finished (no optimiser state); "
+                    f"training goes on from its weights with fresh optimisers")
+            log.warning("%s", note)
+            history.notes.append(note)
     bar = _progress(total_steps, history.steps, progress)
     while history.steps < total_steps:
         order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_ORDER, epoch))).permutation(len(images))
@@ -194,6 +207,47 @@ def _save(path: Path, model, optimizers, epoch: int, history: History) -> None:
     if path.exists():
         _keep_previous(path)
     atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def keep_checkpoints() -> bool:
+    """Whether finished cells keep their full checkpoints (``$CRLBENCH_KEEP_CHECKPOINTS``, set by
+    ``crlbench suite/run --keep-checkpoints``; inherited by worker processes)."""
+    return os.environ.get(KEEP_CHECKPOINTS, "") not in ("", "0")
+
+
+def compact_checkpoint(checkpoint_dir: str | os.PathLike) -> int:
+    """Drop what only unfinished training needs from a finished run's checkpoint: the optimiser state
+    of ``last.pt`` (rewritten in place, atomically, marked ``compact``) and ``last.pt.prev``. The model
+    weights, epoch, history and random state stay. Returns the bytes freed (0 when there is nothing
+    to drop or ``last.pt`` cannot be read: it is then left as it is for resume to judge)."""
+    path = Path(checkpoint_dir) / CHECKPOINT
+    previous = path.with_name(path.name + PREVIOUS)
+    if not path.exists():
+        return 0
+    before = _size(path) + _size(previous)
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:  # noqa: BLE001 - unreadable: resume reports it and falls back to last.pt.prev
+        log.warning("checkpoint %s is unreadable (%s); not compacted", path, _first_line(error))
+        return 0
+    if not isinstance(state, dict) or "model" not in state:
+        return 0
+    if state.get("optimizers"):
+        state["optimizers"] = {}
+        state["compact"] = True
+        atomic_write(path, lambda handle: torch.save(state, handle))
+    with contextlib.suppress(FileNotFoundError):
+        previous.unlink()
+    freed = before - _size(path)
+    log.info("compacted %s: %.1f MB freed", path, freed / 1e6)
+    return freed
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _keep_previous(path: Path) -> None:
@@ -267,8 +321,11 @@ def _restore(path: Path, model, optimizers) -> tuple[int, History]:
     try:
         model.load_state_dict(state["model"])
         for name, optimizer in optimizers.items():
+            if state.get("compact") and name not in state["optimizers"]:
+                continue  # compacted after it finished: this optimiser starts afresh if training goes on
             optimizer.load_state_dict(state["optimizers"][name])
         history = History(epochs=list(state["history"]["epochs"]), steps=int(state["history"]["steps"]))
+        history.compact = bool(state.get("compact"))
         torch.set_rng_state(state["torch_rng"].cpu())
     except Exception:
         model.load_state_dict(saved[0])
