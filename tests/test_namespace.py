@@ -160,8 +160,9 @@ MAY_IMPORT = {
     "cli": set(PARTS),
     "__main__": {"cli"},
 }
-# Imports inside a function that the docstrings name: the suite launcher logs its cells to MLflow.
-LAZY_EXCEPTIONS = {("crlbench.suites.suite", "tracking")}
+# Imports inside a function that the docstrings name: the suite launcher logs its cells to MLflow, and
+# tracking draws a cell's intervention grid with the report's figure code.
+LAZY_EXCEPTIONS = {("crlbench.suites.suite", "tracking"), ("crlbench.tracking.mlflow_runs", "reports")}
 
 
 def _modules():

@@ -5,6 +5,8 @@ One SQLite store per module: creating MLflow's tables takes seconds.
 
 from __future__ import annotations
 
+import getpass
+import json
 import logging
 import os
 import socket
@@ -34,7 +36,10 @@ def _record(cell_hash: str, seed: int, status: str) -> dict:
         "cell": {"hash": cell_hash, "suite": SUITE, "dataset": "pendulum", "dataset_params": {"n_train": 500},
                  "model": "beta_vae", "label": "beta_vae", "hyperparameters": {"beta": 4.0, "latent_dim": 4},
                  "seed": seed, "budget": {"epochs": EPOCHS, "steps": None, "batch_size": 64},
-                 "metrics": [{"name": "dci@reg", "options": {}}], "evaluation": {"split": "test"}},
+                 "metrics": [{"name": "dci@reg", "options": {}}], "evaluation": {"split": "test"},
+                 "identity": {"model": {"name": "beta_vae", "hyperparameters": {"beta": 4.0, "latent_dim": 4, "lr": 0.001,
+                                                                                 "betas": [0.9, 0.999]}},
+                              "dataset": {"name": "pendulum", "params": {"n_train": 500, "size": 64}}}},
         "factors": ["pendulum_angle", "light_angle", "shadow_length", "shadow_position"],
         "error": None, "scores": {}, "metrics": {}, "history": {"epochs": [], "steps": 0},
         "timings": {"total_s": 2.5}, "provenance": PROVENANCE,
@@ -59,7 +64,16 @@ def _cell_folder(workdir: Path, record: dict) -> Path:
         results.write_npz(folder / "metrics" / "dci@reg.npz", {"importance": np.eye(4)})
         (folder / "checkpoint").mkdir()
         (folder / "checkpoint" / "last.pt").write_bytes(b"weights")
+        results.write_npz(folder / "interventions.npz", INTERVENTIONS)
     return folder
+
+
+# One source image per column, per factor the true counterfactuals and the model's do() (3 factors, 2 samples).
+_RNG = np.random.default_rng(0)
+INTERVENTIONS = {"source": _RNG.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8),
+                 "truth": _RNG.integers(0, 255, (3, 2, 8, 8, 3), dtype=np.uint8),
+                 "model": _RNG.integers(0, 255, (3, 2, 8, 8, 3), dtype=np.uint8),
+                 "values": np.arange(6.0).reshape(3, 2), "factor_names": np.array(["angle", "light", "shadow"])}
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +128,66 @@ def test_cell_params_cover_the_cell_its_budget_hyperparameters_and_dataset_param
     assert params["budget.epochs"] == str(EPOCHS) and params["budget.batch_size"] == "64"
     assert params["hp.beta"] == "4.0" and params["hp.latent_dim"] == "4"
     assert params["data.n_train"] == "500"
+
+
+def test_hp_params_hold_every_resolved_hyperparameter_not_only_the_overrides(store):
+    run = _client(store).get_run(store["ok"])
+    params = run.data.params
+    assert params["hp.lr"] == "0.001" and params["hp.betas"] == "[0.9, 0.999]"  # defaults the suite did not set
+    assert params["data.size"] == "64"
+    assert json.loads(run.data.tags["crlbench.hp_overrides"]) == {"beta": 4.0, "latent_dim": 4}
+
+
+def test_runs_carry_mlflows_standard_source_tags(store):
+    client = _client(store)
+    for run_id in (store["ok"], store["failed"], store["parent"]):
+        tags = client.get_run(run_id).data.tags
+        assert tags["mlflow.source.git.commit"] == "abc123"
+        assert tags["mlflow.source.name"] == str(store["workdir"] / "suite.yaml")
+        assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.runName"] and tags["mlflow.user"]
+    assert client.get_run(store["ok"]).info.user_id == getpass.getuser()  # the User column
+    found = client.search_runs([client.get_run(store["ok"]).info.experiment_id],
+                               "tags.`mlflow.source.git.commit` = 'abc123' and tags.`crlbench.status` = 'ok'")
+    assert [run.info.run_id for run in found] == [store["ok"]]
+
+
+def test_the_intervention_grid_is_an_image_mlflow_shows(store):
+    client = _client(store)
+    top = {item.path for item in client.list_artifacts(store["ok"])}
+    assert {"interventions.npz", "interventions.png", "images"} <= top
+    images = [item.path for item in client.list_artifacts(store["ok"], "images")]
+    assert any(path.startswith("images/interventions+step+0+") and path.endswith(".png") for path in images), images
+    assert client.get_run(store["ok"]).data.tags["mlflow.loggedImages"] == "True"
+    from PIL import Image
+
+    with Image.open(client.download_artifacts(store["ok"], "interventions.png")) as image:
+        assert image.format == "PNG" and image.width > 100 and image.height > 100
+
+
+def test_drawing_one_cells_intervention_grid_is_cheap(tmp_path):
+    from crlbench.reports.figures import intervention_figure
+    from crlbench.tracking.mlflow_runs import intervention_image
+
+    results.write_npz(tmp_path / "interventions.npz", INTERVENTIONS)
+    intervention_figure({"warm": INTERVENTIONS}, "matplotlib's first figure loads its fonts")
+    start = time.perf_counter()
+    image = intervention_image(tmp_path / "interventions.npz", "pendulum/beta_vae/seed0", "beta_vae")
+    assert time.perf_counter() - start < 3  # measured: 0.3 s for a 64x64 Pendulum cell (4 factors, 4 samples)
+    assert image.mode == "RGB" and image.width > 100
+
+
+def test_a_cell_whose_grid_cannot_be_drawn_is_logged_with_a_warning(store, tmp_path, caplog):
+    record = _record("eeee000000000000", 4, "ok")
+    folder = _cell_folder(tmp_path, record)
+    results.write_npz(folder / "interventions.npz", {"source": INTERVENTIONS["source"]})  # no truth, no model
+    (folder / "figure.png").write_bytes(b"not a png")
+    with SuiteTracker(store["uri"], "tracking-images", {}) as tracker:
+        with caplog.at_level(logging.WARNING, logger="crlbench.tracking.mlflow_runs"):
+            run_id = tracker.log_cell(record, folder)
+    assert run_id is not None and _client(store).get_run(run_id).info.status == "FINISHED"
+    assert "could not draw the intervention grid" in caplog.text and "truth" in caplog.text
+    top = {item.path for item in _client(store).list_artifacts(run_id)}
+    assert "interventions.npz" in top and "figure.png" in top and "interventions.png" not in top
 
 
 def test_loss_terms_are_logged_per_epoch(store):

@@ -18,7 +18,7 @@ import yaml
 
 from crlbench.core.errors import ConfigError
 from crlbench.suites.suite_config import load_suite
-from crlbench.tuning.tune import export_best, load_tune, study_report, tune
+from crlbench.tuning.tune import export_best, export_path, exported_study, load_tune, study_report, tune
 from suite_fixture import PLUGINS
 
 TINY_TUNE = {
@@ -146,17 +146,81 @@ def test_a_study_runs_its_trials_and_exports_a_model_file_a_suite_accepts(tmp_pa
     assert (directory / "optuna.db").exists()
 
     exported = export_best(study, config, tmp_path / "configs" / "tuned")
-    assert exported.name == "linear_ae-pendulum.yaml"
+    assert exported.name == "linear_ae-pendulum-tiny-tune.yaml"  # the pair and the study
     suite_file = tmp_path / "configs" / "suites" / "tuned.yaml"
     suite_file.parent.mkdir(parents=True)
     suite_file.write_text(yaml.safe_dump({
         "name": "tuned", "plugins": ["crl_plugin_models"], "seeds": [0], "budget": {"steps": 3},
         "datasets": [{"name": "pendulum", "params": {"size": 32}}],
-        "models": [{"config": "../tuned/linear_ae-pendulum.yaml", "label": "linear_ae (tuned)"}],
+        "models": [{"config": "../tuned/linear_ae-pendulum-tiny-tune.yaml", "label": "linear_ae (tuned)"}],
         "metrics": ["mcc@pearson"]}))
     (model,) = load_suite(suite_file).models
     assert model.label == "linear_ae (tuned)" and model.hyperparameters == study.best_params
     assert f"trial {study.best_trial.number}" in yaml.safe_load(exported.read_text())["description"]
+
+
+def test_the_export_names_the_study_and_keeps_another_studys_file_unless_forced(tmp_path, finished_study):
+    config, study, _ = finished_study
+    out = tmp_path / "tuned"
+    assert export_path(config, "linear_ae-pendulum", out).name == "linear_ae-pendulum.yaml"  # as the shipped configs
+    assert export_path(config, "linear_ae-pendulum-long", out).name == "linear_ae-pendulum-long.yaml"
+    assert export_path(config, "tiny-tune", out).name == "linear_ae-pendulum-tiny-tune.yaml"
+
+    def copy(name):  # the finished study's best trial, in a study of another name
+        other = optuna.create_study(study_name=name, direction="maximize")
+        other.add_trial(study.best_trial)
+        return other
+
+    first = export_best(study, config, out)
+    assert exported_study(first) == "tiny-tune"
+    assert export_best(study, config, out) == first  # the same study, exported again (resumed): replaced
+    clash = copy("linear_ae-pendulum-tiny-tune")  # another study whose file is the same
+    with pytest.raises(ConfigError, match="exported by study 'tiny-tune'.*--force"):
+        export_best(clash, config, out)
+    assert exported_study(first) == "tiny-tune"
+    assert export_best(clash, config, out, force=True) == first and exported_study(first) == clash.study_name
+    assert export_best(copy("other"), config, out).name == "linear_ae-pendulum-other.yaml"  # beside, not over
+    hand_written = out / "linear_ae-pendulum-mine.yaml"
+    hand_written.write_text("name: linear_ae\nhyperparameters: {lr: 0.1}\n")
+    with pytest.raises(ConfigError, match="not by `crlbench tune`|other than `crlbench tune`"):
+        export_best(copy("mine"), config, out)
+    assert "lr: 0.1" in hand_written.read_text()
+
+
+def test_the_objective_and_intermediate_values_are_named_for_optuna_dashboard_and_plots(tmp_path, finished_study):
+    config, study, _ = finished_study
+    assert config.objective_name == "mcc@pearson.mcc (val split, mean over seeds)"
+    assert study.metric_names == [config.objective_name]  # optuna-dashboard shows it, not "Objective 0"
+    assert config.intermediate_name is None and config.intermediate_key == "intermediate"
+    epochs = load_tune(write_tune(tmp_path, pruner={"type": "median"}))
+    assert epochs.intermediate_name == "-(mean squared validation reconstruction error) per epoch"
+    assert epochs.intermediate_key == "intermediate/neg_val_reconstruction_mse"
+    minimised = load_tune(write_tune(tmp_path, name="min.yaml", pruner={"type": "median"},
+                                     objective={"metric": "mcc@pearson.mcc", "direction": "minimize"}))
+    assert minimised.intermediate_name == "mean squared validation reconstruction error per epoch"
+    wilcoxon = load_tune(write_tune(tmp_path, name="w.yaml", pruner={"type": "wilcoxon"}, seeds=[0, 1, 2, 3]))
+    assert wilcoxon.intermediate_name == "mcc@pearson.mcc (val split) per seed"
+
+
+def test_the_report_names_its_axes_and_warns_that_few_trials_give_noisy_importances(tmp_path, finished_study,
+                                                                                      monkeypatch):
+    from crlbench.tuning import tune as tuning
+
+    _, study, _ = finished_study
+    plotting = optuna.visualization.matplotlib
+    targets = {}
+    for name in ("plot_optimization_history", "plot_parallel_coordinate", "plot_param_importances"):
+        def spy(*args, _plot=getattr(plotting, name), _name=name, **kwargs):
+            targets[_name] = kwargs.get("target_name")
+            return _plot(*args, **kwargs)
+
+        monkeypatch.setattr(plotting, name, spy)
+    summary = json.loads(study_report(study, tmp_path / "report").read_text())
+    name = "mcc@pearson.mcc (val split, mean over seeds)"
+    assert summary["objective_name"] == name and set(targets.values()) == {name} and len(targets) == 3
+    assert f"fewer than {tuning.IMPORTANCE_MIN_TRIALS} are noise" in summary["importance_note"]
+    assert summary["importance_note"].startswith("only 3 complete trial(s)")
+    assert any(note.startswith("param_importances.png: only 3") for note in summary["notes"])
 
 
 def test_rerunning_a_study_resumes_it_up_to_the_trial_count(tmp_path, workdir, finished_study):
@@ -267,6 +331,10 @@ def test_a_trial_the_pruner_stops_is_recorded_as_pruned(tmp_path, workdir):
     study = tune(config, workdir=workdir, n_trials=2)
     assert states(study) == ["PRUNED", "PRUNED"]
     assert all(trial.intermediate_values for trial in study.trials)
+    assert study.user_attrs["crlbench.intermediate"] == config.intermediate_name  # optuna-dashboard shows it
+    summary = json.loads(study_report(study, tmp_path / "report").read_text())
+    assert summary["intermediate"] == config.intermediate_name and "intermediate_values.png" in summary["figures"]
+    assert summary["importance_note"].startswith("only 0 complete trial(s)")
 
 
 def test_a_failing_trial_is_recorded_as_failed_and_the_study_goes_on(tmp_path, workdir):
@@ -346,6 +414,8 @@ def test_a_study_is_logged_to_mlflow_with_a_run_per_trial_and_its_cells_nested(t
     assert trials["1"].data.metrics["objective"] == pytest.approx(client.get_run(parent.info.run_id).data.metrics["best_value"])
     cells = [run for run in runs if run.data.tags.get("crlbench.cell_hash")]
     assert {run.data.tags["mlflow.parentRunId"] for run in cells} == {run.info.run_id for run in trials.values()}
+    for run in runs:  # MLflow's Source column and filters
+        assert run.data.tags["mlflow.source.name"] == str(path) and run.data.tags["mlflow.source.type"] == "LOCAL"
 
 
 def test_the_study_report_has_a_summary_and_plots(tmp_path, finished_study):
@@ -369,9 +439,16 @@ def test_the_tune_command_runs_resumes_and_exports_next_to_the_configs(tmp_path,
     assert main(arguments + ["--export"]) == 0
     printed = capsys.readouterr().out
     assert "study tiny-tune: 2 trials (2 complete)" in printed and "best value" in printed
-    exported = configs / "tuned" / "linear_ae-pendulum.yaml"
+    exported = configs / "tuned" / "linear_ae-pendulum-tiny-tune.yaml"
     assert yaml.safe_load(exported.read_text())["name"] == "linear_ae"
     assert (workdir / "tune" / "tiny-tune" / "report" / "summary.json").exists()
+
+    other = exported.read_text().replace("from study 'tiny-tune'", "from study 'linear_ae-pendulum-tiny-tune'")
+    exported.write_text(other)  # as if another study had exported to this file
+    assert main(arguments + ["--export"]) != 0
+    assert "--force" in capsys.readouterr().err and exported.read_text() == other
+    assert main(arguments + ["--export", "--force"]) == 0
+    assert exported_study(exported) == "tiny-tune"
 
     assert main(arguments[:-1] + ["3"]) == 0  # the same study, one trial more
     assert "study tiny-tune: 3 trials (3 complete)" in capsys.readouterr().out

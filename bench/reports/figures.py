@@ -325,6 +325,13 @@ def montage(rows: list[np.ndarray], gap: int = TILE_GAP) -> np.ndarray:
 
 
 def _intervention_figure(dataset: str, grids: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
+    return save(intervention_figure(grids, f"{dataset}: true counterfactuals and each model's do() (first seed)"), path)
+
+
+def intervention_figure(grids: dict[str, dict[str, np.ndarray]], title: str) -> Figure:
+    """The intervention grid of ``grids`` (label -> the arrays of an ``interventions.npz``) as an unsaved
+    figure: the first grid's sources and true counterfactuals, and each grid's do() rows. A single
+    cell's grid (``{label: arrays}``) is what MLflow shows for the cell (:mod:`crlbench.tracking.mlflow_runs`)."""
     row_names, rows, truth_rows = _intervention_rows(grids)
     _, height, width, _ = rows[0].shape
     scale = max(1.0, TILE_MIN_PIXELS / height)
@@ -333,8 +340,8 @@ def _intervention_figure(dataset: str, grids: dict[str, dict[str, np.ndarray]], 
     ax = figure.add_axes((0, 0, 1, 1))
     ax.imshow(canvas, interpolation="nearest")
     _label_rows(ax, row_names, truth_rows, height, width)
-    ax.set_title(f"{dataset}: true counterfactuals and each model's do() (first seed)")
-    return save(figure, path)
+    ax.set_title(title)
+    return figure
 
 
 def _label_rows(ax, row_names: list[str], truth_rows: list, height: int, width: int) -> None:

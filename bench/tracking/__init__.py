@@ -3,5 +3,6 @@ a parent run per invocation, with the store created under a lock and runs of dea
 closed (``mlflow_runs``).
 
 May import: :mod:`crlbench.core` and the records and leases of :mod:`crlbench.suites`
-(``results``, ``lease``); mlflow is imported where it is used.
+(``results``, ``lease``); mlflow is imported where it is used, and :mod:`crlbench.reports` (``figures``)
+inside the function that draws a cell's intervention grid as an image.
 """

@@ -8,7 +8,8 @@ warning, never a failed suite.
 What a cell's child run holds (named ``<dataset>/<label>/seed<seed>``):
 
 - params: ``dataset``, ``model``, ``label``, ``seed``, ``suite``, ``budget.<field>``,
-  ``hp.<hyperparameter>``, ``data.<dataset parameter>`` (nested values flattened with ``.``);
+  ``hp.<hyperparameter>``, ``data.<dataset parameter>`` (nested values flattened with ``.``; every
+  resolved value, not only the suite's overrides);
 - metrics: ``train/<loss term>`` per epoch (``step`` = epoch, counted from 1 as the trainer does),
   every final score under :func:`metric_name` of its key, and ``time/<timing>`` in seconds
   (``time/metrics_s/<variant>`` for the per-metric times);
@@ -16,7 +17,18 @@ What a cell's child run holds (named ``<dataset>/<label>/seed<seed>``):
   (git commit, host, ``crlbench.lib.<library>`` versions), and for a failed cell
   ``crlbench.error`` (``Type: message``) with the traceback as the run's description;
 - artefacts: ``result.json``, ``history.json``, ``metrics/*.json``, ``metrics/*.npz``,
-  ``interventions.npz`` and any ``*.png`` (never ``checkpoint/`` or ``latents.npz``).
+  ``interventions.npz`` and any ``*.png`` (never ``checkpoint/`` or ``latents.npz``);
+- images MLflow shows: ``interventions.png``, the intervention grid drawn from ``interventions.npz``
+  (as the report draws it), and it and every ``*.png`` also as a keyed image (``log_image(key=...)``,
+  step 0: the image charts of the run and of the experiment's runs side by side).
+
+``hp.*`` holds every hyperparameter as the cell resolved it (the model's defaults with the suite's
+overrides on top, from the record's ``cell.identity``), ``data.*`` likewise; the tag
+``crlbench.hp_overrides`` says which the suite set. Runs carry MLflow's standard tags beside
+crlbench's own (:func:`source_tags`): ``mlflow.source.name`` (the suite config),
+``mlflow.source.type``, ``mlflow.source.git.commit`` and ``mlflow.user``, so the UI's Source and
+User columns and filters work; run names (``mlflow.runName``) are ``<suite>-<UTC time>`` and
+``<dataset>/<label>/seed<seed>``.
 
 Score names: MLflow 3.17 accepts metric names made of alphanumerics, ``_ - . / space`` (and ``:``
 outside Windows). Metric variants are named like ``dci@reg``, so every other character, ``@``
@@ -44,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import getpass
 import json
 import logging
 import numbers
@@ -73,9 +86,11 @@ DATABASE = "mlflow.db"
 ARTIFACTS = "mlartifacts"
 CHECK_TIMEOUT_S = 5
 TAG_LIMIT = 8000  # MLflow's MAX_TAG_VAL_LENGTH
+PARAM_LIMIT = 6000  # MLflow's MAX_PARAM_VAL_LENGTH
 SQL_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 SCHEMES = ("sqlite", "http", "https", *SQL_PORTS)
 CELL_FILES = ("history.json", "interventions.npz")
+INTERVENTION_IMAGE = "interventions.png"  # the cell's intervention grid, drawn from interventions.npz
 CELL_FOLDERS_SKIPPED = ("checkpoint",)
 _NOT_IN_NAMES = re.compile(r"[^\w./\- ]")  # MLflow's allowed name characters, less the colon (Windows)
 _BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
@@ -117,6 +132,19 @@ def provenance_tags(provenance: Mapping[str, Any]) -> dict[str, str]:
     for key in ("git_commit", "host"):
         if provenance.get(key) is not None:
             tags[f"crlbench.{key}"] = str(provenance[key])
+    return tags
+
+
+def source_tags(source_name: str | None, git_commit: str | None = None) -> dict[str, str]:
+    """MLflow's standard source tags, which its UI shows in the runs table's Source and User columns and
+    filters on: ``mlflow.source.name`` (the suite or tune config, else ``crlbench``), ``mlflow.source.type``
+    (``LOCAL``), ``mlflow.source.git.commit`` (when known) and ``mlflow.user`` (the user running crlbench).
+    A run is created with them (MLflow reads the user only then)."""
+    tags = {"mlflow.source.name": str(source_name or "crlbench"), "mlflow.source.type": "LOCAL"}
+    if git_commit:
+        tags["mlflow.source.git.commit"] = str(git_commit)
+    with contextlib.suppress(Exception):  # no user name (a container without /etc/passwd entry): MLflow's default
+        tags["mlflow.user"] = getpass.getuser()
     return tags
 
 
@@ -225,12 +253,13 @@ class SuiteTracker:
     def log_cell(self, record: Mapping[str, Any], cell_dir: str | os.PathLike) -> str | None:
         """Log a finished cell as a child run; its id, or None (and a warning) if MLflow failed."""
         client, cell = self._require(), record.get("cell") or {}
-        title = f"{cell.get('dataset')}/{cell.get('label')}/seed{cell.get('seed')}"
+        title = _cell_title(cell)
         run_id = None
         try:
             start_ms, end_ms = _cell_times(record)
             run = client.create_run(self.experiment_id, start_time=start_ms, run_name=title,
-                                    tags={"mlflow.parentRunId": self.parent_run_id, **self.invocation_tags()})
+                                    tags={"mlflow.parentRunId": self.parent_run_id, **self.invocation_tags(),
+                                          **self.source_tags((record.get("provenance") or {}).get("git_commit"))})
             run_id = run.info.run_id
             _log_batch(client, run_id, metrics=_cell_metrics(record, end_ms), params=_cell_params(cell),
                        tags=_cell_tags(record))
@@ -259,6 +288,11 @@ class SuiteTracker:
     def invocation_tags(self) -> dict[str, str]:
         """The tags that tell whether this run's invocation still lives (:func:`close_dead_runs`)."""
         return invocation_tags(self.invocation, self.workdir)
+
+    def source_tags(self, git_commit: str | None) -> dict[str, str]:
+        """MLflow's source tags (:func:`source_tags`): the suite config, else ``crlbench/<suite>``."""
+        return source_tags(self.config_path if self.config_path is not None else f"crlbench/{self.suite_name}",
+                           git_commit)
 
     def finish(self, ok: int, failed: int, cached: int, elsewhere: int = 0) -> None:
         """Log the parent run's cell counts (``cells_ok``, ``cells_failed``, ``cells_cached``, and
@@ -290,7 +324,8 @@ class SuiteTracker:
         if self.config_path is not None:
             tags["crlbench.config_path"] = str(self.config_path)
         run = client.create_run(self.experiment_id, run_name=f"{self.suite_name}-{stamp}",
-                                tags=self.invocation_tags())  # born with them: never mistaken for a dead one
+                                tags={**self.source_tags(self.tags.get("crlbench.git_commit")),
+                                      **self.invocation_tags()})  # born with them: never mistaken for a dead one
         run_id = self.parent_run_id = run.info.run_id
         _log_batch(client, run_id, tags=_tags(tags))
         client.log_text(run_id, json.dumps(self.config, indent=1, default=str), "suite.json")
@@ -301,13 +336,18 @@ class SuiteTracker:
 # --- one cell -----------------------------------------------------------------------------------
 
 def _cell_params(cell: Mapping[str, Any]) -> list:
+    """The cell's params: every hyperparameter and dataset parameter as the cell resolved it (its
+    ``identity``: the suite's overrides on top of the model's and dataset's defaults), not only the overrides."""
     from mlflow.entities import Param
 
+    identity = cell.get("identity") or {}
+    hyperparameters = {**(cell.get("hyperparameters") or {}), **((identity.get("model") or {}).get("hyperparameters") or {})}
+    dataset_params = {**(cell.get("dataset_params") or {}), **((identity.get("dataset") or {}).get("params") or {})}
     values = {key: cell.get(key) for key in ("dataset", "model", "label", "seed", "suite")}
     values.update(_flat(cell.get("budget") or {}, "budget"))
-    values.update(_flat(cell.get("hyperparameters") or {}, "hp"))
-    values.update(_flat(cell.get("dataset_params") or {}, "data"))
-    return [Param(metric_name(key), _text(value)) for key, value in values.items()]
+    values.update(_flat(hyperparameters, "hp"))
+    values.update(_flat(dataset_params, "data"))
+    return [Param(metric_name(key), _clip(_text(value), keep="head", limit=PARAM_LIMIT)) for key, value in values.items()]
 
 
 def _cell_metrics(record: Mapping[str, Any], timestamp_ms: int) -> list:
@@ -326,6 +366,7 @@ def _cell_tags(record: Mapping[str, Any]) -> list:
     cell = record.get("cell") or {}
     tags = {"crlbench.cell_hash": record.get("hash") or cell.get("hash"), "crlbench.status": record.get("status"),
             "crlbench.suite": cell.get("suite"), TAG_FINISHED: (record.get("provenance") or {}).get("finished_at"),
+            "crlbench.hp_overrides": cell.get("hyperparameters") or {},  # which hp.* the suite (or trial) set
             **provenance_tags(record.get("provenance") or {})}
     error = record.get("error")
     if error:
@@ -344,6 +385,64 @@ def _log_cell_files(client: MlflowClient, run_id: str, record: Mapping[str, Any]
     for path in _cell_files(folder):
         parent = path.parent.relative_to(folder).as_posix()
         client.log_artifact(run_id, str(path), None if parent == "." else parent)
+    _log_cell_images(client, run_id, record, folder)
+
+
+def _log_cell_images(client: MlflowClient, run_id: str, record: Mapping[str, Any], folder: Path) -> None:
+    """The cell's figures as images MLflow shows: the intervention grid drawn from ``interventions.npz``
+    (artefact ``interventions.png``) and every ``*.png`` of the cell folder, each also as a keyed image
+    (``log_image(key=...)``: the run's and the experiment's image charts). A figure that cannot be drawn
+    or logged is a warning: the files above are logged already."""
+    images = []
+    grid = folder / "interventions.npz"
+    if grid.is_file():
+        try:
+            cell = record.get("cell") or {}
+            image = intervention_image(grid, f"{_cell_title(cell)}: true counterfactuals and the model's do()",
+                                       str(cell.get("label") or "model"))
+        except Exception as error:  # noqa: BLE001 - the npz is logged; its picture is a convenience
+            log.warning("MLflow: could not draw the intervention grid of %s: %s", grid, _first_line(error))
+        else:
+            images.append(("interventions", image))
+    for path in _cell_pngs(folder):
+        with contextlib.suppress(Exception):  # an unreadable PNG stays a plain artefact
+            from PIL import Image
+
+            with Image.open(path) as opened:
+                images.append((metric_name(path.relative_to(folder).with_suffix("").as_posix()), opened.convert("RGB")))
+    try:
+        if images and images[0][0] == "interventions":
+            client.log_image(run_id, images[0][1], artifact_file=INTERVENTION_IMAGE)
+        for key, image in images:
+            client.log_image(run_id, image, key=key, step=0, synchronous=True)
+    except Exception as error:  # noqa: BLE001 - the cell's files are logged; its pictures are a convenience
+        log.warning("MLflow: could not log the images of %s: %s", folder, _first_line(error))
+
+
+def intervention_image(path: str | os.PathLike, title: str, label: str = "model") -> Any:
+    """The intervention grid of one cell's ``interventions.npz`` as a PIL image (a few hundred ms), drawn
+    as the report draws a dataset's (:func:`crlbench.reports.figures.intervention_figure`)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from crlbench.reports.figures import DPI, INTERVENTION_ARRAYS, intervention_figure
+
+    with np.load(path) as stored:
+        missing = INTERVENTION_ARRAYS - set(stored.files)
+        if missing:
+            raise ValueError(f"it lacks {sorted(missing)}")
+        arrays = {name: stored[name] for name in stored.files}
+    buffer = io.BytesIO()
+    intervention_figure({label: arrays}, title).savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return image.convert("RGB")
+
+
+def _cell_title(cell: Mapping[str, Any]) -> str:
+    return f"{cell.get('dataset')}/{cell.get('label')}/seed{cell.get('seed')}"
 
 
 def _cell_files(folder: Path) -> Iterator[Path]:
@@ -352,6 +451,10 @@ def _cell_files(folder: Path) -> Iterator[Path]:
             yield folder / name
     for pattern in ("*.json", "*.npz"):
         yield from sorted((folder / "metrics").glob(pattern))
+    yield from _cell_pngs(folder)
+
+
+def _cell_pngs(folder: Path) -> Iterator[Path]:
     for path in sorted(folder.rglob("*.png")):
         if path.relative_to(folder).parts[0] not in CELL_FOLDERS_SKIPPED:
             yield path
@@ -678,12 +781,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _clip(text: str, keep: str) -> str:
-    """``text`` within MLflow's tag length, keeping its head (a message) or tail (a traceback)."""
-    if len(text) <= TAG_LIMIT:
+def _clip(text: str, keep: str, limit: int = TAG_LIMIT) -> str:
+    """``text`` within MLflow's tag length (or ``limit``), keeping its head (a message) or tail (a traceback)."""
+    if len(text) <= limit:
         return text
     mark = "\n[...]\n"
-    room = TAG_LIMIT - len(mark)
+    room = limit - len(mark)
     return text[:room] + mark if keep == "head" else mark + text[-room:]
 
 

@@ -15,6 +15,10 @@ missing to reach ``n_trials`` trials in all (complete, pruned or failed). ``work
 processes (this one and ``workers - 1`` spawned ones) share the missing trials exactly, each taking
 the next trial when it is free, with ``cores // workers`` torch threads.
 
+Names. The study's objective is named (``Study.set_metric_names``: :attr:`TuneConfig.objective_name`), so
+optuna-dashboard and Optuna's plots show it rather than "Objective 0"; the study's user attribute
+``crlbench.intermediate`` says what the intermediate values are (:attr:`TuneConfig.intermediate_name`).
+
 Randomness. Trial ``n`` is sampled with a sampler of its own seeded from ``(sampler.seed, n)``
 (:func:`crlbench.tuning.tune_config.build_trial_sampler`): trial numbers are unique in a study, so two launches
 on one study, local workers and workers on other machines never sample with the same randomness,
@@ -26,10 +30,13 @@ count before it starts a trial), give or take trials started at the same moment.
 cached in ``<workdir>/data``, shared with suites and other studies.
 
 MLflow (``tracking_uri``): experiment ``crlbench-tune/<study>``, one parent run per study (reused
-when resumed), a child run per trial (params, ``objective``, the tag ``optuna.state`` and the run
-status FINISHED / KILLED / FAILED for complete / pruned / failed), and each trial's cells as
-children of the trial's run. Worker processes never talk to MLflow: the invoking process logs the
-trials its workers ran (and those it found dead) as they finish, so a SQLite store has one writer.
+when resumed), a child run per trial (params, ``objective``, the intermediate values under a metric
+that names them (:attr:`TuneConfig.intermediate_key`, e.g. ``intermediate/neg_val_reconstruction_mse``),
+the tag ``optuna.state`` and the run status FINISHED / KILLED / FAILED for complete / pruned / failed),
+and each trial's cells as children of the trial's run; every run carries MLflow's source tags
+(:func:`crlbench.tracking.mlflow_runs.source_tags`). Worker processes never talk to MLflow: the
+invoking process logs the trials its workers ran (and those it found dead) as they finish, so a
+SQLite store has one writer.
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import socket
+import textwrap
 import time
 import uuid
 import warnings
@@ -69,8 +78,8 @@ from crlbench.tuning.tune_config import (TuneConfig, build_pruner, build_sampler
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["TrialFailed", "TuneConfig", "default_storage", "export_best", "load_tune", "open_storage",
-           "state_counts", "study_folder", "study_report", "tune"]
+__all__ = ["TrialFailed", "TuneConfig", "default_storage", "export_best", "export_path", "exported_study", "load_tune",
+           "open_storage", "state_counts", "study_folder", "study_report", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +97,8 @@ STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 INVOCATION, WORKER, CELLS, SEED_VALUES, RUNNER_S, OBJECTIVE_S, ERROR = (
     "crlbench.invocation", "crlbench.worker", "crlbench.cells", "crlbench.seed_values", "crlbench.runner_s",
     "crlbench.objective_s", "crlbench.error")
+INTERMEDIATE = "crlbench.intermediate"  # study user attribute: what the trials' intermediate values are
+IMPORTANCE_MIN_TRIALS = 20  # below this many complete trials, parameter importances are noise
 
 
 class TrialFailed(CrlbenchError):
@@ -278,8 +289,19 @@ def _open_study(config: TuneConfig, url: str, study_name: str, storage: Any) -> 
     if "crlbench.config" not in study.user_attrs:
         study.set_user_attr("crlbench.config", json.loads(json.dumps(config.to_dict(), default=str)))
         study.set_user_attr("crlbench.objective", config.objective.describe())
+    _name_values(study, config)
     _fail_stale_trials(study)
     return study
+
+
+def _name_values(study: optuna.Study, config: TuneConfig) -> None:
+    """Name the objective (optuna-dashboard and Optuna's plots show "Objective 0" otherwise) and note
+    what the intermediate values are (the study's user attribute ``crlbench.intermediate``)."""
+    if study.metric_names != [config.objective_name]:
+        with experimental_features():
+            study.set_metric_names([config.objective_name])
+    if config.intermediate_name is not None and study.user_attrs.get(INTERMEDIATE) != config.intermediate_name:
+        study.set_user_attr(INTERMEDIATE, config.intermediate_name)
 
 
 def _counted_trials(study: optuna.Study) -> int:
@@ -540,14 +562,52 @@ def _cell_lock(directory: Path):
 
 # --- results ------------------------------------------------------------------------------------
 
-def export_best(study: optuna.Study, config: TuneConfig, out_dir: str | os.PathLike = "configs/tuned") -> Path:
-    """Write ``<out_dir>/<model>-<dataset>.yaml``: a model file with the best trial's hyperparameters.
+def export_path(config: TuneConfig, study_name: str, out_dir: str | os.PathLike = "configs/tuned") -> Path:
+    """Where :func:`export_best` writes study ``study_name``'s best hyperparameters: ``<out_dir>/<study>.yaml``
+    when the study's name starts with ``<model>-<dataset>`` (as the shipped configs' names do, so
+    ``icm_vae-pendulum`` exports ``icm_vae-pendulum.yaml``), else ``<out_dir>/<model>-<dataset>-<study>.yaml``:
+    the file always names the pair and the study, and two studies of one pair export two files."""
+    pair = f"{config.model.name}-{config.dataset.name}"
+    check_name(study_name, "study name")
+    stem = study_name if study_name == pair or study_name.startswith(f"{pair}-") else f"{pair}-{study_name}"
+    return Path(out_dir) / f"{stem}.yaml"
 
-    A suite uses it as ``{config: ../tuned/<model>-<dataset>.yaml, label: <model> (tuned)}``. The
+
+def exported_study(path: str | os.PathLike) -> str | None:
+    """The study an exported model file came from (its header line), or None (a file written otherwise)."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.startswith("#"):
+                    break
+                match = _EXPORT_HEADER.match(line)
+                if match:
+                    return match.group(1)
+    return None
+
+
+_EXPORT_HEADER = re.compile(r"# Exported by `crlbench tune` from study '([^']*)'")
+
+
+def export_best(study: optuna.Study, config: TuneConfig, out_dir: str | os.PathLike = "configs/tuned",
+                force: bool = False) -> Path:
+    """Write :func:`export_path` (``<out_dir>/<model>-<dataset>[-<study>].yaml``): a model file with the
+    best trial's hyperparameters.
+
+    A suite uses it as ``{config: ../tuned/<file>.yaml, label: <model> (tuned)}``. The
     hyperparameters are the tune config's model entry (for the tuned dataset) with the best values
-    on top, so the file reproduces the best trial's cells.
+    on top, so the file reproduces the best trial's cells. The same study's earlier export is
+    replaced; a file exported by another study (or not by ``crlbench tune``) only with ``force``,
+    else :class:`ConfigError`.
     """
     best = _best_trial(study)
+    path = export_path(config, study.study_name, out_dir)
+    if path.exists() and not force:
+        owner = exported_study(path)
+        if owner != study.study_name:
+            made_by = f"study {owner!r}" if owner is not None else "something other than `crlbench tune`"
+            raise ConfigError(f"{path} was exported by {made_by}, not study {study.study_name!r}: not overwritten; "
+                              f"use --force to replace it, or another --study-name")
     finished = best.datetime_complete or datetime.datetime.now()
     counts = state_counts(study)
     budget = ", ".join(f"{key} {value}" for key, value in dataclasses.asdict(config.budget).items() if value is not None)
@@ -557,7 +617,6 @@ def export_best(study: optuna.Study, config: TuneConfig, out_dir: str | os.PathL
                    f"({finished:%Y-%m-%d}); budget {budget}")
     data = {"name": config.model.name, "description": description,
             "hyperparameters": _plain(config.hyperparameters(best.params))}
-    path = Path(out_dir) / f"{config.model.name}-{config.dataset.name}.yaml"
     header = (f"# Exported by `crlbench tune` from study {study.study_name!r}. Use it in a suite as\n"
               f"#   models: [{{config: ../tuned/{path.name}, label: {config.model.name} (tuned)}}]\n")
     text = header + yaml.safe_dump(data, sort_keys=False, width=100)
@@ -567,8 +626,13 @@ def export_best(study: optuna.Study, config: TuneConfig, out_dir: str | os.PathL
 
 def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: str | None = None) -> Path:
     """Write ``summary.json`` and Optuna's plots (``optimization_history.png``, ``param_importances.png``,
-    ``parallel_coordinate.png``) to ``out_dir``; a plot that cannot be drawn is skipped with a note.
-    Returns the path of ``summary.json``."""
+    ``parallel_coordinate.png``, and ``intermediate_values.png`` when trials reported some) to ``out_dir``;
+    a plot that cannot be drawn is skipped with a note. Returns the path of ``summary.json``.
+
+    The plots name the objective (the study's metric name) and the intermediate values (the study's
+    ``crlbench.intermediate``) rather than "Objective Value". With fewer than
+    :data:`IMPORTANCE_MIN_TRIALS` complete trials, ``importance_note`` (and the importance plot's
+    title) says that the importances are noise."""
     import optuna
     from crlbench.tracking.mlflow_runs import _redacted
 
@@ -578,33 +642,48 @@ def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: s
     names = sorted({name for trial in complete for name in trial.params})
     states = state_counts(study)
     url = storage_url or _storage_url(study)
+    target = (study.metric_names or [None])[0] or study.user_attrs.get("crlbench.objective") or "Objective Value"
+    intermediate = study.user_attrs.get(INTERMEDIATE) or "intermediate value"
+    importance_note = None
+    if len(complete) < IMPORTANCE_MIN_TRIALS:
+        importance_note = (f"only {len(complete)} complete trial(s): parameter importances from fewer than "
+                           f"{IMPORTANCE_MIN_TRIALS} are noise; do not read them as which hyperparameter matters")
     summary: dict[str, Any] = {
         "study": study.study_name,
         "direction": study.direction.name.lower(),
         "objective": study.user_attrs.get("crlbench.objective"),
+        "objective_name": target,
+        "intermediate": study.user_attrs.get(INTERMEDIATE),
         "storage": _redacted(url) if url else None,
         "trials": sum(states.values()),
         "states": states,
-        "best": None, "importances": None, "figures": [], "notes": [],
+        "best": None, "importances": None, "importance_note": importance_note, "figures": [], "notes": [],
     }
     if complete:
         best = _best_trial(study)
         summary["best"] = {"value": best.value, "params": best.params, "trial": best.number,
                            "seed_values": best.user_attrs.get(SEED_VALUES)}
-    plots = [("optimization_history", optuna.visualization.matplotlib.plot_optimization_history,
-              "no complete trial" if not complete else None),
-             ("parallel_coordinate", optuna.visualization.matplotlib.plot_parallel_coordinate,
-              "no complete trial" if not complete else None)]
+    plotting = optuna.visualization.matplotlib
+    plots: list[tuple[str, Callable | None, str | None]] = [
+        ("optimization_history", lambda s: plotting.plot_optimization_history(s, target_name=target),
+         "no complete trial" if not complete else None),
+        ("parallel_coordinate", lambda s: plotting.plot_parallel_coordinate(s, target_name=target),
+         "no complete trial" if not complete else None)]
+    if any(trial.intermediate_values for trial in study.get_trials(deepcopy=False)):
+        plots.append(("intermediate_values", lambda s: _labelled(plotting.plot_intermediate_values(s), intermediate),
+                      None))
     importance_skip = ("fewer than 2 complete trials" if len(complete) < 2 else
                        "only one searched hyperparameter" if len(names) < 2 else None)
     if importance_skip is None:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         with experimental_features():
             summary["importances"] = optuna.importance.get_param_importances(study, evaluator=evaluator)
-        plots.insert(1, ("param_importances",
-                         lambda s: optuna.visualization.matplotlib.plot_param_importances(s, evaluator=evaluator), None))
+        plots.insert(1, ("param_importances", lambda s: _noted(plotting.plot_param_importances(
+            s, evaluator=evaluator, target_name=target), importance_note), None))
     else:
         plots.insert(1, ("param_importances", None, importance_skip))
+    if importance_note is not None and importance_skip is None:
+        summary["notes"].append(f"param_importances.png: {importance_note}")
     for name, plot, skip in plots:
         if skip is None:
             skip = _save_plot(plot, study, out / f"{name}.png")
@@ -615,6 +694,21 @@ def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: s
     path = out / "summary.json"
     write_json(path, summary)
     return path
+
+
+def _labelled(axes: Any, label: str) -> Any:
+    """Optuna's intermediate-values plot with ``label`` on its value axis (it has no ``target_name``)."""
+    axes.set_ylabel(label)
+    return axes
+
+
+def _noted(axes: Any, note: str | None) -> Any:
+    """A plot with ``note`` (a warning about what it shows) under its title."""
+    if note is not None:
+        title = axes.get_title(loc="left") or axes.get_title()  # Optuna's style sets it on the left
+        axes.set_title("")
+        axes.set_title(f"{title}\n{textwrap.fill(note, 70)}", loc="left", fontsize=9)
+    return axes
 
 
 def _save_plot(plot: Callable, study: optuna.Study, path: Path) -> str | None:
@@ -684,6 +778,7 @@ class TuneTracker:
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self.logged: set[int] = set()
+        self.source: dict[str, str] = {}  # MLflow's source tags, on every run
         self._client: Any = None
 
     def __enter__(self) -> TuneTracker:
@@ -725,14 +820,17 @@ class TuneTracker:
         client, run_id = self._client, None
         try:
             run = client.create_run(self.experiment_id, start_time=_ms(trial.datetime_start),
-                                    run_name=f"trial-{trial.number}", tags={"mlflow.parentRunId": self.parent_run_id})
+                                    run_name=f"trial-{trial.number}",
+                                    tags={"mlflow.parentRunId": self.parent_run_id, **self.source})
             run_id = run.info.run_id
-            _log_batch(client, run_id, metrics=_trial_metrics(trial), params=_trial_params(trial),
+            _log_batch(client, run_id, metrics=_trial_metrics(trial, self.config.intermediate_key),
+                       params=_trial_params(trial),
                        tags=_trial_tags(trial, self.study_name))
             for cell_hash in trial.user_attrs.get(CELLS, []):
                 record = read_result(cell_dir(self.cells_root, cell_hash))
                 if record is not None:
-                    _log_cell(client, self.experiment_id, run_id, record, cell_dir(self.cells_root, cell_hash))
+                    _log_cell(client, self.experiment_id, run_id, record, cell_dir(self.cells_root, cell_hash),
+                              self.source)
             client.set_terminated(run_id, status=RUN_STATUS[trial.state.name], end_time=_ms(trial.datetime_complete))
         except Exception as error:  # noqa: BLE001 - the study's storage is the source of truth
             log.warning("MLflow: could not log trial %d: %s", trial.number, _first_line(error))
@@ -763,19 +861,22 @@ class TuneTracker:
 
     def _parent_run(self) -> str:
         from crlbench.suites.runner import provenance
-        from crlbench.tracking.mlflow_runs import _log_batch, _redacted, _tags, provenance_tags
+        from crlbench.tracking.mlflow_runs import _log_batch, _redacted, _tags, provenance_tags, source_tags
 
         client = self._client
+        here = provenance()
+        self.source = source_tags(self.config.source or f"crlbench-tune/{self.study_name}", here.get("git_commit"))
         found = client.search_runs([self.experiment_id], filter_string="tags.`crlbench.kind` = 'study'",
                                    max_results=1, order_by=["attributes.start_time ASC"])
         if found:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
         else:
-            run_id = client.create_run(self.experiment_id, run_name=self.study_name).info.run_id
+            run_id = client.create_run(self.experiment_id, run_name=self.study_name, tags=self.source).info.run_id
         tags = {"crlbench.kind": "study", "optuna.study": self.study_name, "crlbench.storage": _redacted(self.storage_url),
                 "crlbench.objective": self.config.objective.describe(), "crlbench.direction": self.config.objective.direction,
-                "crlbench.config_path": self.config.source, **provenance_tags(provenance())}
+                "crlbench.intermediate": self.config.intermediate_name,
+                "crlbench.config_path": self.config.source, **provenance_tags(here), **self.source}
         _log_batch(client, run_id, tags=_tags(tags))
         client.log_text(run_id, json.dumps(self.config.to_dict(), indent=1, default=str), "tune.json")
         if self.config.source and Path(self.config.source).is_file():
@@ -795,7 +896,9 @@ def _trial_params(trial: optuna.trial.FrozenTrial) -> list:
     return [Param(metric_name(name), _text(value)) for name, value in trial.params.items()]
 
 
-def _trial_metrics(trial: optuna.trial.FrozenTrial) -> list:
+def _trial_metrics(trial: optuna.trial.FrozenTrial, intermediate: str = "intermediate") -> list:
+    """A trial's objective (``objective``, ``objective/seed<n>``), times, and its intermediate values under the
+    metric ``intermediate`` (:attr:`TuneConfig.intermediate_key`, which says what they are)."""
     from mlflow.entities import Metric
     from crlbench.tracking.mlflow_runs import _metrics
 
@@ -805,7 +908,7 @@ def _trial_metrics(trial: optuna.trial.FrozenTrial) -> list:
     values["time/runner_s"] = trial.user_attrs.get(RUNNER_S)
     if trial.datetime_start and trial.datetime_complete:
         values["time/trial_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
-    steps = [Metric("intermediate", float(value), end, int(step)) for step, value in trial.intermediate_values.items()]
+    steps = [Metric(intermediate, float(value), end, int(step)) for step, value in trial.intermediate_values.items()]
     return _metrics(values, end) + steps
 
 
@@ -820,7 +923,8 @@ def _trial_tags(trial: optuna.trial.FrozenTrial, study_name: str) -> list:
     return _tags(tags)
 
 
-def _log_cell(client: Any, experiment_id: str, parent_id: str, record: dict[str, Any], folder: Path) -> None:
+def _log_cell(client: Any, experiment_id: str, parent_id: str, record: dict[str, Any], folder: Path,
+              source: dict[str, str] | None = None) -> None:
     """A cell's run under its trial's run, as :meth:`crlbench.tracking.mlflow_runs.SuiteTracker.log_cell` logs
     one under a suite."""
     from crlbench.tracking.mlflow_runs import (_cell_metrics, _cell_params, _cell_tags, _cell_times, _log_batch,
@@ -829,7 +933,7 @@ def _log_cell(client: Any, experiment_id: str, parent_id: str, record: dict[str,
     cell = record.get("cell") or {}
     start_ms, end_ms = _cell_times(record)
     run = client.create_run(experiment_id, start_time=start_ms, run_name=f"{cell.get('dataset')}/{cell.get('label')}/"
-                            f"seed{cell.get('seed')}", tags={"mlflow.parentRunId": parent_id})
+                            f"seed{cell.get('seed')}", tags={"mlflow.parentRunId": parent_id, **(source or {})})
     run_id = run.info.run_id
     _log_batch(client, run_id, metrics=_cell_metrics(record, end_ms), params=_cell_params(cell), tags=_cell_tags(record))
     _log_cell_files(client, run_id, record, folder)

@@ -185,6 +185,34 @@ class TuneConfig:
             "evaluation": dataclasses.asdict(self.evaluation),
         }
 
+    @property
+    def objective_name(self) -> str:
+        """The objective's name where Optuna shows one (``Study.set_metric_names``, plot axes), in place
+        of "Objective 0" / "Objective Value": the score (or weighted sum), split and mean over seeds."""
+        return f"{self.objective.describe()} ({self.objective.split} split, mean over seeds)"
+
+    @property
+    def intermediate_name(self) -> str | None:
+        """What the trials report as intermediate values (None: nothing). Per-epoch pruners see the
+        validation reconstruction error after each epoch, negated when the objective is maximised (so
+        that higher is better, as for the study); the Wilcoxon pruner sees the objective of each seed."""
+        if self.pruner.per_epoch:
+            error = "mean squared validation reconstruction error"
+            return f"-({error}) per epoch" if self.objective.direction == "maximize" else f"{error} per epoch"
+        if self.pruner.type == "wilcoxon":
+            return f"{self.objective.describe()} ({self.objective.split} split) per seed"
+        return None
+
+    @property
+    def intermediate_key(self) -> str:
+        """The MLflow metric of a trial's intermediate values (step: epoch across seeds, or seed index)."""
+        if self.pruner.per_epoch:
+            return ("intermediate/neg_val_reconstruction_mse" if self.objective.direction == "maximize"
+                    else "intermediate/val_reconstruction_mse")
+        if self.pruner.type == "wilcoxon":
+            return "intermediate/objective_per_seed"
+        return "intermediate"
+
     def suite(self, sampled: dict[str, Any], suite_name: str) -> SuiteConfig:
         """One trial's validated suite (raises :class:`ConfigError` if the sampled values do not fit)."""
         where = f"{self.source or self.name}: trial hyperparameters {sampled!r}"
