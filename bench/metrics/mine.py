@@ -27,6 +27,10 @@ from typing import Literal
 import numpy as np
 from numba import njit
 
+# numba's on-disk cache (``cache=True``, in __pycache__) is keyed by this file's path and modification
+# time and pickles the module's import name: a checkout that moved from ``bench.metrics.mine`` to
+# ``crlbench.metrics.mine`` must not reuse it, which this comment's arrival (a new mtime) ensures.
+
 Estimator = Literal["mic_approx", "mic_e"]
 
 
