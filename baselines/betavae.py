@@ -14,39 +14,21 @@ expected not to follow, which is the contrast the causal models should beat.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
+from crlbench.baselines.betavae_config import VERSION, BetaVAEConfig
 from crlbench.core.errors import ConfigError
-from crlbench.core.params import require
 from crlbench.core.registry import register_model
 from crlbench.training.model import CausalModel, adam
 from crlbench.training.nets import ConvDecoder, ConvEncoder
-
-
-@dataclass(frozen=True)
-class BetaVAEConfig:
-    """beta-VAE hyperparameters; defaults from disentanglement_lib's shared.gin unless noted."""
-
-    beta: float = 4.0  # dlib sweeps {1, 2, 4, 6, 8, 16}; 4 is the middle of the usual report
-    latent_dim: int = 16  # 4 x 4 as CausalVAE / ICM-VAE on Pendulum and Flow (dlib: 10)
-    lr: float = 1e-4
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        require(self.beta >= 0, "model 'beta_vae'", "beta", "non-negative", self.beta)
-        require(self.latent_dim > 0, "model 'beta_vae'", "latent_dim", "a positive integer", self.latent_dim)
-        require(self.lr > 0, "model 'beta_vae'", "lr", "positive", self.lr)
 
 
 @register_model("beta_vae")
 class BetaVAE(CausalModel):
     name = "beta_vae"
     Config = BetaVAEConfig
+    version = VERSION
     aligned = False
 
     def __init__(self, card, **hyperparameters) -> None:

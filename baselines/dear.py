@@ -20,55 +20,21 @@ sets the target and recomputes its descendants (Pearl's abduction, action, predi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from crlbench.baselines.dear_config import VERSION, DEARConfig
 from crlbench.core.errors import ConfigError
 from crlbench.core.graph import descendants, topological_levels
-from crlbench.core.params import require
 from crlbench.core.registry import register_model
 from crlbench.training.model import CausalModel, adam
 from crlbench.training.nets import (ConvDecoder, ConvEncoder, ReferenceJointDiscriminator, ReferenceResNetEncoder,
                                     ReferenceSAGANGenerator)
 
 FEATURES = 512  # the reference's dis_fc_size
-
-
-@dataclass(frozen=True)
-class DEARConfig:
-    """DEAR hyperparameters; defaults are the reference's Pendulum run (run_pendulum.sh)."""
-
-    free_dims: int = 2  # latent 6 = 4 labelled + 2 free
-    sup_coef: float = 5.0
-    sup_type: Literal["ce", "l2"] = "ce"
-    target_clip: float = 0.0  # reference: min-max targets may be exactly 0 or 1, pushing |mu| to infinity
-    prior: Literal["linear", "nonlinear"] = "linear"  # linscm; nonlinear: monotone piecewise-linear f
-    positive_gain: bool = False  # reference: the linear f's gain is unconstrained
-    lr_d: float = 1e-4
-    lr_e: float = 5e-5
-    lr_g: float = 5e-5
-    lr_prior: float = 5e-5
-    lr_a: float = 1e-3
-    adam_beta1: float = 0.0
-    adam_beta2: float = 0.999
-    score_clip: tuple = (0.5, 2.0)  # the density-ratio weight's clamp
-    # conv: the shared backbone and a small joint D; reference: the Pendulum run's ResNet-50 Gaussian encoder,
-    # SAGAN generator with noise injection and SAGAN joint D (64x64 only; ~50 M parameters, slow on a CPU)
-    networks: Literal["conv", "reference"] = "conv"
-
-    def __post_init__(self) -> None:
-        owner = "model 'dear'"
-        require(self.free_dims >= 0, owner, "free_dims", "a non-negative integer", self.free_dims)
-        require(self.sup_coef >= 0, owner, "sup_coef", "non-negative", self.sup_coef)
-        require(0 <= self.target_clip < 0.5, owner, "target_clip", "in [0, 0.5)", self.target_clip)
-        for key in ("lr_d", "lr_e", "lr_g", "lr_prior", "lr_a"):
-            require(getattr(self, key) > 0, owner, key, "positive", getattr(self, key))
 
 
 class MonotoneMap(nn.Module):
@@ -128,6 +94,7 @@ class JointDiscriminator(nn.Module):
 class DEAR(CausalModel):
     name = "dear"
     Config = DEARConfig
+    version = VERSION
     manual_optimization = True
 
     def __init__(self, card, **hyperparameters) -> None:

@@ -326,7 +326,7 @@ def _run_suite(config, args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _keep_checkpoints(keep: bool):
     """``--keep-checkpoints``: $CRLBENCH_KEEP_CHECKPOINTS for the run (worker processes inherit it)."""
-    from crlbench.training.train import KEEP_CHECKPOINTS
+    from crlbench.training.budget import KEEP_CHECKPOINTS  # no torch
 
     if not keep:
         yield

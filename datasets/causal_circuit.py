@@ -34,8 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
+from crlbench.core.lazy import lazy_module
 from crlbench.core.params import require_counts
 from crlbench.core.registry import register_dataset
 from crlbench.datasets.base import Factor, SCMDataset, random_stream
@@ -47,6 +47,7 @@ BUTTON_WIDTH = 0.08
 LIGHTS = ("blue", "green", "red")  # canonical factors 1, 2, 3
 QUALCOMM_BUTTONS = ("red", "green", "blue")  # the order of the original ``pressed`` array
 TINY_PROBABILITY = 1e-300  # keeps noise encodings finite at values of exactly 0 or 1
+special = lazy_module("scipy.special")  # imported when images are rendered
 
 # Renderer (crlbench's 2D stand-in for the MuJoCo scene), in unit-square coordinates with y pointing down.
 BOARD, TABLE, TABLE_TOP = (0.35, 0.35, 0.38), (0.55, 0.55, 0.58), 0.45

@@ -18,9 +18,14 @@ it is accepted wherever a name is but is not listed by :meth:`Registry.entries` 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import logging
+import sys
 import warnings
+from pathlib import Path
+from types import SimpleNamespace
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -186,6 +191,67 @@ def dataset(name: str, **params: Any) -> Any:
 def metric(name: str) -> Any:
     """The metric registered as ``name``."""
     return _REGISTRIES["metric"].get(name)
+
+
+def model_declaration(name: str) -> Any:
+    """What a cell's hash needs of model ``name`` (its ``Config`` and ``version``), without importing torch
+    where it can: the model class when it is loaded already; else, for a model declared by an entry point
+    ``package.module:Class``, the light module ``package.module_config`` when its ``MODELS`` maps ``Class``
+    to ``(Config, version)`` (crlbench's own models do); else the model class, imported.
+    """
+    models = _REGISTRIES["model"]
+    name = models.resolve(name)
+    if name not in models._objects:
+        entry_point = _model_entry_point(name)
+        if entry_point is not None:
+            module, _, attr = entry_point.value.partition(":")
+            light = _find_module(module.strip() + "_config")
+            declared = getattr(importlib.import_module(light), "MODELS", {}) if light else {}
+            if attr.strip() in declared:
+                config, version = declared[attr.strip()]
+                return SimpleNamespace(Config=config, version=str(version))
+    return models.get(name)
+
+
+def model_source(name: str) -> dict[str, str] | None:
+    """``{"module", "file", "sha256"}`` of the file that defines model ``name``, read without importing it
+    when it is declared by an entry point and not loaded yet (as
+    :func:`crlbench.training.model.source_fingerprint` of the class gives); None otherwise."""
+    models = _REGISTRIES["model"]
+    name = models.resolve(name)
+    if name not in models._objects:
+        entry_point = _model_entry_point(name)
+        if entry_point is not None:
+            module = entry_point.value.partition(":")[0].strip()
+            loaded = sys.modules.get(module)
+            path = getattr(loaded, "__file__", None) if loaded is not None else _module_file(module)
+            if path:
+                try:
+                    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                except OSError:
+                    return None
+                return {"module": module, "file": str(Path(path).resolve()), "sha256": digest}
+    return None  # loaded, or not declared by an entry point: the caller fingerprints the class
+
+
+def _model_entry_point(name: str) -> metadata.EntryPoint | None:
+    return next((ep for ep in _REGISTRIES["model"]._entry_points() if ep.name == name), None)
+
+
+def _find_module(module: str) -> str | None:
+    """``module`` when it exists (found without importing it; its parent packages are imported)."""
+    try:
+        return module if importlib.util.find_spec(module) is not None else None
+    except (ImportError, ValueError):
+        return None
+
+
+def _module_file(module: str) -> str | None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
 
 
 def load_plugins(modules: Iterable[str], source: str = "plugins") -> None:

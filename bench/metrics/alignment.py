@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from crlbench.core.errors import ConfigError
+from crlbench.core.lazy import lazy_module
+
+optimize = lazy_module("scipy.optimize")  # imported when a score is computed
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def supervised(codes: int, factors: int, block_size: int, where: str) -> Alignme
 
 def matched(association: np.ndarray) -> Alignment:
     """Hungarian assignment of distinct codes to factors maximising the total association."""
-    rows, columns = linear_sum_assignment(-np.nan_to_num(association))
+    rows, columns = optimize.linear_sum_assignment(-np.nan_to_num(association))
     blocks = [()] * association.shape[1]
     for code, factor in zip(rows, columns):
         blocks[factor] = (int(code),)

@@ -14,11 +14,13 @@ Both add 1e-11 to R before the entropies, as disentanglement_lib does.
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
+from crlbench.core.lazy import lazy_module
 from crlbench.metrics.base import MetricResult, variant
 
 ENTROPY_GUARD = 1e-11
+
+stats = lazy_module("scipy.stats")  # imported when a score is computed
 
 
 def disentanglement(importance: np.ndarray) -> tuple[float, list[str]]:
@@ -26,7 +28,7 @@ def disentanglement(importance: np.ndarray) -> tuple[float, list[str]]:
     codes, factors = importance.shape
     if factors == 1:
         return 1.0, ["disentanglement is 1 by convention with a single factor (entropy base 1 is undefined)"]
-    per_code = 1.0 - scipy.stats.entropy(importance.T + ENTROPY_GUARD, base=factors)
+    per_code = 1.0 - stats.entropy(importance.T + ENTROPY_GUARD, base=factors)
     weights = importance if importance.sum() > 0 else np.ones_like(importance)
     return float(np.sum(per_code * weights.sum(axis=1) / weights.sum())), []
 
@@ -36,7 +38,7 @@ def completeness(importance: np.ndarray) -> tuple[float, list[str]]:
     codes, factors = importance.shape
     if codes == 1:
         return 1.0, ["completeness is 1 by convention with a single code (entropy base 1 is undefined)"]
-    per_factor = 1.0 - scipy.stats.entropy(importance + ENTROPY_GUARD, base=codes)
+    per_factor = 1.0 - stats.entropy(importance + ENTROPY_GUARD, base=codes)
     weights = importance if importance.sum() > 0 else np.ones_like(importance)
     return float(np.sum(per_factor * weights.sum(axis=0) / weights.sum())), []
 

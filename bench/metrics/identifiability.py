@@ -10,16 +10,18 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
 from crlbench.core.errors import ConfigError
+from crlbench.core.lazy import lazy_module
 from crlbench.metrics import alignment
 from crlbench.metrics.base import MetricResult, variant
+
+stats = lazy_module("scipy.stats")  # imported when a score is computed
 
 
 def correlation_matrix(z: np.ndarray, y: np.ndarray, method: str) -> tuple[np.ndarray, list[str]]:
     if method == "spearman":
-        z, y = scipy.stats.rankdata(z, axis=0), scipy.stats.rankdata(y, axis=0)
+        z, y = stats.rankdata(z, axis=0), stats.rankdata(y, axis=0)
     codes = z.shape[1]
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = np.abs(np.corrcoef(z, y, rowvar=False)[:codes, codes:])

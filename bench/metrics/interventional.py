@@ -42,12 +42,13 @@ Randomness: the probe's training sample, the test sample and the target values c
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from crlbench.core.errors import ConfigError
+from crlbench.core.lazy import lazy_module
 from crlbench.metrics.base import MetricResult, variant
 
 TIE_TOLERANCE = 1e-9  # readings closer than this fraction of their range are one value
+torch = lazy_module("torch")  # imported when a score is computed
 
 
 def _images(array: np.ndarray) -> torch.Tensor:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from crlbench.core.errors import ConfigError
+from crlbench.core.lazy import lazy_module
 from crlbench.metrics import alignment
 from crlbench.metrics.base import MetricResult, variant
-from crlbench.metrics.mine import mine_score
 
 ESTIMATORS = ("mic_approx", "mic_e")
 BLOCK_REDUCTIONS = ("mean", "best")
+mine = lazy_module("crlbench.metrics.mine")  # numba, imported when a score is computed
 
 
 def mine_matrices(z: np.ndarray, y: np.ndarray, alpha: float, c: float, est: str) -> dict[str, np.ndarray]:
@@ -32,7 +33,7 @@ def mine_matrices(z: np.ndarray, y: np.ndarray, alpha: float, c: float, est: str
     mic, tic, tic_raw = (np.zeros((z.shape[1], y.shape[1])) for _ in range(3))
     for i in range(z.shape[1]):
         for k in range(y.shape[1]):
-            score = mine_score(z[:, i], y[:, k], alpha=alpha, c=c, est=est)
+            score = mine.mine_score(z[:, i], y[:, k], alpha=alpha, c=c, est=est)
             mic[i, k], tic[i, k], tic_raw[i, k] = score.mic, score.tic(norm=True), score.tic()
     return {"mic": mic, "tic": tic, "tic_raw": tic_raw}
 
@@ -107,7 +108,7 @@ def mic_flat(z_train, y_train, z_test, y_test, *, seed, alpha, c, est, block_siz
     factors = y_train.shape[1]
     codes = codes.reshape(len(codes), factors, block_size).mean(axis=2)
     notes.append("legacy protocol: codes and factors flattened sample-major into one vector each")
-    score = mine_score(codes.ravel(), y_train.ravel(), alpha=alpha, c=c, est=est)
+    score = mine.mine_score(codes.ravel(), y_train.ravel(), alpha=alpha, c=c, est=est)
     matrices = {"mic": np.array([[score.mic]]), "tic": np.array([[score.tic(norm=True)]]),
                 "tic_raw": np.array([[score.tic()]])}
     result = MetricResult({"mic": score.mic, "tic": score.tic(norm=True)}, matrices, notes)

@@ -32,7 +32,7 @@ import crlbench
 from crlbench.core import registry
 from crlbench.core.errors import ConfigError, unknown_name
 from crlbench.core.params import parse_params
-from crlbench.training.train import Budget
+from crlbench.training.budget import Budget
 
 HASH_LENGTH = 16
 VALIDATION_FRACTION = 0.1  # of the training split, held out when a dataset has no val split (hashed)
@@ -100,7 +100,7 @@ class Cell:
     def identity(self) -> dict[str, Any]:
         """What the hash covers, with every default resolved."""
         dataset_class = registry.registry("dataset").get(self.dataset)
-        model_class = registry.registry("model").get(self.model)
+        model_class = registry.model_declaration(self.model)  # Config and version, without torch
         identity = {
             "crlbench": crlbench.__version__,
             "dataset": {"name": self.dataset, "version": str(dataset_class.version),

@@ -120,9 +120,13 @@ def _warn_if_source_changed(cell: Cell, record: dict[str, Any] | None, sources: 
         return
     if cell.model not in sources:
         from crlbench.core import registry
-        from crlbench.training.model import source_fingerprint
 
-        sources[cell.model] = source_fingerprint(registry.registry("model").get(cell.model))
+        source = registry.model_source(cell.model)  # the file, without importing torch
+        if source is None:  # a loaded or plugin model: its class
+            from crlbench.training.model import source_fingerprint
+
+            source = source_fingerprint(registry.registry("model").get(cell.model))
+        sources[cell.model] = source
     current = sources[cell.model]
     if current is not None and current["sha256"] != stored["sha256"]:
         log.warning("model %r: its source file %s changed since cell %s (%s) was computed; the cell is reused "

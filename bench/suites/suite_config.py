@@ -38,7 +38,7 @@ from crlbench.core.config import check_keys, read_yaml
 from crlbench.core.errors import ConfigError, unknown_name
 from crlbench.core.params import parse_params
 from crlbench.suites.cell import Cell, Evaluation, MetricSpec, at_batch_size
-from crlbench.training.train import Budget
+from crlbench.training.budget import Budget
 
 SUITE_KEYS = ("name", "description", "plugins", "seeds", "budget", "device", "checkpoint_every", "threads",
               "datasets", "models", "metrics", "evaluation")
@@ -225,7 +225,7 @@ def _model_entry(item: Any, where: str, base: Path, datasets: tuple[DatasetEntry
                 "per_dataset": {**(training.get("per_dataset") or {}), **(overrides.get("per_dataset") or {})}}
     label = _typed(item.get("label", name), str, where, "label", "a string")
     entry = ModelEntry(name, label, hyperparameters, per_dataset, training)
-    model_class = registry.registry("model").get(name)
+    model_class = registry.model_declaration(name)  # its Config, without torch
     for dataset in datasets:  # the hyperparameters every cell will use, checked now
         _parse(model_class.Config, entry.hyperparameters_for(dataset.name),
                f"{where}: key 'hyperparameters' (dataset {dataset.name!r})")

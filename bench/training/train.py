@@ -37,6 +37,7 @@ import torch
 
 from crlbench.core.errors import ConfigError, CrlbenchError, DiskFullError, UnsafeCheckpointError
 from crlbench.core.files import atomic_write, disk_full
+from crlbench.training.budget import KEEP_CHECKPOINTS, Budget  # noqa: F401  (defined without torch; imported from here too)
 from crlbench.training.model import CausalModel
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 Callback = Callable[[int, dict[str, float]], None]  # (epoch, mean losses of that epoch)
 CHECKPOINT = "last.pt"
 PREVIOUS = ".prev"  # last.pt.prev: the checkpoint before the latest
-KEEP_CHECKPOINTS = "CRLBENCH_KEEP_CHECKPOINTS"  # set (to anything but "" or "0"): finished cells keep everything
 INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE = 0, 1, 2  # independent streams of a cell's seed
 
 
@@ -66,23 +66,6 @@ class TrainingDiverged(CrlbenchError):
     def __init__(self, step: int, term: str, value: float) -> None:
         super().__init__(f"training diverged at step {step}: loss term {term!r} is {value}")
         self.step, self.term, self.value = step, term, value
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How long to train: ``epochs`` or ``steps`` (whichever comes first), in batches of ``batch_size``."""
-
-    epochs: int | None = None
-    steps: int | None = None
-    batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        if self.epochs is None and self.steps is None:
-            raise ConfigError("budget: give 'epochs' or 'steps'")
-        for key in ("epochs", "steps", "batch_size"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ConfigError(f"budget: {key!r} must be a positive integer; got {value!r}")
 
 
 @dataclass

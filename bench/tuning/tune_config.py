@@ -49,7 +49,7 @@ from crlbench.core.errors import ConfigError, accepted, unknown_name
 from crlbench.suites.cell import Evaluation, MetricSpec
 from crlbench.suites.suite_config import (DatasetEntry, ModelEntry, SuiteConfig, _dataset_entry, _metric_spec,
                                           _model_entry, _parse, _string_list, _typed, check_name, suite_from_dict)
-from crlbench.training.train import Budget
+from crlbench.training.budget import Budget
 
 TUNE_KEYS = ("name", "description", "plugins", "model", "dataset", "search_space", "objective", "seeds", "budget",
              "trials", "sampler", "pruner", "evaluation", "metrics", "device", "checkpoint_every")
