@@ -36,6 +36,7 @@ class BetaVAE(CausalModel):
         latent = self.config.latent_dim
         self.encoder = ConvEncoder(2 * latent, self.channels, self.image_size)
         self.decoder = ConvDecoder(latent, self.channels, self.image_size)
+        # saved in checkpoints (the base class's set_alignment fills it), so a reloaded model keeps its alignment
         self.register_buffer("factor_codes", torch.full((len(card.factors),), -1, dtype=torch.long))
 
     def supervision(self) -> list[str]:
@@ -68,23 +69,13 @@ class BetaVAE(CausalModel):
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(self.posterior(images)[0]))
 
-    def set_alignment(self, factor_codes: list[int]) -> None:
-        """Which latent code each factor is matched to (for interventions as traversals)."""
-        if len(factor_codes) != len(self.factor_codes) or not all(0 <= c < self.config.latent_dim for c in factor_codes):
-            raise ConfigError(
-                f"model 'beta_vae': set_alignment needs one code in 0..{self.config.latent_dim - 1} per factor "
-                f"({len(self.factor_codes)}); got {factor_codes}"
-            )
-        self.factor_codes.copy_(torch.as_tensor(factor_codes))
+    def latent_size(self) -> int:
+        return self.config.latent_dim
 
     @torch.no_grad()
     def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
         """Decode after setting the code matched to factor ``target`` to ``value`` (a latent traversal)."""
-        if not 0 <= target < len(self.factor_codes):
-            raise ConfigError(f"model 'beta_vae': target must be a factor index in 0..{len(self.factor_codes) - 1}; got {target}")
-        code = int(self.factor_codes[target])
-        if code < 0:
-            raise ConfigError("model 'beta_vae': intervene needs the factor-to-code alignment; call set_alignment first")
+        code = self.matched_code(target)  # the base class checks the index and that the alignment is set
         latent = self.posterior(images)[0].clone()
         latent[:, code] = torch.as_tensor(value, dtype=latent.dtype)
         return torch.sigmoid(self.decoder(latent))

@@ -24,8 +24,8 @@ Defaults a subclass may override:
 
 * ``set_alignment(codes)``: the runner calls it on an unaligned model before any metric, with the
   code matched to each factor (Hungarian matching of ``mcc@pearson`` on the training sample). The
-  default stores them in ``factor_codes`` (a LongTensor buffer, ``-1`` until set; not saved in
-  checkpoints) and ``matched_code(k)`` reads them back: an unaligned ``intervene`` sets code
+  default stores them in ``factor_codes`` (a LongTensor buffer created on the first call and not saved
+  in checkpoints, or the subclass's own buffer where it registers one, as beta-VAE does) and ``matched_code(k)`` reads them back: an unaligned ``intervene`` sets code
   ``self.matched_code(target)``;
 * ``on_train_start(total_steps, steps_per_epoch)`` and ``on_epoch_start(epoch)`` let a model follow a
   schedule (ICM-VAE's warm-up), which ``schedule()`` reports for the result record;
@@ -153,7 +153,7 @@ def matched_code(model: Any, k: int) -> int:
         raise ConfigError(f"model {name!r}: factor index must be in 0..{len(codes) - 1}; got {k}")
     code = int(codes[k])
     if code < 0:
-        raise ConfigError(f"model {name!r}: the unaligned model needs set_alignment before evaluation")
+        raise ConfigError(f"model {name!r}: the unaligned model has no factor-to-code alignment yet; call set_alignment first")
     return code
 
 
