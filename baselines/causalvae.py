@@ -35,7 +35,8 @@ from crlbench.core.errors import ConfigError
 from crlbench.core.graph import descendants, topological_levels
 from crlbench.core.registry import register_model
 from crlbench.training.model import CausalModel, adam
-from crlbench.training.nets import ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder
+from crlbench.training.nets import (ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder,
+                                    append_alpha, bernoulli_reconstruction)
 
 # The reference code's initial A (``DagLayer.__init__`` in codebase/models/nns/mask.py, since commit
 # f30cde8), written in the reference's own label order, which for Pendulum and Flow is the card's original
@@ -110,9 +111,7 @@ class CausalVAE(CausalModel):
 
     def with_alpha(self, images: torch.Tensor) -> torch.Tensor:
         """RGBA with alpha = 1 for the reference backbone (its PNGs are RGBA), the images otherwise."""
-        if not self.rgba:
-            return images
-        return torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
+        return append_alpha(images) if self.rgba else images
 
     def exogenous(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.with_alpha(images)).view(len(images), self.concepts, self.config.concept_dim)
@@ -155,8 +154,7 @@ class CausalVAE(CausalModel):
         eps, latent, final = self.structural(images)
         decoded = final + self.config.sampling_variance**0.5 * torch.randn_like(final)
         logits = self.decode(decoded)
-        bce = F.binary_cross_entropy_with_logits(logits, self.with_alpha(images), reduction="none")
-        reconstruction = bce.sum(dim=3).mean() if self.config.rec_reduction == "width" else bce.sum() / len(images)
+        reconstruction = bernoulli_reconstruction(logits, self.with_alpha(images), self.config.rec_reduction)
         target = labels[:, :, None].expand_as(latent)
         exogenous_kl = 0.5 * eps.pow(2).sum(dim=(1, 2)).mean()
         causal_kl = 0.5 * (latent - target).pow(2).sum(dim=(1, 2)).mean()

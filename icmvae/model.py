@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from crlbench.core.errors import ConfigError
@@ -36,7 +35,8 @@ from crlbench.core.registry import register_model
 from crlbench.icmvae.flow import MaskedAffineFlow
 from crlbench.icmvae.model_config import VERSION, ICMVAEConfig
 from crlbench.training.model import CausalModel, adam
-from crlbench.training.nets import ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder
+from crlbench.training.nets import (ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder,
+                                    append_alpha, bernoulli_reconstruction)
 
 
 def warmup(final: float, epoch: int, epochs: int, start: int = 2) -> float:
@@ -109,9 +109,7 @@ class ICMVAE(CausalModel):
 
     def with_alpha(self, images: torch.Tensor) -> torch.Tensor:
         """RGBA with alpha = 1 for the reference backbone (its PNGs are RGBA), the images otherwise."""
-        if not self.rgba:
-            return images
-        return torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
+        return append_alpha(images) if self.rgba else images
 
     def noise(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's noise mean and log-variance [B, K, k] (log-variance 0 unless learned)."""
@@ -140,8 +138,7 @@ class ICMVAE(CausalModel):
         eps = mean if self.config.deterministic_z else mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
         latent, log_det = self.flow(eps)
         logits = self.decode(latent)
-        bce = F.binary_cross_entropy_with_logits(logits, self.with_alpha(images), reduction="none")
-        reconstruction = bce.sum(dim=3).mean() if self.config.rec_reduction == "width" else bce.sum() / len(images)
+        reconstruction = bernoulli_reconstruction(logits, self.with_alpha(images), self.config.rec_reduction)
         # KL(N(mean, var) || N(0, 1)) - log det; with the reference's unit variance, 0.5 |mean|^2 - sum s.
         noise_kl = 0.5 * (mean.pow(2) + log_variance.exp() - log_variance - 1).sum(dim=(1, 2)) - log_det
         scaled_labels = labels[:, :, None].expand_as(latent)

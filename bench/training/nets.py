@@ -24,6 +24,19 @@ CHANNELS = (32, 32, 64, 64)
 HIDDEN = 256
 
 
+def append_alpha(images: torch.Tensor) -> torch.Tensor:
+    """RGBA with alpha = 1: the reference MLP networks of CausalVAE and ICM-VAE read RGBA PNGs."""
+    return torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
+
+
+def bernoulli_reconstruction(logits: torch.Tensor, images: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The Bernoulli reconstruction term of CausalVAE's and ICM-VAE's code: the pixel BCE summed over the
+    image width and averaged over batch, channel and height (``"width"``, the reference's
+    ``log_bernoulli_with_logits`` then a mean), or summed over every pixel per image (``"sum"``)."""
+    bce = F.binary_cross_entropy_with_logits(logits, images, reduction="none")
+    return bce.sum(dim=3).mean() if reduction == "width" else bce.sum() / len(images)
+
+
 def _check_size(image_size: int) -> int:
     if image_size % 16 != 0 or image_size < 16:
         raise ConfigError(f"conv backbone: image size must be a multiple of 16; got {image_size}")
