@@ -270,3 +270,11 @@ def test_leaderboard_suites_list_each_method_once_with_its_reference_settings(su
     expected = "absolute" if suite == "paper" else "budget"
     icm_vae = next(model for model in config.models if model.name == "icm_vae")
     assert icm_vae.hyperparameters.get("schedule", "absolute") == expected
+
+
+def test_the_budget_fraction_counts_the_short_last_batch_of_each_epoch():
+    from crlbench.suites.runner import budget_fraction
+
+    cell = cells_by(load_suite(SUITES / "quick.yaml"))["pendulum", "icm_vae"]  # batch 64, reference 101 epochs
+    fraction = budget_fraction(cell, steps=3, train_size=100)  # 2 batches an epoch: 64 + 36, then 64
+    assert fraction["images"] == 164 and fraction["reference_images"] == 10100

@@ -167,9 +167,11 @@ def _facts(records: list[dict]) -> MethodFacts:
     budget = first["cell"].get("budget") or {}
     facts.batch_size = str(budget.get("batch_size", "?"))
     steps = (first.get("history") or {}).get("steps")
-    if steps is not None and budget.get("batch_size"):
-        facts.images = f"{steps * budget['batch_size']:,}"
     fraction = first.get("budget_fraction")
+    if fraction:
+        facts.images = f"{fraction['images']:,}"
+    elif steps is not None and budget.get("batch_size"):  # no reference declared: steps x batch, an upper bound
+        facts.images = f"{steps * budget['batch_size']:,}"
     if fraction:
         reference = fraction["reference"]
         facts.reference = (f"{reference['epochs']} epochs" if reference.get("epochs") is not None

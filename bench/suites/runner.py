@@ -117,7 +117,9 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
                     checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
                     callbacks=callbacks, progress=progress, device=device)
     timings["train_s"] = time.perf_counter() - start
-    if not keep_checkpoints():  # a finished cell keeps its weights, not its optimiser state (--keep-checkpoints)
+    # a finished cell keeps its weights, not its optimiser state (--keep-checkpoints); an already compacted
+    # checkpoint (a rerun that trained nothing) is not read again
+    if not keep_checkpoints() and not history.compact:
         compact_checkpoint(directory / "checkpoint")
     history_data = {"epochs": history.epochs, "steps": history.steps}
     write_json(directory / "history.json", history_data)
@@ -308,7 +310,9 @@ def budget_fraction(cell: Cell, steps: int, train_size: int) -> dict[str, Any] |
     reference = cell.reference_budget
     if not reference:
         return None
-    seen = steps * cell.budget.batch_size
+    batch = cell.budget.batch_size
+    epochs, rest = divmod(steps, -(-train_size // batch))  # an epoch's last batch is short
+    seen = epochs * train_size + rest * batch
     if reference.get("epochs") is not None:
         reference_images = reference["epochs"] * train_size
     else:

@@ -76,7 +76,7 @@ class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
     notes: list[str] = field(default_factory=list)
-    compact: bool = False  # resumed from a compacted checkpoint: no optimiser state was restored
+    compact: bool = False  # the checkpoint on disk is compacted (resumed from one and not saved since)
 
 
 def batch_tensors(images: np.ndarray, factors: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, torch.Tensor]:
@@ -149,6 +149,7 @@ def train(
         history.epochs.append(record)
         if path is not None and (epoch % checkpoint_every == 0 or history.steps >= total_steps):
             _save(path, model, optimizers, epoch, history)
+            history.compact = False  # the new checkpoint holds the optimiser state again
         for callback in callbacks:
             callback(epoch, record)
     bar.close()
