@@ -288,7 +288,7 @@ def run_single_command(args: argparse.Namespace) -> int:
 
 
 def _run_suite(config, args: argparse.Namespace) -> int:
-    from crlbench.suites.suite import plan, run_suite
+    from crlbench.suites.suite import STATES, plan, run_suite
 
     workdir = _workdir(args)
     if getattr(args, "dry_run", False):
@@ -298,7 +298,7 @@ def _run_suite(config, args: argparse.Namespace) -> int:
             note = " (checkpoint)" if item.resumable and item.state == "pending" else ""
             note = f" (elsewhere: {item.holder})" if item.state == "running" else note
             print(f"  {item.cell.hash}  {item.state:<8} {item.cell.title}{note}")
-        counts = {state: sum(p.state == state for p in planned) for state in ("done", "stale", "failed", "pending", "running")}
+        counts = {state: sum(p.state == state for p in planned) for state in STATES}
         print("  " + ", ".join(f"{count} {state}" for state, count in counts.items()))
         print(f"  work directory size: {_workdir_size(workdir)}")
         return 0

@@ -23,7 +23,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -147,3 +147,30 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, shared: bool = False, create: bool = True) -> Iterator[None]:
+    """Hold an ``flock`` on ``path`` (created when missing, unless ``create`` is false) for the block.
+
+    The lock is released when the block ends or the process dies, so a killed holder never leaves
+    it taken. Raises OSError when the file cannot be opened (a read-only folder)."""
+    path = Path(path)
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    descriptor = os.open(path, flags, 0o666)
+    try:
+        if fcntl is not None:
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                    break
+                except InterruptedError:
+                    continue
+                except OSError as error:
+                    if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP):  # a file system without locks
+                        log.debug("no file locks on %s: %s", path, error)
+                        break
+                    raise
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock

@@ -20,9 +20,7 @@ fraction of ``stale_after_s`` (NTP does).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import errno
 import json
 import logging
 import os
@@ -30,18 +28,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from crlbench.core.errors import DiskFullError
-from crlbench.core.files import disk_full, ensure_folder
-
-try:
-    import fcntl
-except ImportError:  # Windows: O_EXCL still makes creation atomic; takeovers are not serialised
-    fcntl = None
+from crlbench.core.files import disk_full, ensure_folder, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -326,33 +318,6 @@ def _lock_path(lease: Path) -> Path:
     if folder.name == INVOCATIONS:
         return folder.parent / LOCK
     return folder / LOCK
-
-
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike, shared: bool = False, create: bool = True) -> Iterator[None]:
-    """Hold an ``flock`` on ``path`` (created when missing, unless ``create`` is false) for the block.
-
-    The lock is released when the block ends or the process dies, so a killed holder never leaves
-    it taken. Raises OSError when the file cannot be opened (a read-only folder)."""
-    path = Path(path)
-    flags = os.O_RDWR | (os.O_CREAT if create else 0)
-    descriptor = os.open(path, flags, 0o666)
-    try:
-        if fcntl is not None:
-            while True:
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-                    break
-                except InterruptedError:
-                    continue
-                except OSError as error:
-                    if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP):  # a file system without locks
-                        log.debug("no file locks on %s: %s", path, error)
-                        break
-                    raise
-        yield
-    finally:
-        os.close(descriptor)  # releases the lock
 
 
 def _boot_id() -> str | None:

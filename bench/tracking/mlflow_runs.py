@@ -74,7 +74,8 @@ from urllib.parse import urlsplit
 
 import crlbench
 from crlbench.core.errors import ConfigError, accepted
-from crlbench.suites.lease import Holder, file_lock, invocation_lease, lease_state, stale_reason
+from crlbench.core.files import file_lock
+from crlbench.suites.lease import Holder, invocation_lease, lease_state, stale_reason
 from crlbench.suites.results import RESULT, read_json, write_json
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ once its heartbeat is older than the grace period, by the next trial start of an
 next invocation. Rerunning with the same study name resumes: an invocation runs only what is
 missing to reach ``n_trials`` trials in all (complete, pruned or failed). ``workers`` local
 processes (this one and ``workers - 1`` spawned ones) share the missing trials exactly, each taking
-the next trial when it is free, with ``cores // workers`` torch threads.
+the next trial when it is free; a trial's cells compute on their own ``threads`` (1 by default,
+:func:`crlbench.suites.executor.cell_threads`), the process's ``cores // workers`` threads serve the rest.
 
 Names. The study's objective is named (``Study.set_metric_names``: :attr:`TuneConfig.objective_name`), so
 optuna-dashboard and Optuna's plots show it rather than "Objective 0"; the study's user attribute
@@ -68,7 +69,7 @@ import yaml
 
 from crlbench.core import registry
 from crlbench.core.errors import ConfigError, CrlbenchError
-from crlbench.core.files import atomic_write
+from crlbench.core.files import atomic_write, ensure_folder, file_lock
 from crlbench.suites.results import cell_dir, read_result, write_json
 from crlbench.suites.suite_config import check_name
 from crlbench.tracking.mlflow_runs import metric_name
@@ -218,7 +219,7 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, gr
                               f"{error.strerror or error}") from None
         # Local launches create Optuna's tables one at a time (two at once on a fresh file: a UNIQUE
         # constraint failure in the second); database servers are covered by the retry below.
-        creating = _locked(path.with_name(path.name + ".lock"))
+        creating = file_lock(path.with_name(path.name + ".lock"))
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
@@ -251,27 +252,6 @@ def _created_meanwhile(error: BaseException) -> bool:
     """Whether ``error`` is another process creating the storage's tables at the same moment."""
     text = str(error)
     return type(error).__name__ == "IntegrityError" or "already exists" in text or "UNIQUE constraint" in text
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive ``flock`` on the file ``path`` among local processes (none where ``fcntl`` is missing,
-    or where the file system has no locks); released when the block ends or the process dies."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except OSError:  # a file system without locks: the retry in open_storage still applies
-            yield
-            return
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _open_study(config: TuneConfig, url: str, study_name: str, storage: Any) -> optuna.Study:
@@ -355,7 +335,8 @@ def _run_workers(config: TuneConfig, settings: StudySettings, workers: int, tria
 
     ``on_trial`` runs after each trial of this process and, once this process is done, every
     ``POLL_S`` seconds until the other workers are (MLflow logging: this process is the only writer).
-    Every process gets ``cores // workers`` torch threads; this one's are restored afterwards.
+    Every process gets ``cores // workers`` torch threads outside its cells (which compute on their own
+    ``threads``); this one's are restored afterwards.
     """
     import optuna
     import torch
@@ -466,7 +447,7 @@ class TrialObjective:
         runner_s = 0.0
         for index, cell in enumerate(cells):
             hooks = [self._pruning_hook(trial, cell, index)] if self.config.pruner.per_epoch else []
-            with _cell_lock(cell_dir(self.workdir, cell.hash)):  # another worker may have sampled the same values
+            with file_lock(ensure_folder(cell_dir(self.workdir, cell.hash)) / ".lock"):  # another worker may have sampled the same values
                 record = run_cell(cell, self.workdir, epoch_hooks=hooks, propagate=(optuna.TrialPruned,))
             runner_s += runner_seconds(record)
             trial.set_user_attr(RUNNER_S, runner_s)
@@ -541,23 +522,6 @@ def _validation_sample(workdir: Path, dataset: str, params_json: str, budget: An
     epochs = [-(-budget.steps // batches)] if budget.steps is not None else []
     epochs += [budget.epochs] if budget.epochs is not None else []
     return val_split.images[np.sort(rows)], min(epochs)
-
-
-@contextlib.contextmanager
-def _cell_lock(directory: Path):
-    """An exclusive lock on a cell folder among local processes (none where ``fcntl`` is missing)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: workers sampling identical values may race on one cell
-        yield
-        return
-    with open(directory / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- results ------------------------------------------------------------------------------------
