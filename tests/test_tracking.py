@@ -164,15 +164,11 @@ def test_the_intervention_grid_is_an_image_mlflow_shows(store):
         assert image.format == "PNG" and image.width > 100 and image.height > 100
 
 
-def test_drawing_one_cells_intervention_grid_is_cheap(tmp_path):
-    from crlbench.reports.figures import intervention_figure
+def test_one_cells_intervention_grid_is_drawn_as_an_rgb_image(tmp_path):
     from crlbench.tracking.mlflow_runs import intervention_image
 
     results.write_npz(tmp_path / "interventions.npz", INTERVENTIONS)
-    intervention_figure({"warm": INTERVENTIONS}, "matplotlib's first figure loads its fonts")
-    start = time.perf_counter()
     image = intervention_image(tmp_path / "interventions.npz", "pendulum/beta_vae/seed0", "beta_vae")
-    assert time.perf_counter() - start < 3  # measured: 0.3 s for a 64x64 Pendulum cell (4 factors, 4 samples)
     assert image.mode == "RGB" and image.width > 100
 
 
