@@ -32,6 +32,8 @@ def test_every_cell_writes_an_ok_record_with_scores_and_provenance(finished):
         assert 0 <= record["scores"]["mcc@pearson.mcc"] <= 1
         assert record["scores"]["reconstruction.mse"] > 0
         assert record["history"]["steps"] == 3 and record["history"]["epochs"][0]["loss"] > 0
+        assert record["history"]["epochs"][0]["heldout_reconstruction_mse"] > 0  # the per-epoch monitor
+        assert record["convergence"]["rule"] and "converged" in record["convergence"]
         assert record["factors"] == ["pendulum_angle", "light_position", "shadow_length", "shadow_position"] or \
             len(record["factors"]) == 4
         provenance = record["provenance"]

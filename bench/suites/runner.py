@@ -7,7 +7,12 @@ finished suite is computed from the stored latents without retraining.
 
 Random streams of a cell's seed (spawn keys of ``numpy.random.SeedSequence``): 0-2 belong to the
 trainer (:mod:`crlbench.training.train`), 3 picks the evaluation sample, 4 seeds the metrics and the
-intervention grid.
+intervention grid. Stream 5 of seed 0 picks the held-out monitor sample: the same images for every
+cell of a dataset.
+
+After every epoch the trainer records the reconstruction error of that monitor sample (256 images of
+the evaluation split, ``heldout_reconstruction_mse``); it never stops or selects anything, and the
+record's ``convergence`` is judged from it (:mod:`crlbench.training.convergence`).
 
 Latent metrics read one representation, the same for every model (:func:`evaluation_representation`,
 docs/protocol.md). Any exception becomes a ``failed`` record naming the error; the caller goes on with
@@ -54,15 +59,17 @@ from crlbench.metrics.interventional import concept_value
 from crlbench.suites.cell import VALIDATION_FRACTION, Cell
 from crlbench.suites.executor import cell_threads
 from crlbench.suites.results import RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
+from crlbench.training.convergence import MONITOR_KEY, verdict
 from crlbench.training.model import source_fingerprint
-from crlbench.training.train import build_model, compact_checkpoint, keep_checkpoints, train
+from crlbench.training.train import Monitor, build_model, compact_checkpoint, keep_checkpoints, train
 
 log = logging.getLogger(__name__)
 
-EVALUATION_STREAM, METRIC_STREAM = 3, 4
+EVALUATION_STREAM, METRIC_STREAM, MONITOR_STREAM = 3, 4, 5
 VALIDATION_SEED = 0  # the holdout is the same for every cell seed: trials are compared on one set
 ENCODE_BATCH = 256
 RECONSTRUCTION_SAMPLES = 256
+MONITOR_SAMPLES = 256  # held-out images whose reconstruction error is recorded after every epoch
 DEFAULT_FACTOR_BINS = 20  # disentanglement_lib's binning of continuous factors for discrete-only metrics
 EpochHook = Callable[[str, int, int], None]  # (cell hash, epochs done, epochs in the budget)
 ModelHook = Callable[[Any, int, dict[str, float]], None]  # (model, epochs done, mean losses of that epoch)
@@ -115,7 +122,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     callbacks += [lambda epoch, losses, hook=hook: hook(model, epoch, losses) for hook in epoch_hooks]
     history = train(model, train_split.images, train_split.factors, budget=cell.budget, seed=cell.seed,
                     checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
-                    callbacks=callbacks, progress=progress, device=device)
+                    callbacks=callbacks, progress=progress, device=device, monitor=heldout_monitor(eval_split, device))
     timings["train_s"] = time.perf_counter() - start
     # a finished cell keeps its weights, not its optimiser state (--keep-checkpoints); an already compacted
     # checkpoint (a rerun that trained nothing) is not read again
@@ -131,7 +138,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     timings["encode_s"] = time.perf_counter() - start
     alignment = _align(model, latents)
     representation = evaluation_representation(latents, alignment, cell.evaluation.representation)
-    scores = {"reconstruction.mse": _reconstruction_error(model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])}
+    scores = {"reconstruction.mse": reconstruction_error(model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])}
 
     metric_seed = _stream_seed(cell.seed, METRIC_STREAM)
     metrics, metric_times, metric_errors = {}, {}, {}
@@ -160,6 +167,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         "given": model.supervision(),
         "latent_size": model.latent_size() or int(np.prod(latents["blocks"])),
         "schedule": model.schedule(),
+        "convergence": verdict(history.epochs, model.schedule()),
         "budget_fraction": budget_fraction(cell, history.steps, len(train_split)),
         "device": device,
         "scores": scores,
@@ -249,10 +257,26 @@ def _block_shape(model, images: np.ndarray) -> tuple[int, int]:
     return tuple(model.encode(as_model_images(images)).shape[1:])
 
 
-@torch.no_grad()
-def _reconstruction_error(model, images: np.ndarray) -> float:
-    x = as_model_images(images)
-    return float(((model.reconstruct(x) - x) ** 2).mean())
+def reconstruction_error(model, images: np.ndarray | torch.Tensor) -> float:
+    """Mean squared reconstruction error of ``images`` (uint8 [N, H, W, C], or model images already on
+    the model's device) in eval mode; the model's mode is restored."""
+    x = images if isinstance(images, torch.Tensor) else as_model_images(images).to(next(model.parameters()).device)
+    training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return float(((model.reconstruct(x) - x) ** 2).mean())
+    finally:
+        model.train(training)
+
+
+def heldout_monitor(split, device: str) -> Monitor:
+    """The trainer's per-epoch monitor: the reconstruction error of a fixed sample of ``split``
+    (:data:`MONITOR_SAMPLES` images, the same rows for every cell seed), as ``heldout_reconstruction_mse``."""
+    stream = np.random.default_rng(np.random.SeedSequence(VALIDATION_SEED, spawn_key=(MONITOR_STREAM,)))
+    rows = np.sort(stream.choice(len(split), size=min(MONITOR_SAMPLES, len(split)), replace=False))
+    x = as_model_images(split.images[rows]).to(device)
+    return lambda model: {MONITOR_KEY: reconstruction_error(model, x)}
 
 
 def _align(model, latents: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from crlbench.training.model import CausalModel
 log = logging.getLogger(__name__)
 
 Callback = Callable[[int, dict[str, float]], None]  # (epoch, mean losses of that epoch)
+Monitor = Callable[[CausalModel], dict[str, float]]  # the model after an epoch -> values for that epoch's record
 CHECKPOINT = "last.pt"
 PREVIOUS = ".prev"  # last.pt.prev: the checkpoint before the latest
 INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE = 0, 1, 2  # independent streams of a cell's seed
@@ -98,12 +99,18 @@ def train(
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     device: str | torch.device = "cpu",
+    monitor: Monitor | None = None,
 ) -> History:
     """Train ``model`` on ``images`` uint8 [N, H, W, C] and ``factors`` [N, K] within ``budget``.
 
     With ``checkpoint_dir``, the state is saved every ``checkpoint_every`` epochs and training
-    resumes from the latest checkpoint found there. Callbacks run after every epoch and may raise
+    resumes from the latest checkpoint found there. ``monitor`` runs after every epoch, under its own
+    copy of the random state (training continues exactly as without it), and its values join that
+    epoch's record (the runner's held-out reconstruction error). Callbacks run after it and may raise
     to stop (Optuna pruning attaches here). Batches are moved to ``device``, where the model must be.
+
+    The training set is converted once to one float tensor (:func:`batch_tensors`) and batches are
+    rows of it: the same values as converting each batch, without the per-step conversion.
     """
     if len(images) != len(factors) or len(images) == 0:
         raise ConfigError(f"train: need as many images as factor rows, at least one; got {len(images)} and {len(factors)}")
@@ -127,6 +134,7 @@ def train(
             log.warning("%s", note)
             history.notes.append(note)
     bar = _progress(total_steps, history.steps, progress)
+    data = batch_tensors(images, factors, mean, std) if history.steps < total_steps else {}
     while history.steps < total_steps:
         order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_ORDER, epoch))).permutation(len(images))
         model.on_epoch_start(epoch)
@@ -136,7 +144,8 @@ def train(
             if history.steps >= total_steps:
                 break
             rows = np.sort(order[start:start + budget.batch_size])
-            batch = {key: value.to(device) for key, value in batch_tensors(images[rows], factors[rows], mean, std).items()}
+            index = torch.from_numpy(rows)
+            batch = {key: value[index].to(device) for key, value in data.items()}
             losses = optimisation_step(model, optimizers, batch, history.steps)
             history.steps += 1
             batches += 1
@@ -146,6 +155,9 @@ def train(
             bar.set_postfix(loss=f"{losses.get('loss', float('nan')):.4g}", refresh=False)
         epoch += 1
         record = {term: total / batches for term, total in sums.items()}
+        if monitor is not None:
+            with torch.random.fork_rng(devices=_accelerators(device)):
+                record.update(monitor(model))
         history.epochs.append(record)
         if path is not None and (epoch % checkpoint_every == 0 or history.steps >= total_steps):
             _save(path, model, optimizers, epoch, history)
@@ -154,6 +166,12 @@ def train(
             callback(epoch, record)
     bar.close()
     return history
+
+
+def _accelerators(device: str | torch.device) -> list[int]:
+    """The CUDA devices whose random state a monitor must not disturb (none on the CPU)."""
+    device = torch.device(device)
+    return [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
 
 
 def optimisation_step(model: CausalModel, optimizers, batch, step: int) -> dict[str, float]:

@@ -468,6 +468,7 @@ class TrialObjective:
         maximised, so that higher is better for the pruner as for the study) and prune if told to.
         Steps run on across seeds: seed ``index`` reports ``index * epochs + epoch``."""
         import optuna
+        from crlbench.suites.runner import reconstruction_error
 
         images, epochs = _validation_sample(self.workdir, cell.dataset, json.dumps(cell.dataset_params, sort_keys=True),
                                             cell.budget)
@@ -492,22 +493,6 @@ def runner_seconds(record: dict[str, Any]) -> float:
     timings = record.get("timings") or {}
     metrics = timings.get("metrics_s") or {}
     return float(timings.get("train_s", 0.0) + timings.get("encode_s", 0.0) + sum(metrics.values()))
-
-
-def reconstruction_error(model: Any, images: np.ndarray) -> float:
-    """Mean squared reconstruction error of uint8 ``images``, in eval mode; the model's mode is restored."""
-    import torch
-    from crlbench.suites.runner import as_model_images
-
-    device = next(model.parameters()).device
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            x = as_model_images(images).to(device)
-            return float(((model.reconstruct(x) - x) ** 2).mean())
-    finally:
-        model.train(training)
 
 
 @functools.lru_cache(maxsize=8)
