@@ -81,6 +81,22 @@ def test_holm_p_values_are_at_least_the_raw_ones():
     assert (table["p_holm"] <= 1).all()
 
 
+def test_holm_corrects_within_one_metric_of_one_dataset():
+    frame = cell_frame({"icm_vae": 0.8, "a": 0.78, "b": 0.7, "c": 0.81}, seeds=range(8), spread=0.05)
+    table = stats.paired_tests(frame, [HIGH, LOW]).table
+    for (dataset, metric), family in table.groupby(["dataset", "metric"]):
+        ordered = family.sort_values("p_value")
+        assert ordered["p_holm"].iloc[0] == pytest.approx(min(1.0, len(family) * ordered["p_value"].iloc[0]))
+
+
+def test_six_seeds_with_three_comparisons_cannot_survive_holm_and_a_note_says_so():
+    frame = cell_frame({"icm_vae": 0.9, "a": 0.3, "b": 0.2, "c": 0.1}, datasets=("pendulum",), seeds=range(6))
+    result = stats.paired_tests(frame, [HIGH])
+    assert result.table["p_value"].min() == pytest.approx(2 / 2 ** 6)
+    assert (result.table["p_holm"] >= 0.05).all()
+    assert any("after correction" in note for note in result.notes)
+
+
 def test_clear_difference_is_significant_with_eight_seeds():
     frame = cell_frame({"icm_vae": 0.9, "beta_vae": 0.3}, datasets=("pendulum",), seeds=range(8))
     table = stats.paired_tests(frame, [HIGH]).table

@@ -10,9 +10,11 @@ All functions take a tidy frame with one row per cell (columns ``dataset``, ``la
   two values (method ``"percentile"``), a description of the spread rather than a real 95% interval;
   seeds with identical values give a zero-width interval (method ``"constant"``).
 - Each label is compared with a reference label on matched seeds by the Wilcoxon signed-rank test
-  (Wilcoxon 1945; Demsar 2006, sec. 3.1.3), Holm-corrected (Holm 1979) across all comparisons of one
-  table, i.e. of one dataset. With n pairs the exact two-sided p is at least 2 / 2**n, so fewer than
-  6 seeds can never reach p < 0.05.
+  (Wilcoxon 1945; Demsar 2006, sec. 3.1.3), Holm-corrected (Holm 1979) across the comparisons of one
+  metric on one dataset (each other label against the reference: the family a reader of one column
+  draws conclusions from). With n pairs the exact two-sided p is at least 2 / 2**n, so fewer than
+  6 seeds can never reach p < 0.05, and with m comparisons Holm needs 2 / 2**n < 0.05 / m (7 seeds
+  for 3 comparisons).
 - Labels are ranked within each dataset and the ranks averaged; the Friedman test and the Nemenyi
   post-hoc (Demsar 2006, sec. 3.2.2) say whether the average ranks differ, and the critical
   difference CD = q_alpha * sqrt(k (k + 1) / (6 N)) draws the diagram.
@@ -171,7 +173,7 @@ def holm(p_values: pd.Series) -> pd.Series:
 
 
 def paired_tests(frame: pd.DataFrame, metrics: list[str], *, reference: str = "icm_vae") -> PairedTests:
-    """Each label against ``reference`` per dataset and metric; Holm across one dataset's table."""
+    """Each label against ``reference`` per dataset and metric; Holm across the labels of one dataset and metric."""
     notes: list[str] = []
     rows = []
     for dataset, group in frame.groupby("dataset", sort=False):
@@ -188,7 +190,7 @@ def paired_tests(frame: pd.DataFrame, metrics: list[str], *, reference: str = "i
                              "statistic": statistic, "p_value": p_value})
     table = pd.DataFrame(rows, columns=["dataset", "label", "metric", "n_pairs", "statistic", "p_value"])
     table["p_holm"] = pd.Series(dtype=float)
-    for _, index in table.groupby("dataset", sort=False).groups.items():
+    for _, index in table.groupby(["dataset", "metric"], sort=False).groups.items():
         table.loc[index, "p_holm"] = holm(table.loc[index, "p_value"])
     notes.extend(_power_notes(table))
     return PairedTests(table, notes)
@@ -205,6 +207,11 @@ def _power_notes(table: pd.DataFrame) -> list[str]:
     if smallest_p >= ALPHA:
         return [f"With at most {most_pairs} matched seeds the smallest attainable two-sided Wilcoxon p is "
                 f"{smallest_p:.3g}, so no comparison can reach p < {ALPHA}."]
+    family = int(table.groupby(["dataset", "metric"]).size().max())
+    if family * smallest_p >= ALPHA:
+        return [f"With at most {most_pairs} matched seeds the smallest attainable two-sided Wilcoxon p is "
+                f"{smallest_p:.3g}; Holm over {family} comparisons raises it to {family * smallest_p:.3g}, so no "
+                f"comparison can reach p < {ALPHA} after correction."]
     return []
 
 
