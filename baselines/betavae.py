@@ -77,5 +77,5 @@ class BetaVAE(CausalModel):
         """Decode after setting the code matched to factor ``target`` to ``value`` (a latent traversal)."""
         code = self.matched_code(target)  # the base class checks the index and that the alignment is set
         latent = self.posterior(images)[0].clone()
-        latent[:, code] = torch.as_tensor(value, dtype=latent.dtype)
+        latent[:, code] = torch.as_tensor(value, dtype=latent.dtype, device=latent.device)
         return torch.sigmoid(self.decoder(latent))

@@ -48,7 +48,8 @@ MASK_HIDDEN, LABEL_HIDDEN = 32, 32
 def acyclicity(adjacency: torch.Tensor) -> torch.Tensor:
     """h(A) = tr[(I + A * A / m)^m] - m, zero exactly when A is a DAG (the code's ``_h_A``)."""
     m = len(adjacency)
-    return torch.trace(torch.matrix_power(torch.eye(m) + adjacency * adjacency / m, m)) - m
+    identity = torch.eye(m, device=adjacency.device)
+    return torch.trace(torch.matrix_power(identity + adjacency * adjacency / m, m)) - m
 
 
 def initial_adjacency(a_init: str, card) -> np.ndarray:
@@ -118,7 +119,7 @@ class CausalVAE(CausalModel):
 
     def dag_layer(self, eps: torch.Tensor) -> torch.Tensor:
         """z = eps (I - A)^-1 on each within-concept dim: z_j = sum_i A_ij z_i + eps_j."""
-        inverse = torch.linalg.inv(torch.eye(self.concepts) - self.adjacency)
+        inverse = torch.linalg.inv(torch.eye(self.concepts, device=self.adjacency.device) - self.adjacency)
         return torch.einsum("bid,ij->bjd", eps, inverse)
 
     def mechanisms(self, latent: torch.Tensor) -> torch.Tensor:
@@ -180,7 +181,7 @@ class CausalVAE(CausalModel):
 
     def learned_graph(self) -> np.ndarray:
         """The learned graph: |A_ij| above ``graph_threshold``, without self-loops."""
-        graph = (self.adjacency.detach().abs() > self.config.graph_threshold).numpy().astype(int)
+        graph = (self.adjacency.detach().abs() > self.config.graph_threshold).cpu().numpy().astype(int)
         np.fill_diagonal(graph, 0)
         return graph
 
@@ -198,7 +199,7 @@ class CausalVAE(CausalModel):
             raise ConfigError(f"model 'causal_vae': cannot intervene: the learned graph {error}") from None
         _, latent, final = self.structural(images)
         residual = final - self.mechanisms(latent)
-        block = torch.as_tensor(value, dtype=final.dtype)
+        block = torch.as_tensor(value, dtype=final.dtype, device=final.device)
         block = (block[:, None] if block.ndim == 1 else block).expand(len(images), self.config.concept_dim)
         after, parents = final.clone(), latent.clone()  # decoded values; the values mechanisms read
         after[:, target] = parents[:, target] = block

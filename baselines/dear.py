@@ -140,13 +140,14 @@ class DEAR(CausalModel):
 
     def prior_sample(self, count: int) -> torch.Tensor:
         """z = [f(eps (I - A)^-1), free]: the SCM prior for the labelled dims, N(0, I) for the rest."""
-        eps = torch.randn(count, self.latent)
+        eps = torch.randn(count, self.latent, device=self.adjacency.device)
         labelled = self.link(self.solve(eps[:, : self.labelled]))
         return torch.cat([labelled, eps[:, self.labelled:]], dim=1)
 
     def solve(self, noise: torch.Tensor) -> torch.Tensor:
         """v = noise (I - A)^-1, the linear SCM in pre-nonlinearity space."""
-        return noise @ torch.linalg.inv(torch.eye(self.labelled) - self.adjacency * self.support)
+        identity = torch.eye(self.labelled, device=self.adjacency.device)
+        return noise @ torch.linalg.inv(identity - self.adjacency * self.support)
 
     def posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_variance = self.encoder(images).chunk(2, dim=1)
@@ -193,11 +194,13 @@ class DEAR(CausalModel):
         optimizers = self.optimizers()
         for optimizer in optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if "graph" in names and self.adjacency.grad is not None:
-            self.adjacency.grad.mul_(self.support)  # learn weights on the given super-graph only
-        for name in names:
-            optimizers[name].step()
+        # the trainer may run training_step under autocast (precision bf16): backward and steps run outside it
+        with torch.autocast(loss.device.type, enabled=False):
+            loss.backward()
+            if "graph" in names and self.adjacency.grad is not None:
+                self.adjacency.grad.mul_(self.support)  # learn weights on the given super-graph only
+            for name in names:
+                optimizers[name].step()
 
     # -- the contract ---------------------------------------------------------------------------
 
@@ -220,12 +223,12 @@ class DEAR(CausalModel):
         weights = self.adjacency * self.support
         v = self.link.inverse(latent[:, : self.labelled])
         eps = v - v @ weights
-        values = torch.as_tensor(value, dtype=v.dtype).expand(len(v))
+        values = torch.as_tensor(value, dtype=v.dtype, device=v.device).expand(len(v))
         full = torch.full_like(v, 0.0)
         full[:, target] = values
         v = v.clone()
         v[:, target] = self.link.inverse(full)[:, target]
-        graph = self.support.numpy()
+        graph = self.support.cpu().numpy()
         downstream = descendants(graph, target)
         for node in (n for level in topological_levels(graph) for n in level if n in downstream):
             v[:, node] = v @ weights[:, node] + eps[:, node]

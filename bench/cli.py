@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     suite.add_argument("config", type=Path, help="a suite YAML file (configs/suites/*.yaml)")
     _work_arguments(suite)
-    suite.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    suite.add_argument("--workers", type=int, default=1,
+                       help="parallel worker processes on this machine, sharing its GPUs: worker i trains on "
+                            "cuda:(i mod GPUs) (default: 1)")
     suite.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
     suite.add_argument("--retry-failed", action="store_true", help="run cells recorded as failed again")
     _keep_checkpoints_argument(suite)
@@ -209,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "URL (postgresql+psycopg2://...) lets workers on several machines join one study")
     tuning.add_argument("--study-name", help="the study to create or resume (default: the config's name)")
     tuning.add_argument("--n-trials", type=int, help="trials in all, counting earlier ones (default: the config's)")
-    tuning.add_argument("--workers", type=int, default=1, help="local worker processes on the study (default: 1)")
+    tuning.add_argument("--workers", type=int, default=1,
+                        help="local worker processes on the study, sharing this machine's GPUs (default: 1)")
     tuning.add_argument("--export", action="store_true",
                         help="write the best hyperparameters to configs/tuned/<model>-<dataset>[-<study>].yaml "
                         "(the study's name, unless it starts with <model>-<dataset>)")

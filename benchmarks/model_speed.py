@@ -12,6 +12,7 @@
 Each step is a full optimisation step (forward, backward, optimiser; DEAR's three alternating updates) on random
 images, timed after warm-up steps. Timings on a machine shared with other jobs are slower and noisier: run it on
 an idle machine. Run: ``.venv/bin/python benchmarks/model_speed.py [--experiments] [--skip-reference]``.
+``images_per_second`` also times a step on a GPU and under autocast (``benchmarks/gpu_check.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from crlbench.core import registry
+from crlbench.training.precision import Precision
 from crlbench.training.train import batch_tensors, build_model, optimisation_step
 
 BATCH_SIZES = {"dear": 128}  # the reference batch sizes (configs/models/*.yaml); 64 for the others
@@ -183,19 +185,29 @@ def batches(card, rows: int = 5482, batch_size: int = 64) -> None:
           f"from one float tensor {once:.2f} s (including the conversion)")
 
 
-def images_per_second(name: str, card, batch_size: int, steps: int, warmup: int = 3, **hyperparameters) -> float:
-    model = build_model(name, card, seed=0, **hyperparameters)
+def images_per_second(name: str, card, batch_size: int, steps: int, warmup: int = 3, *, device: str = "cpu",
+                      precision: str = "fp32", **hyperparameters) -> float:
+    """Images per second of full training steps of ``name`` on ``device`` at ``precision`` (fp32, bf16, fp16)."""
+    model = build_model(name, card, seed=0, **hyperparameters).to(device)
     model.on_epoch_start(94)  # every loss term active
     optimizers = model.optimizers()
+    mixed = Precision(precision, device, model)
     generator = torch.Generator().manual_seed(0)
     height, width, channels = card.image_shape
-    batch = {"images": torch.rand(batch_size, channels, height, width, generator=generator),
-             "factors": torch.randn(batch_size, len(card.factors), generator=generator)}
+    batch = {"images": torch.rand(batch_size, channels, height, width, generator=generator).to(device),
+             "factors": torch.randn(batch_size, len(card.factors), generator=generator).to(device)}
     for step in range(warmup + steps):
         if step == warmup:
+            synchronize(device)
             start = time.perf_counter()
-        optimisation_step(model, optimizers, batch, step)
+        optimisation_step(model, optimizers, batch, step, mixed)
+    synchronize(device)  # a GPU runs the steps asynchronously: time them to their end
     return steps * batch_size / (time.perf_counter() - start)
+
+
+def synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:

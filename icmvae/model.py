@@ -165,7 +165,7 @@ class ICMVAE(CausalModel):
         if not 0 <= target < self.concepts:
             raise ConfigError(f"model 'icm_vae': target must be a concept index in 0..{self.concepts - 1}; got {target}")
         eps = self.noise(images)[0]
-        block = torch.as_tensor(value, dtype=eps.dtype)
+        block = torch.as_tensor(value, dtype=eps.dtype, device=eps.device)
         if block.ndim == 1:
             block = block[:, None]
         block = block.expand(len(images), self.config.concept_dim)

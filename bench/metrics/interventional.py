@@ -51,12 +51,18 @@ TIE_TOLERANCE = 1e-9  # readings closer than this fraction of their range are on
 torch = lazy_module("torch")  # imported when a score is computed
 
 
-def _images(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0)
+def _images(array: np.ndarray, device=None) -> torch.Tensor:
+    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+
+
+def _device(model) -> torch.device:
+    """Where the model's weights are (its inputs go there); the CPU for a model that has none (a stand-in)."""
+    parameter = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _latents(model, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    parts = [model.encode(images[i:i + batch_size]).flatten(1) for i in range(0, len(images), batch_size)]
+    parts = [model.encode(images[i:i + batch_size]).flatten(1).cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(parts).numpy()
 
 
@@ -95,12 +101,12 @@ def counterfactual_probe(model, dataset, train, test, *, seed, n_samples, probe_
     from sklearn.linear_model import LinearRegression
 
     rng = np.random.default_rng(seed)
-    card = dataset.card
+    card, device = dataset.card, _device(model)
     probe_rows = rng.choice(len(train), size=min(probe_samples, len(train)), replace=False)
-    probe = LinearRegression().fit(_latents(model, _images(train.images[probe_rows])), train.factors[probe_rows])
+    probe = LinearRegression().fit(_latents(model, _images(train.images[probe_rows], device)), train.factors[probe_rows])
     rows = rng.choice(len(test), size=min(n_samples, len(test)), replace=False)
     factors, noise = test.factors[rows], test.noise[rows]
-    x = _images(test.images[rows])
+    x = _images(test.images[rows], device)
     factual = probe.predict(_latents(model, x))
 
     def in_percentiles(readings: np.ndarray) -> np.ndarray:
@@ -111,7 +117,7 @@ def counterfactual_probe(model, dataset, train, test, *, seed, n_samples, probe_
     for k in range(len(card.factors)):
         values = factors[rng.permutation(len(factors)), k]
         truth = dataset.intervene(factors, noise, k, values)
-        x_true = _images(dataset.render(truth, noise))
+        x_true = _images(dataset.render(truth, noise), device)
         x_hat = model.intervene(x, k, concept_value(model, x_true, k))
         x_null = model.intervene(x, k, concept_value(model, x, k))
         moved = in_percentiles(probe.predict(_latents(model, x_hat)))

@@ -2,8 +2,11 @@
 
 The content hash covers what determines the trained weights: the dataset (name, version, resolved
 parameters), the model (name, version, resolved hyperparameters), the seed, the budget, the device,
-the thread count and the crlbench version. Defaults are resolved before hashing, so spelling out a
-default value does not change the hash. The label, the metrics and the evaluation sizes are not part
+the thread count, the training precision when it is not the default fp32 (so cells computed before
+the key existed keep their hashes) and the crlbench version. Defaults are resolved before hashing, so spelling out a
+default value does not change the hash. The device is hashed as the suite names it (``cpu``,
+``cuda``, ``auto``), not as it resolved: which GPU a worker took (``cuda:1``) does not change the hash,
+and the record's ``device`` says where the cell ran. The label, the metrics and the evaluation sizes are not part
 of it: a new metric or a relabelled model reuses the trained cell.
 
 The thread count is part of the cell because torch's reductions (and OpenMP and BLAS kernels) add up
@@ -33,6 +36,7 @@ from crlbench.core import registry
 from crlbench.core.errors import ConfigError, unknown_name
 from crlbench.core.params import parse_params
 from crlbench.training.budget import Budget
+from crlbench.training.precision import DEFAULT_PRECISION
 
 HASH_LENGTH = 16
 VALIDATION_FRACTION = 0.1  # of the training split, held out when a dataset has no val split (hashed)
@@ -87,6 +91,7 @@ class Cell:
     plugins: tuple[str, ...] = ()
     threads: int = 1  # torch, OpenMP, BLAS and joblib threads the cell computes with (hashed: it changes the numbers)
     reference_budget: dict[str, Any] | None = None  # the method's reference run, for the report (not hashed)
+    precision: str = DEFAULT_PRECISION  # training autocast: fp32, bf16, fp16 (hashed unless fp32)
     hash: str = field(default="", compare=False)
 
     def hashed(self) -> "Cell":
@@ -114,6 +119,8 @@ class Cell:
         }
         if self.evaluation.split not in dataset_class.split_names:  # trained without the held-out part
             identity["validation_holdout"] = VALIDATION_FRACTION
+        if self.precision != DEFAULT_PRECISION:  # absent for fp32: the hashes of earlier cells stay
+            identity["precision"] = self.precision
         return identity
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +132,8 @@ class Cell:
             "metrics": [{"name": m.name, "options": m.options} for m in self.metrics],
             "evaluation": dataclasses.asdict(self.evaluation), "device": self.device,
             "checkpoint_every": self.checkpoint_every, "plugins": list(self.plugins),
-            "threads": self.threads, "reference_budget": self.reference_budget, "identity": self.identity(),
+            "threads": self.threads, "precision": self.precision, "reference_budget": self.reference_budget,
+            "identity": self.identity(),
         }
 
 

@@ -16,6 +16,14 @@ started (and their pid), finished epochs (shown beside the bar of cells) and the
 (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), elsewhere a watchdog thread sees the pipe from its parent close.
 Cells start no joblib or loky processes of their own (joblib runs on threads), so nothing is left.
 
+**Devices.** ``--workers`` counts workers per machine, and they share its GPUs: worker i (its *slot*,
+0 to ``workers - 1``, which a replacement for a dead worker takes over) runs its cells on
+``cuda:(i mod GPUs)`` when they ask for ``cuda`` or ``auto`` on a GPU machine
+(:func:`crlbench.suites.runner.resolve_device`; a suite that names ``cuda:1`` gets that GPU). The slot
+reaches the worker as ``$CRLBENCH_WORKER_SLOT``. Cells that run in the launcher's own process (one
+worker) use torch's current GPU. Several launchers on one machine each spread their own workers from
+GPU 0: give each its own GPUs with ``CUDA_VISIBLE_DEVICES``.
+
 **A dead worker** (killed, out of memory) fails exactly the cell it held (``WorkerDied``, naming the
 pid and the signal); the other workers go on with their cells, and a new worker takes the queue's next.
 A :class:`crlbench.core.errors.CrlbenchError` raised in a worker (a full disk) stops the suite, as in this process.
@@ -50,6 +58,7 @@ POLL_SECONDS = 0.5
 WATCHDOG_SECONDS = 1.0  # how often a worker also checks its parent's pid (the pipe normally tells at once)
 STOP_SECONDS = 10.0  # how long an idle worker gets to exit before it is killed
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WORKER_SLOT = "CRLBENCH_WORKER_SLOT"  # a worker's index among its launcher's workers: which GPU it uses
 EXIT_PARENT_DIED = 70
 ResultHook = Callable[[dict[str, Any]], None]
 
@@ -59,6 +68,17 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def worker_slot() -> int | None:
+    """This process's worker slot (``$CRLBENCH_WORKER_SLOT``), or None outside a worker."""
+    value = os.environ.get(WORKER_SLOT, "")
+    return int(value) if value.isdigit() else None
+
+
+def device_index(slot: int, devices: int) -> int:
+    """The GPU of worker ``slot`` among ``devices`` GPUs: workers take them in turn."""
+    return slot % devices if devices > 0 else 0
 
 
 def threads_per_worker(workers: int) -> int:
@@ -127,6 +147,7 @@ def run_cells(cells: Sequence[Cell], workdir: str | Path, *, workers: int = 1, o
 class _Worker:
     process: Any  # multiprocessing.Process
     connection: Any  # this process's end of the worker's pipe
+    slot: int = 0  # its index among the pool's workers (which GPU it uses)
     cell: Cell | None = None
     sent_at: float = 0.0  # time.time() when the cell was handed over
 
@@ -166,12 +187,13 @@ class _Pool:
             self._stop()
 
     def _start(self) -> _Worker:
+        slot = free_slot(worker.slot for worker in self.workers)  # a dead worker's replacement takes its slot
         ours, theirs = self.context.Pipe()
         process = self.context.Process(target=_worker_main, name="crlbench-worker",
-                                       args=(theirs, str(self.workdir), self.threads, os.getpid()))
+                                       args=(theirs, str(self.workdir), self.threads, os.getpid(), slot))
         process.start()
         theirs.close()
-        worker = _Worker(process, ours)
+        worker = _Worker(process, ours, slot)
         self.workers.append(worker)
         return worker
 
@@ -268,8 +290,15 @@ class _Pool:
         self.workers.clear()
 
 
-def _worker_main(connection, workdir: str, threads: int, parent_pid: int) -> None:
+def free_slot(taken) -> int:
+    """The lowest worker slot not in ``taken``."""
+    taken = set(taken)
+    return next(slot for slot in range(len(taken) + 1) if slot not in taken)
+
+
+def _worker_main(connection, workdir: str, threads: int, parent_pid: int, slot: int = 0) -> None:
     """A spawned worker: cells from ``connection`` until it is told to stop (None) or its parent dies."""
+    os.environ[WORKER_SLOT] = str(slot)  # its GPU (crlbench.suites.runner.resolve_device)
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the suite's process, which stops the workers
     _limit_threads(threads)

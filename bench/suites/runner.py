@@ -52,15 +52,15 @@ import torch
 
 import crlbench
 from crlbench.core import registry
-from crlbench.core.errors import DiskFullError, unknown_name
+from crlbench.core.errors import ConfigError, DiskFullError, unknown_name
 from crlbench.core.files import ensure_folder, sweep_temporaries
 from crlbench.metrics import compute, compute_with_model
 from crlbench.metrics.interventional import concept_value
 from crlbench.suites.cell import VALIDATION_FRACTION, Cell
-from crlbench.suites.executor import cell_threads
+from crlbench.suites.executor import cell_threads, device_index, worker_slot
 from crlbench.suites.results import RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
 from crlbench.training.convergence import MONITOR_KEY, verdict
-from crlbench.training.model import source_fingerprint
+from crlbench.training.model import model_device, source_fingerprint
 from crlbench.training.train import Monitor, build_model, compact_checkpoint, keep_checkpoints, train
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,8 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     callbacks += [lambda epoch, losses, hook=hook: hook(model, epoch, losses) for hook in epoch_hooks]
     history = train(model, train_split.images, train_split.factors, budget=cell.budget, seed=cell.seed,
                     checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
-                    callbacks=callbacks, progress=progress, device=device, monitor=heldout_monitor(eval_split, device))
+                    callbacks=callbacks, progress=progress, device=device, precision=cell.precision,
+                    monitor=heldout_monitor(eval_split, device))
     timings["train_s"] = time.perf_counter() - start
     # a finished cell keeps its weights, not its optimiser state (--keep-checkpoints); an already compacted
     # checkpoint (a rerun that trained nothing) is not read again
@@ -200,9 +201,19 @@ def _subset(split, rows: np.ndarray, name: str):
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` is CUDA when torch sees a GPU, else the CPU; other names pass through."""
+    """The device a cell trains on. ``auto`` is CUDA when torch sees a GPU, else the CPU. CUDA without an
+    index (``cuda``, or ``auto`` on a GPU machine) is, in worker i of a launcher, ``cuda:(i mod GPUs)``
+    (:func:`crlbench.suites.executor.worker_slot`), so that workers spread over a machine's GPUs; in the
+    launcher's own process it is ``cuda`` (torch's current GPU). Other names (``cpu``, ``cuda:1``) pass
+    through. The cell's hash keeps the device as the suite names it, never the one resolved here."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.split(":")[0] == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: torch {torch.__version__} sees no CUDA device (a CPU build of torch, "
+                          "or no GPU visible); use device auto or cpu, or install a CUDA build of torch")
+    slot = worker_slot()
+    if device == "cuda" and slot is not None:
+        return f"cuda:{device_index(slot, torch.cuda.device_count())}"
     return device
 
 
@@ -246,21 +257,25 @@ def as_model_images(images: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def encode(model, images: np.ndarray) -> np.ndarray:
-    """The model's representation of ``images``, flattened to [N, codes]."""
-    parts = [model.encode(as_model_images(images[i:i + ENCODE_BATCH])).flatten(1)
+    """The model's representation of ``images``, flattened to [N, codes]. The images go where the model is
+    (a model evaluated during training, by a per-epoch hook, may be on a GPU); the codes come back to the
+    CPU. A cell's own evaluation runs on the CPU whatever it trained on: ``_evaluate`` moves the model
+    there after training, so its scores depend on its weights only."""
+    device = model_device(model)
+    parts = [model.encode(as_model_images(images[i:i + ENCODE_BATCH]).to(device)).flatten(1).cpu()
              for i in range(0, len(images), ENCODE_BATCH)]
     return torch.cat(parts).double().numpy()
 
 
 @torch.no_grad()
 def _block_shape(model, images: np.ndarray) -> tuple[int, int]:
-    return tuple(model.encode(as_model_images(images)).shape[1:])
+    return tuple(model.encode(as_model_images(images).to(model_device(model))).shape[1:])
 
 
 def reconstruction_error(model, images: np.ndarray | torch.Tensor) -> float:
     """Mean squared reconstruction error of ``images`` (uint8 [N, H, W, C], or model images already on
     the model's device) in eval mode; the model's mode is restored."""
-    x = images if isinstance(images, torch.Tensor) else as_model_images(images).to(next(model.parameters()).device)
+    x = images if isinstance(images, torch.Tensor) else as_model_images(images).to(model_device(model))
     training = model.training
     model.eval()
     try:
@@ -420,12 +435,14 @@ def _intervention_grid(cell: Cell, model, dataset, split, test_rows: np.ndarray,
     rows = np.sort(rng.choice(test_rows, size=min(cell.evaluation.interventions, len(test_rows)), replace=False))
     factors, noise = split.factors[rows], split.noise[rows]
     truth, predicted, values = [], [], []
+    device = model_device(model)
     for k, factor in enumerate(dataset.card.factors):
         targets = factor.sweep(len(rows)) if len(rows) > 1 else np.array([factor.sweep(3)[1]])
         true_images = dataset.render(dataset.intervene(factors, noise, k, targets), noise)
-        x_hat = model.intervene(as_model_images(split.images[rows]), k, concept_value(model, as_model_images(true_images), k))
+        x_hat = model.intervene(as_model_images(split.images[rows]).to(device), k,
+                                concept_value(model, as_model_images(true_images).to(device), k))
         truth.append(true_images)
-        predicted.append((x_hat.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
+        predicted.append((x_hat.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
         values.append(targets)
     write_npz(path, {"source": split.images[rows], "truth": np.stack(truth), "model": np.stack(predicted),
                      "values": np.stack(values), "factor_names": np.array(dataset.card.factor_names)})

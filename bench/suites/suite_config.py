@@ -9,6 +9,7 @@ A suite file (``configs/suites/*.yaml``)::
     device: cpu
     checkpoint_every: 1               # epochs
     threads: 1                        # threads each cell computes with (part of the cell's hash)
+    precision: fp32                   # training autocast: fp32 (default), bf16 (cpu, cuda), fp16 (cuda)
     datasets:
       - name: pendulum                # a registered dataset, or `config: ../datasets/flow.yaml`
         params: {size: 64}
@@ -39,9 +40,10 @@ from crlbench.core.errors import ConfigError, unknown_name
 from crlbench.core.params import parse_params
 from crlbench.suites.cell import Cell, Evaluation, MetricSpec, at_batch_size
 from crlbench.training.budget import Budget
+from crlbench.training.precision import DEFAULT_PRECISION, precision_problem
 
 SUITE_KEYS = ("name", "description", "plugins", "seeds", "budget", "device", "checkpoint_every", "threads",
-              "datasets", "models", "metrics", "evaluation")
+              "precision", "datasets", "models", "metrics", "evaluation")
 DEVICES = ("cpu", "cuda", "mps", "auto")  # auto: cuda when available, else cpu
 TRAINING_KEYS = ("batch_size", "reference_budget", "per_dataset")
 
@@ -81,6 +83,7 @@ class SuiteConfig:
     device: str = "cpu"
     checkpoint_every: int = 1
     threads: int = 1  # per cell: torch, OpenMP, BLAS and joblib threads (crlbench.suites.executor.cell_threads)
+    precision: str = DEFAULT_PRECISION  # training autocast (crlbench.training.precision)
     plugins: tuple[str, ...] = ()
     description: str = ""
     source: str | None = None
@@ -99,6 +102,7 @@ class SuiteConfig:
             budget=at_batch_size(self.budget, training.get("batch_size")), metrics=self.metrics,
             evaluation=self.evaluation, device=self.device, checkpoint_every=self.checkpoint_every,
             plugins=self.plugins, threads=self.threads, reference_budget=training.get("reference_budget"),
+            precision=self.precision,
         ).hashed()
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +149,7 @@ def suite_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) ->
     metrics = tuple(_metric_spec(item, where, f"metrics[{i}]")
                     for i, item in enumerate(_typed(data["metrics"], list, where, "metrics", "a list")))
     _unique([m.name for m in metrics], where, "metrics", "metric")
+    precision = _precision(data.get("precision", DEFAULT_PRECISION), device, models, where)
     return SuiteConfig(
         name=name,
         seeds=tuple(seeds),
@@ -156,10 +161,26 @@ def suite_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) ->
         device=device,
         checkpoint_every=checkpoint_every,
         threads=threads,
+        precision=precision,
         plugins=plugins,
         description=str(data.get("description", "")),
         source=where,
     )
+
+
+def _precision(precision: Any, device: str, models: tuple[ModelEntry, ...], where: str) -> str:
+    """The suite's training precision, accepted on its device (``auto``: as on CUDA, checked again when the
+    cell runs) and, for fp16, by every model (a model stepping its own optimisers is refused; the model
+    classes are imported to tell, torch with them)."""
+    problem = precision_problem(precision, device)
+    if problem is None and precision == "fp16":
+        for model in models:
+            problem = precision_problem(precision, device, registry.registry("model").get(model.name))
+            if problem is not None:
+                break
+    if problem is not None:
+        raise ConfigError(f"{where}: key 'precision': {problem}")
+    return precision
 
 
 def load_model_file(path: Path, where: str) -> dict[str, Any]:

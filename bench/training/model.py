@@ -141,6 +141,12 @@ class CausalModel(nn.Module):
         return matched_code(self, k)
 
 
+def model_device(model: Any) -> torch.device:
+    """Where ``model``'s weights are; the CPU for a model without any (or a stand-in without ``parameters``)."""
+    parameter = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 def matched_code(model: Any, k: int) -> int:
     """The code an unaligned ``model`` matched to factor ``k`` (its ``factor_codes``), with a clear error
     when the alignment was never set."""

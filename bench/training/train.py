@@ -38,7 +38,8 @@ import torch
 from crlbench.core.errors import ConfigError, CrlbenchError, DiskFullError, UnsafeCheckpointError
 from crlbench.core.files import atomic_write, disk_full
 from crlbench.training.budget import KEEP_CHECKPOINTS, Budget  # noqa: F401  (defined without torch; imported from here too)
-from crlbench.training.model import CausalModel
+from crlbench.training.model import CausalModel, model_device
+from crlbench.training.precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def train(
     seed: int,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    precision: str = "fp32",
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     device: str | torch.device = "cpu",
@@ -108,9 +110,7 @@ def train(
     copy of the random state (training continues exactly as without it), and its values join that
     epoch's record (the runner's held-out reconstruction error). Callbacks run after it and may raise
     to stop (Optuna pruning attaches here). Batches are moved to ``device``, where the model must be.
-
-    The training set is converted once to one float tensor (:func:`batch_tensors`) and batches are
-    rows of it: the same values as converting each batch, without the per-step conversion.
+    ``precision`` (fp32, bf16, fp16) is the forward pass's autocast (:mod:`crlbench.training.precision`).
     """
     if len(images) != len(factors) or len(images) == 0:
         raise ConfigError(f"train: need as many images as factor rows, at least one; got {len(images)} and {len(factors)}")
@@ -121,6 +121,7 @@ def train(
         budget.steps if budget.steps is not None else np.inf,
         budget.epochs * batches_per_epoch if budget.epochs is not None else np.inf,
     )
+    mixed = Precision(precision, device, model)  # a ConfigError before any work when it cannot run here
     torch.manual_seed(_torch_seed(seed, TRAINING_NOISE))
     model.on_train_start(int(total_steps), batches_per_epoch)
     optimizers = model.optimizers()
@@ -134,7 +135,6 @@ def train(
             log.warning("%s", note)
             history.notes.append(note)
     bar = _progress(total_steps, history.steps, progress)
-    data = batch_tensors(images, factors, mean, std) if history.steps < total_steps else {}
     while history.steps < total_steps:
         order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_ORDER, epoch))).permutation(len(images))
         model.on_epoch_start(epoch)
@@ -144,9 +144,8 @@ def train(
             if history.steps >= total_steps:
                 break
             rows = np.sort(order[start:start + budget.batch_size])
-            index = torch.from_numpy(rows)
-            batch = {key: value[index].to(device) for key, value in data.items()}
-            losses = optimisation_step(model, optimizers, batch, history.steps)
+            batch = {key: value.to(device) for key, value in batch_tensors(images[rows], factors[rows], mean, std).items()}
+            losses = optimisation_step(model, optimizers, batch, history.steps, mixed)
             history.steps += 1
             batches += 1
             for term, value in losses.items():
@@ -174,18 +173,23 @@ def _accelerators(device: str | torch.device) -> list[int]:
     return [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
 
 
-def optimisation_step(model: CausalModel, optimizers, batch, step: int) -> dict[str, float]:
-    """One training step: the model's own updates, or back-propagating "loss" through its one optimiser."""
+def optimisation_step(model: CausalModel, optimizers, batch, step: int,
+                      precision: Precision | None = None) -> dict[str, float]:
+    """One training step: the model's own updates, or back-propagating "loss" through its one optimiser.
+    ``precision`` (default fp32) puts the forward pass under autocast: the whole ``training_step`` of a
+    model that steps its own optimisers (without autocast's weight cache: it updates weights in between)."""
+    precision = precision or Precision()
     model.train()
     if model.manual_optimization:
-        losses = model.training_step(batch, step)
+        with precision.autocast(cache=False):
+            losses = model.training_step(batch, step)
     else:
         (optimizer,) = optimizers.values()
         optimizer.zero_grad(set_to_none=True)
-        losses = model.training_step(batch, step)
+        with precision.autocast():
+            losses = model.training_step(batch, step)
         _check_finite(losses, step)
-        losses["loss"].backward()
-        optimizer.step()
+        precision.backward_step(losses["loss"], optimizer)
     _check_finite(losses, step)
     return {term: float(value.detach()) for term, value in losses.items()}
 
@@ -206,6 +210,9 @@ def _save(path: Path, model, optimizers, epoch: int, history: History) -> None:
                     "steps": int(history.steps)},
         "torch_rng": torch.get_rng_state(),
     }
+    device = model_device(model)
+    if device.type == "cuda":  # the noise drawn on the GPU has its own generator: resumed runs continue it
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
     if path.exists():
         _keep_previous(path)
     atomic_write(path, lambda handle: torch.save(state, handle))
@@ -307,7 +314,7 @@ def resume(path: Path, model, optimizers) -> tuple[int, History]:
 
 def _restore(path: Path, model, optimizers) -> tuple[int, History]:
     """Load ``path`` into ``model`` and ``optimizers``; on any failure they are left as they were."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     try:
         state = torch.load(path, weights_only=True, map_location=device)
     except pickle.UnpicklingError as error:
@@ -329,6 +336,8 @@ def _restore(path: Path, model, optimizers) -> tuple[int, History]:
         history = History(epochs=list(state["history"]["epochs"]), steps=int(state["history"]["steps"]))
         history.compact = bool(state.get("compact"))
         torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
     except Exception:
         model.load_state_dict(saved[0])
         for name, optimizer in optimizers.items():

@@ -400,8 +400,12 @@ def _start_worker(threads: int, tickets: Any) -> None:
 
 
 def _worker(config: TuneConfig, settings: StudySettings, worker: int, verbosity: int) -> None:
-    """A spawned worker: trials until the tickets run out."""
+    """A spawned worker: trials until the tickets run out; its cells use GPU ``worker mod GPUs`` (the
+    launcher's own trials, worker 0, torch's current GPU: crlbench.suites.runner.resolve_device)."""
     import optuna
+    from crlbench.suites.executor import WORKER_SLOT
+
+    os.environ[WORKER_SLOT] = str(worker)
 
     optuna.logging.set_verbosity(verbosity)
     _optimize(config, settings, _worker_tickets, worker)
