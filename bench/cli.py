@@ -395,6 +395,7 @@ def run_report_command(args: argparse.Namespace) -> int:
         config = load_suite(args.source)
         records = suite_records(config, _workdir(args))
         title = args.title or config.name
+        suite = {**config.to_dict(), "cells": len(config.cells())}  # the protocol box's declared budget and plan
         missing = len(config.cells()) - len(records)
         if missing:
             print(f"crlbench: warning: {missing} of {len(config.cells())} cells of {config.name} have no result yet",
@@ -402,6 +403,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     elif args.source.is_dir():
         records = load_records(args.source)
         title = args.title or args.source.name
+        suite = None
     else:
         raise ConfigError(f"{args.source}: expected a suite YAML file or a folder of results")
     if not records:
@@ -409,7 +411,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     writable_folder(args.out, "the report folder (--out)")
     start = time.perf_counter()
     files = write_report(records, args.out, title=title, reference_label=args.reference,
-                         provenance={"report_commit": provenance()["git_commit"]})
+                         provenance={"report_commit": provenance()["git_commit"]}, suite=suite)
     print(f"wrote {len(files)} files to {args.out} in {time.perf_counter() - start:.1f} s ({len(records)} cells)")
     return 0
 

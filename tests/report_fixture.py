@@ -5,11 +5,17 @@
 ``interventions.npz``. Scores follow a per-label quality so that one label (``icm_vae`` by default) is
 clearly best on every score, whichever its direction: higher-is-better scores grow with quality,
 lower-is-better ones (mse, shift, error) shrink with it.
+
+Records carry what the runner writes: the cell's resolved identity (image size, hyperparameters),
+evaluation settings, provenance with the crlbench version and, unless ``monitored=False`` (a record
+from before the per-epoch monitor), ``history.epochs[i]["heldout_reconstruction_mse"]`` and a
+``convergence`` verdict: converged, except the (dataset, label, seed) cells in ``unconverged``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +28,10 @@ QUALITY = {"icm_vae": 0.9, "causal_vae": 0.6, "dear": 0.5, "beta_vae": 0.3}
 GIVEN = {"icm_vae": ["labels", "true graph"], "causal_vae": ["labels", "initial graph"], "dear": ["labels", "true graph"],
          "beta_vae": []}
 LATENT = {"icm_vae": 16, "causal_vae": 16, "dear": 6, "beta_vae": 16}
+HYPERPARAMETERS = {"icm_vae": {"concept_dim": 4, "beta": 1.2, "schedule": "budget"}, "causal_vae": {"alpha": 0.3},
+                   "dear": {"free_dims": 2}, "beta_vae": {"beta": 4.0}}
+RULE = ("converged: the best held-out reconstruction error of the last 10% of the epochs improves on the best "
+        "before them by less than 2%, and every schedule (warm-up) finished")
 FACTORS = {
     "pendulum": ["pendulum_angle", "light_angle", "shadow_length", "shadow_position"],
     "flow": ["ball_size", "hole", "water_height", "water_flow"],
@@ -32,7 +42,8 @@ FACTORS = {
 def write_cells(root: str | Path, *, datasets=DATASETS, labels=LABELS, seeds=(0, 1, 2),
                 failed: tuple[str, str, int] | None = ("pendulum", "dear", 2), image_size: int = 8,
                 codes: int = 8, samples: int = 4, epochs: int = 5, reconstruction: bool = True,
-                noise: float = 0.02) -> list[Path]:
+                noise: float = 0.02, monitored: bool = True,
+                unconverged: Collection[tuple[str, str, int]] = ()) -> list[Path]:
     """Write one cell folder per (dataset, label, seed) under ``root/cells``; return the folders."""
     folders = []
     for dataset in datasets:
@@ -47,6 +58,8 @@ def write_cells(root: str | Path, *, datasets=DATASETS, labels=LABELS, seeds=(0,
                     factors = FACTORS.get(dataset, [f"factor_{k}" for k in range(4)])
                     record = _record(dataset, label, seed, folder.name, factors, quality, rng, epochs,
                                      reconstruction, noise)
+                    if monitored:
+                        _monitor(record, (dataset, label, seed) not in unconverged, rng)
                     _write_matrices(folder, codes, len(factors), quality, rng)
                     _write_interventions(folder, factors, image_size, samples, rng)
                     write_json(folder / "result.json", record)
@@ -58,17 +71,41 @@ def _hash(dataset: str, label: str, seed: int) -> str:
     return hashlib.sha256(f"{dataset}/{label}/{seed}".encode()).hexdigest()[:16]
 
 
-def _cell(dataset: str, label: str, seed: int) -> dict:
-    return {"suite": "synthetic", "dataset": dataset, "dataset_params": {}, "model": label.split(" ")[0],
-            "label": label, "hyperparameters": {}, "seed": seed,
-            "budget": {"epochs": 5, "steps": None, "batch_size": 64},
-            "metrics": ["dci@reg", "mcc@pearson", "irs@dlib", "mic@aligned", "counterfactual@probe"],
-            "evaluation": {}, "code_version": "test"}
+def _cell(dataset: str, label: str, seed: int, epochs: int = 5) -> dict:
+    model = label.split(" ")[0]
+    budget = {"epochs": epochs, "steps": None, "batch_size": 64}
+    hyperparameters = HYPERPARAMETERS.get(model, {"width": 8})
+    return {"suite": "synthetic", "dataset": dataset, "dataset_params": {"size": 8}, "model": model,
+            "label": label, "hyperparameters": {key: hyperparameters[key] for key in ("schedule",)
+                                                if key in hyperparameters},  # what the suite set; identity resolves all
+            "seed": seed, "budget": budget,
+            "metrics": [{"name": name, "options": {}}
+                        for name in ("dci@reg", "mcc@pearson", "irs@dlib", "mic@aligned", "counterfactual@probe")],
+            "evaluation": {"split": "test", "n_train": 200, "n_test": 100, "interventions": 4,
+                           "representation": "factor_codes"},
+            "device": "cpu", "threads": 1,
+            "identity": {"crlbench": "0.1.0",
+                         "dataset": {"name": dataset, "version": "1.0", "params": {"size": 8, "seed": 0}},
+                         "model": {"name": model, "version": "1", "hyperparameters": hyperparameters},
+                         "seed": seed, "budget": budget, "device": "cpu", "threads": 1}}
 
 
 def _provenance() -> dict:
-    return {"versions": {"python": "3.11", "numpy": np.__version__}, "git_commit": "0123abc",
+    return {"versions": {"crlbench": "0.1.0", "python": "3.11", "numpy": np.__version__}, "git_commit": "0123abc",
             "host": "fixture-host", "finished_at": "2024-05-01T12:00:00+00:00"}
+
+
+def _monitor(record: dict, converged: bool, rng) -> None:
+    """Per-epoch held-out reconstruction errors that flatten out (or still fall, when not ``converged``), and
+    the trainer's verdict on them."""
+    epochs = record["history"]["epochs"]
+    level = record["scores"].get("counterfactual@probe.reconstruction_mse", 0.05) + 1e-3
+    for index, epoch in enumerate(epochs):
+        decay = 0.5 ** index if converged else 1 - 0.15 * index
+        epoch["heldout_reconstruction_mse"] = float(level * (1 + 4 * decay) * (1 + 0.01 * rng.random()))
+    record["convergence"] = {"converged": converged, "improvement": 0.004 if converged else 0.15,
+                             "window_epochs": 1, "schedule_finished": True if record.get("schedule") else None,
+                             "reason": "fixture", "rule": RULE}
 
 
 def _failed_record(dataset: str, label: str, seed: int, cell_hash: str) -> dict:
@@ -102,7 +139,7 @@ def _record(dataset, label, seed, cell_hash, factors, quality, rng, epochs, reco
     history = [{"loss": float(100 * (1 - quality / 2) / (epoch + 1) + rng.random()), "kl": float(rng.random())}
                for epoch in range(epochs)]
     k = len(factors)
-    return {"schema": 1, "hash": cell_hash, "status": "ok", "cell": _cell(dataset, label, seed),
+    return {"schema": 1, "hash": cell_hash, "status": "ok", "cell": _cell(dataset, label, seed, epochs),
             "factors": factors, "adjacency": np.triu(np.ones((k, k), dtype=int), 1).tolist(), "error": None,
             "scores": scores,
             "metrics": {variant: {"scores": values, "notes": [], "info": {}, "matrices": matrices}

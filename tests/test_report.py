@@ -1,13 +1,17 @@
-"""crlbench.reports.report and crlbench.reports.figures: leaderboards, the self-contained HTML, and inputs that are
-too small."""
+"""crlbench.reports.report and crlbench.reports.figures: leaderboards, the protocol box, convergence marks, the
+LaTeX tables (compiled when pdflatex is installed), figure captions and colours, and inputs that are too small."""
 
 import re
+import shutil
+import subprocess
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
-from crlbench.reports import report
+from crlbench.reports import figures, palette, report
 from crlbench.suites.results import load_records
 from report_fixture import write_cells
 
@@ -15,13 +19,17 @@ HIGH, LOW = "dci@reg.disentanglement", "counterfactual@probe.counterfactual_mse"
 METRICS = [HIGH, LOW]
 LABELS = ("icm_vae", "causal_vae", "beta_vae")
 SMALL = {"codes": 4, "samples": 2, "epochs": 3}  # few tick labels and tiles: figures draw faster
+UNCONVERGED = (("flow", "beta_vae", 0),)
+PDFLATEX = shutil.which("pdflatex")
 
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
-    """Two datasets x three models x three seeds, causal_vae's seed 2 on pendulum failed."""
+    """Two datasets x three models x three seeds, causal_vae's seed 2 on pendulum failed, beta_vae's seed 0 on
+    flow unconverged."""
     root = tmp_path_factory.mktemp("suite")
-    write_cells(root, datasets=("pendulum", "flow"), labels=LABELS, failed=("pendulum", "causal_vae", 2), **SMALL)
+    write_cells(root, datasets=("pendulum", "flow"), labels=LABELS, failed=("pendulum", "causal_vae", 2),
+                unconverged=UNCONVERGED, **SMALL)
     records = load_records(root)
     out = root / "report"
     paths = report.write_report(records, out, title="Synthetic suite", metrics=METRICS,
@@ -30,10 +38,41 @@ def suite(tmp_path_factory):
 
 
 def table_rows(markdown: str, dataset: str) -> dict[str, list[str]]:
-    """The score cells of one dataset's leaderboard in the markdown (after model, given, latent), by model label."""
+    """The score cells of one dataset's leaderboard in the markdown (after model, given, latent), by model label
+    (without its convergence mark)."""
     section = markdown.split(f"### {dataset}\n", 1)[1].strip("\n").split("\n\n", 1)[0]
     rows = [line.strip("| ").split(" | ") for line in section.splitlines() if line.startswith("| ")]
-    return {row[0]: row[3:] for row in rows[2:]}
+    return {row[0].split(" ‡")[0]: row[3:] for row in rows[2:]}
+
+
+def tex_tables(tex: str) -> dict[str, str]:
+    """Each LaTeX table by its dataset (from the label tab:<title>-<dataset>)."""
+    tables = re.findall(r"\\begin\{table\*?\}.*?\\end\{table\*?\}", tex, flags=re.S)
+    return {re.search(r"\\label\{tab:[^}]*?-(pendulum|flow|causal-circuit)\}", table).group(1): table
+            for table in tables}
+
+
+def tex_means(table: str) -> dict[str, list[str]]:
+    """Per score row (its short name), the mean cells of a transposed LaTeX table, in method order."""
+    rows = [line.removesuffix(" \\\\").split(" & ") for line in table.splitlines() if " & " in line]
+    return {row[0]: row[1:] for row in rows[2:] if not row[0].startswith("$")}
+
+
+def tex_methods(table: str) -> list[str]:
+    header = next(line for line in table.splitlines() if line.startswith(" & "))
+    return header.removesuffix(" \\\\").split(" & ")[1:]
+
+
+def compile_tex(folder, tex: str) -> str:
+    """Compile ``tex`` inside a two-column article with booktabs; returns the log."""
+    (folder / "tables.tex").write_text(tex)
+    (folder / "paper.tex").write_text("\\documentclass[twocolumn]{article}\n\\usepackage{booktabs}\n"
+                                      "\\begin{document}\n\\input{tables.tex}\n\\end{document}\n")
+    run = subprocess.run([PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=folder,
+                         capture_output=True, text=True, timeout=120)
+    log = (folder / "paper.log").read_text(errors="replace")
+    assert run.returncode == 0, log[-3000:]
+    return log
 
 
 def test_every_report_file_exists_and_is_not_empty(suite):
@@ -54,9 +93,11 @@ def test_best_model_is_bold_for_higher_and_lower_is_better_columns(suite, datase
 
 
 def test_bold_follows_the_model_in_tex_and_html(suite):
-    tex = (suite[1] / "leaderboard.tex").read_text()
-    assert all(line.count(r"\textbf") == 2 for line in tex.splitlines() if line.startswith(r"icm\_vae"))
-    assert not any(r"\textbf" in line for line in tex.splitlines() if line.startswith(r"beta\_vae"))
+    for dataset, table in tex_tables((suite[1] / "leaderboard.tex").read_text()).items():
+        methods = [name.split("$")[0] for name in tex_methods(table)]
+        for means in tex_means(table).values():
+            bold = [methods[index] for index, cell in enumerate(means) if cell.startswith(r"\textbf")]
+            assert bold == [r"icm\_vae"], (dataset, means)
     html = (suite[1] / "index.html").read_text()
     assert len(re.findall(r"<td data-sort=\"[^\"]*\"><b>", html)) == 2 * 2
 
@@ -75,7 +116,7 @@ def test_html_is_self_contained(suite):
     assert "data:image/png;base64," in html
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
     assert "<link" not in html and "<script src" not in html
-    assert 'class="sortable"' in html and "addEventListener" in html
+    assert 'class="sortable' in html and "addEventListener" in html
 
 
 def test_html_footer_shows_record_and_argument_provenance(suite):
@@ -85,8 +126,8 @@ def test_html_footer_shows_record_and_argument_provenance(suite):
 
 def test_tex_uses_booktabs_and_escapes_underscores(suite):
     tex = (suite[1] / "leaderboard.tex").read_text()
-    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
-        assert tex.count(rule) == 2
+    for rule, per_table in ((r"\toprule", 1), (r"\midrule", 2), (r"\bottomrule", 1)):  # midrule: header, latent
+        assert tex.count(rule) == 2 * per_table
     body = [line for line in tex.splitlines() if not line.startswith("%")]
     assert not any(re.search(r"(?<!\\)_", line) for line in body)
     assert r"counterfactual\_mse" in tex
@@ -137,7 +178,9 @@ def test_single_seed_without_reconstruction_does_not_crash(tmp_path):
                 **SMALL)
     paths = report.write_report(load_records(tmp_path), tmp_path / "report", title="one seed", metrics=[LOW])
     assert all(path.exists() for path in paths)
-    assert "± 0.000" in (tmp_path / "report" / "leaderboard.md").read_text()
+    cells = table_rows((tmp_path / "report" / "leaderboard.md").read_text(), "pendulum")
+    # one seed: no interval, printed "± 0", the mean with 3 significant digits (was "± 0.000" before)
+    assert all(re.fullmatch(r"(\*\*)?0\.0*[1-9]\d\d ± 0(\*\*)?", cell[0]) for cell in cells.values()), cells
     assert not (tmp_path / "report" / "figures" / "reconstruction_vs_disentanglement.png").exists()
 
 
@@ -146,9 +189,10 @@ def test_every_table_says_what_each_method_is_given_and_its_latent_size(suite):
     markdown = (out / "leaderboard.md").read_text()
     assert "| model | given | latent |" in markdown
     assert "| beta_vae | nothing | 16 |" in markdown and "| icm_vae | labels, true graph | 16 |" in markdown
-    assert r"causal\_vae & labels, initial graph & 16" in (out / "leaderboard.tex").read_text()
+    for table in tex_tables((out / "leaderboard.tex").read_text()).values():  # latent as a row, given in the caption
+        assert r"causal\_vae: labels, initial graph" in table and "\nlatent & 16 & 16 & 16 \\\\" in table
     html = (out / "index.html").read_text()
-    assert "<th>given</th><th>latent</th>" in html and ">labels, true graph</td>" in html
+    assert re.search(r">given<span[^>]*></span></button></th>", html) and ">labels, true graph</td>" in html
     frame = pd.read_csv(out / "leaderboard.csv")
     assert set(frame.loc[frame["label"] == "beta_vae", "given"]) == {"nothing"}
     assert set(frame.loc[frame["label"] == "causal_vae", "given"]) == {"labels, initial graph"}
@@ -162,3 +206,222 @@ def test_the_training_table_states_the_fraction_of_the_reference_run_and_the_sch
     assert "| pendulum | icm_vae | 64 | 1,920 | 101 epochs | 0.38 % | budget, finished |" in markdown
     assert "| pendulum | beta_vae | 64 | 1,920 | 101 epochs | 0.38 % | none |" in markdown
 
+
+
+# --- the protocol box ------------------------------------------------------------------------------
+
+
+def test_the_protocol_box_comes_first_and_states_the_setup_from_the_records(suite):
+    _, out, _ = suite
+    markdown = (out / "leaderboard.md").read_text()
+    assert markdown.index("## Protocol") < markdown.index("## Leaderboard")
+    box = markdown.split("## Protocol", 1)[1].split("## Leaderboard", 1)[0]
+    html = (out / "index.html").read_text()
+    html_box = html.split('<section class="protocol"', 1)[1].split("</section>", 1)[0]
+    assert html.index('<section class="protocol"') < html.index("<h2>Leaderboard</h2>")
+    for text in ("synthetic", "3 epochs of 64", "8×8 px", "0, 1, 2 (3 seeds", "test split",
+                 "200 training images", "100 test images", "factor_codes", "0.1.0", "0123abc",
+                 "18 (17 finished, 1 failed)", 'concept_dim=4, beta=1.2, schedule="budget"', "alpha=0.3",
+                 "labels, initial graph"):
+        assert text in box, text
+        assert text.replace('"', "&#34;") in html_box, text
+    assert re.search(r"\| icm_vae \| icm_vae \| (pendulum, flow|flow, pendulum) \| labels, true graph \| 16 \| "
+                     r"3 epochs of 64 \|", box)
+
+
+def test_the_protocol_names_budgets_that_differ_and_the_suite_config(tmp_path):
+    write_cells(tmp_path, datasets=("pendulum", "flow"), labels=("icm_vae", "dear", "beta_vae"), seeds=(0,),
+                failed=None, **SMALL)
+    records = load_records(tmp_path)
+    for record in records:
+        if record["cell"]["label"] == "dear":
+            record["cell"]["budget"] = {"epochs": None, "steps": 100, "batch_size": 128}
+    suite = {"name": "declared", "description": "a test suite", "budget": {"steps": 200, "batch_size": 64},
+             "cells": 9}
+    report.write_report(records, tmp_path / "report", title="t", metrics=[HIGH], suite=suite)
+    box = (tmp_path / "report" / "leaderboard.md").read_text().split("## Leaderboard")[0]
+    assert "- **suite**: declared" in box and "- **description**: a test suite" in box
+    assert "- **cells**: 6 of 9 planned (6 finished, 0 failed)" in box
+    assert "200 steps of 64 (12,800 images); trained: 3 epochs of 64, except 100 steps of 128 for dear" in box
+
+
+# --- convergence ---------------------------------------------------------------------------------
+
+
+def test_unconverged_seeds_are_marked_in_every_table_and_counted(suite):
+    _, out, _ = suite
+    markdown = (out / "leaderboard.md").read_text()
+    assert ("- **convergence**: 1 of 17 cells did not converge by the rule: converged: the best held-out "
+            "reconstruction error") in markdown
+    leaderboards = markdown.split("## Leaderboard", 1)[1].split("Columns:", 1)[0]
+    sections = dict(section.split("\n", 1) for section in leaderboards.split("### ")[1:])
+    assert "| beta_vae ‡ 1/3 | nothing |" in sections["flow"] and "‡" not in sections["pendulum"]
+    assert "- ‡ k/n: k of the method's n finished seeds did not converge. The rule (converged:" in markdown
+    assert "| flow | beta_vae | 64 | 1,920 | 101 epochs | 0.38 % | none | ‡ 1/3 seeds unconverged |" in markdown
+    assert "| pendulum | beta_vae | 64 | 1,920 | 101 epochs | 0.38 % | none | 3/3 converged |" in markdown
+    assert "| beta_vae ‡ 1/6 |" in markdown.split("## Average ranks", 1)[1]
+    tables = tex_tables((out / "leaderboard.tex").read_text())
+    assert r"beta\_vae$^\ddagger$" in tex_methods(tables["flow"]) and "ddagger" not in tables["pendulum"]
+    assert r"seeds that did not converge (beta\_vae 1/3)" in tables["flow"]
+    html = (out / "index.html").read_text()
+    assert html.count('<span class="unconverged" title="1/3 seeds unconverged">‡ 1/3</span>') == 1
+    csv = pd.read_csv(out / "leaderboard.csv")
+    assert set(csv.loc[csv["label"] == "beta_vae", "seeds_unconverged"]) == {0, 1}
+    assert csv.loc[csv["seeds_unconverged"] == 1, "dataset"].unique().tolist() == ["flow"]
+
+
+def test_records_without_a_convergence_verdict_render_as_not_judged(tmp_path):
+    write_cells(tmp_path, datasets=("pendulum",), labels=LABELS, failed=None, monitored=False, **SMALL)
+    report.write_report(load_records(tmp_path), tmp_path / "report", title="old", metrics=[HIGH])
+    markdown = (tmp_path / "report" / "leaderboard.md").read_text()
+    assert "- **convergence**: not judged: none of the 9 finished cells records a convergence verdict" in markdown
+    assert "‡" not in markdown and "| not judged |" in markdown
+    assert "training loss per epoch scaled to each model's own range" in markdown
+
+
+def test_training_curves_plot_the_held_out_error_on_a_log_axis_when_recorded(suite):
+    markdown = (suite[1] / "leaderboard.md").read_text()
+    caption = next(line for line in markdown.splitlines() if line.startswith("*Figure") and "Training curves" in line)
+    assert "held-out reconstruction MSE per epoch, log axis" in caption and "Dashed, ‡ k/n" in caption
+    assert figures.curve_term([r for r in suite[0] if r["status"] == "ok"]) == figures.MONITOR
+
+
+# --- numbers and bold ----------------------------------------------------------------------------
+
+
+def test_cells_print_the_half_width_to_two_significant_digits_and_the_mean_to_match(suite):
+    cells = [cell for dataset in ("pendulum", "flow") for row in table_rows(
+        (suite[1] / "leaderboard.md").read_text(), dataset).values() for cell in row]
+    for cell in cells:
+        mean, spread = re.match(r"\**(-?[\d.]+) ± ([\d.]+)", cell).groups()
+        digits = spread.lstrip("0.")
+        assert len(digits) == 2 or spread == "0", cell  # two significant digits
+        assert len(mean.partition(".")[2]) == len(spread.partition(".")[2]), cell  # same decimal place
+
+
+def test_equal_printed_means_are_all_bold(tmp_path):
+    write_cells(tmp_path, datasets=("flow",), labels=("icm_vae", "beta_vae"), seeds=range(3), failed=None, **SMALL)
+    records = load_records(tmp_path)
+    for record in records:  # the same score for both models: a tie
+        record["scores"][HIGH] = 0.5 + 0.01 * record["cell"]["seed"]
+    report.write_report(records, tmp_path / "report", title="tie", metrics=[HIGH, LOW])
+    rows = table_rows((tmp_path / "report" / "leaderboard.md").read_text(), "flow")
+    assert rows["icm_vae"][0].startswith("**") and rows["beta_vae"][0].startswith("**")
+    assert rows["icm_vae"][1].startswith("**") and not rows["beta_vae"][1].startswith("**")
+
+
+def test_the_csv_keeps_full_precision(suite):
+    csv = pd.read_csv(suite[1] / "leaderboard.csv")
+    record = next(r for r in suite[0] if r["status"] == "ok" and r["cell"]["dataset"] == "flow"
+                  and r["cell"]["label"] == "icm_vae")
+    seeds = [r["scores"][HIGH] for r in suite[0] if r["status"] == "ok" and r["cell"]["dataset"] == "flow"
+             and r["cell"]["label"] == "icm_vae"]
+    row = csv[(csv["dataset"] == "flow") & (csv["label"] == "icm_vae") & (csv["metric"] == HIGH)]
+    assert row["mean"].item() == pytest.approx(np.mean(seeds), rel=1e-15) and record
+    assert row["short_name"].item() == "DCI-D"
+
+
+# --- tables in the HTML --------------------------------------------------------------------------
+
+
+def test_html_tables_scroll_in_their_own_box_and_the_rank_summary_is_a_tfoot(suite):
+    html = (suite[1] / "index.html").read_text()
+    assert ".table-scroll { overflow-x: auto" in html
+    for table in re.findall(r"<table class=\"sortable[^\"]*\".*?</table>", html, flags=re.S):
+        assert html[:html.index(table)].rstrip().endswith('<div class="table-scroll">')
+    ranks = re.search(r"<table class=\"sortable ranks\">.*?</table>", html, flags=re.S).group(0)
+    body, foot = ranks.split("<tbody>")[1].split("</tbody>")[0], ranks.split("<tfoot>")[1].split("</tfoot>")[0]
+    assert "Friedman p" in foot and "critical difference" in foot
+    assert "Friedman p" not in body and "icm_vae" in body
+
+
+def test_metric_headers_are_short_and_a_legend_names_the_score_and_its_direction(suite):
+    html = (suite[1] / "index.html").read_text()
+    assert '<button type="button">DCI-D ↑<span' in html and '<button type="button">CF MSE ↓<span' in html
+    assert "<td>DCI-D ↑</td><td><code>dci@reg.disentanglement</code></td><td>higher is better</td>" in html
+    markdown = (suite[1] / "leaderboard.md").read_text()
+    assert "| model | given | latent | DCI-D ↑ | CF MSE ↓ |" in markdown
+    assert "- CF MSE: `counterfactual@probe.counterfactual_mse`, lower is better" in markdown
+
+
+# --- LaTeX ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_tables(tmp_path_factory):
+    """The default scores of the four built-in models on one dataset, one seed unconverged."""
+    root = tmp_path_factory.mktemp("full")
+    write_cells(root, datasets=("pendulum",), unconverged=(("pendulum", "dear", 0),), failed=None, **SMALL)
+    records = load_records(root)
+    report.write_report(records, root / "report", title="Four models", provenance={"suite": "full"})
+    return records, root / "report"
+
+
+def test_tex_caption_carries_the_protocol(full_tables):
+    table = tex_tables((full_tables[1] / "leaderboard.tex").read_text())["pendulum"]
+    caption = table.split(r"\caption{", 1)[1].split(r"\label", 1)[0]
+    for text in ("Suite synthetic", "seeds 0, 1, 2", "budget 3 epochs of 64", r"images 8$\times$8 px",
+                 "evaluation: test split", "200 training images", "100 test images", r"DCI-D = dci@reg.disentanglement",
+                 r"beta\_vae: nothing", r"$^\ddagger$: seeds that did not converge (dear 1/3)"):
+        assert text in caption, text
+    assert list(tex_means(table)) == [column.short for column in report.score_columns(report.DEFAULT_METRICS)]
+
+
+@pytest.mark.skipif(PDFLATEX is None, reason="pdflatex is not installed (Debian: texlive-latex-base "
+                                              "texlive-latex-recommended; .ci/apt.sh installs them)")
+def test_tex_compiles_and_four_models_fit_one_column_of_a_two_column_paper(full_tables, tmp_path):
+    tex = (full_tables[1] / "leaderboard.tex").read_text()
+    assert r"\begin{table}[t]" in tex and "table*" not in tex
+    log = compile_tex(tmp_path, tex)
+    assert "Overfull \\hbox" not in log and "Output written on paper.pdf" in log
+
+
+@pytest.mark.skipif(PDFLATEX is None, reason="pdflatex is not installed (Debian: texlive-latex-base "
+                                              "texlive-latex-recommended; .ci/apt.sh installs them)")
+def test_a_table_too_wide_for_a_column_spans_both_and_still_compiles_without_overfull_boxes(tmp_path):
+    labels = tuple(f"plugin_model_{k}" for k in range(8))
+    write_cells(tmp_path, datasets=("flow",), labels=labels, seeds=(0, 1), failed=None, **SMALL)
+    report.write_report(load_records(tmp_path), tmp_path / "report", title="wide", metrics=METRICS,
+                        reference_label=labels[0])
+    tex = (tmp_path / "report" / "leaderboard.tex").read_text()
+    assert r"\begin{table*}[t]" in tex and tex.count(r"\begin{tabular}") == 2  # too wide for a page: split
+    assert "Overfull \\hbox" not in compile_tex(tmp_path, tex)
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def test_every_figure_has_a_caption_not_a_file_name(suite):
+    html = (suite[1] / "index.html").read_text()
+    figures_html = re.findall(r"<figure id=\"figure-\d+\">.*?</figure>", html, flags=re.S)
+    captions = [re.search(r"<figcaption><b>Figure \d+\.</b> (.*?)</figcaption>", item, flags=re.S).group(1)
+                for item in figures_html]
+    assert len(captions) == len(suite[2]) - 4 and all(len(caption) > 40 for caption in captions)
+    assert not any(".png" in caption or re.search(r"\b(point|cd|matrix)_", caption) for caption in captions)
+    markdown = (suite[1] / "leaderboard.md").read_text()
+    images = re.findall(r"!\[Figure (\d+)\]\((figures/[^)]+\.png)\)\n\n\*Figure (\d+)\.\* (.+)", markdown)
+    assert len(images) == len(captions) and all(first == second for first, _, second, _ in images)
+    assert [caption for *_, caption in images] == [caption.replace("&#39;", "'") for caption in captions]
+    assert all((suite[1] / path).exists() for _, path, _, _ in images)
+
+
+def colours_in(path) -> set[tuple[int, int, int]]:
+    with Image.open(path) as image:
+        return set(map(tuple, np.asarray(image.convert("RGB")).reshape(-1, 3)))
+
+
+def rgb(hex_colour: str) -> tuple[int, int, int]:
+    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def test_a_model_keeps_its_colour_in_two_reports_with_other_models(tmp_path):
+    orders = {"first": ("icm_vae", "beta_vae"), "second": ("beta_vae", "dear", "my_plugin", "icm_vae")}
+    for name, labels in orders.items():
+        write_cells(tmp_path / name, datasets=("flow",), labels=labels, seeds=(0, 1), failed=None, **SMALL)
+        report.write_report(load_records(tmp_path / name), tmp_path / name / "report", title=name,
+                            metrics=[HIGH], reference_label="icm_vae")
+    for name, labels in orders.items():
+        scatter = colours_in(tmp_path / name / "report" / "figures" / "reconstruction_vs_disentanglement.png")
+        assert {rgb(palette.model_colour(label)) for label in labels} <= scatter, name
+        assert rgb("#1f77b4") not in scatter  # matplotlib's first cycle colour: models are not coloured by position
+    assert palette.model_colour("icm_vae") == palette.BUILT_IN["icm_vae"]
