@@ -196,7 +196,7 @@ class CausalVAE(CausalModel):
         try:
             order = [node for level in topological_levels(graph) for node in level]
         except ValueError as error:
-            raise ConfigError(f"model 'causal_vae': cannot intervene: the learned graph {error}") from None
+            raise ConfigError(f"model 'causal_vae': cannot intervene: the learned graph is not acyclic ({error})") from None
         _, latent, final = self.structural(images)
         residual = final - self.mechanisms(latent)
         block = torch.as_tensor(value, dtype=final.dtype, device=final.device)

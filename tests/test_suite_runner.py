@@ -214,3 +214,22 @@ def test_epoch_hooks_see_the_model_and_propagated_errors_escape(tmp_path):
     with pytest.raises(Stop):
         run_cell(other, tmp_path / "work", epoch_hooks=[stop], propagate=(Stop,))
     assert not (cell_dir(tmp_path / "work", other.hash) / "result.json").exists()
+
+
+def test_a_refused_do_fails_the_interventional_parts_alone(tmp_path, monkeypatch):
+    """CausalVAE refuses do() on a learned graph with a cycle: its representation scores stay, the
+    interventional metric and the intervention grid are recorded as failed (a partial record)."""
+    from crlbench.baselines.causalvae import CausalVAE
+    from crlbench.suites.runner import run_cell
+
+    monkeypatch.setattr(CausalVAE, "learned_graph", lambda self: 1 - np.eye(self.concepts, dtype=int))
+    config = load_suite(write_suite(tmp_path, models=[{"name": "causal_vae"}],
+                                    metrics=["dci@reg", {"name": "counterfactual@probe",
+                                                         "options": {"n_samples": 8, "probe_samples": 40}}]))
+    (cell,) = config.cells()
+    record = run_cell(cell, tmp_path / "work")
+    assert record["status"] == "ok" and record["partial"] is True
+    assert set(record["metric_errors"]) == {"counterfactual@probe", "intervention_grid"}
+    assert "cycle" in record["metric_errors"]["intervention_grid"]["message"]
+    assert 0 <= record["scores"]["dci@reg.disentanglement"] <= 1
+    assert [planned.state for planned in plan(config, tmp_path / "work")] == ["failed"]  # --retry-failed tries again

@@ -18,7 +18,8 @@ Latent metrics read one representation, the same for every model (:func:`evaluat
 docs/protocol.md). Any exception becomes a ``failed`` record naming the error; the caller goes on with
 other cells. A metric that raises fails alone: the record keeps status ``ok`` and every score that was
 computed, and adds ``"partial": true`` and ``metric_errors`` (metric name -> ``{type, message,
-traceback}``); the suite plans such a cell as *failed*, so ``--retry-failed`` computes the failed
+traceback}``; the intervention grid's failure under ``intervention_grid``, e.g. a do() refused on a
+learned graph with a cycle); the suite plans such a cell as *failed*, so ``--retry-failed`` computes the failed
 metrics again (the stored latents and the other metrics' results are reused, nothing is trained).
 A full disk (:class:`crlbench.core.errors.DiskFullError`) is raised instead: no record is written,
 so the files of a finished cell stay as they were and a rerun after freeing space picks the cell up.
@@ -69,6 +70,7 @@ EVALUATION_STREAM, METRIC_STREAM, MONITOR_STREAM = 3, 4, 5
 VALIDATION_SEED = 0  # the holdout is the same for every cell seed: trials are compared on one set
 ENCODE_BATCH = 256
 RECONSTRUCTION_SAMPLES = 256
+INTERVENTION_GRID = "intervention_grid"  # its failure is recorded beside the metrics' in metric_errors
 MONITOR_SAMPLES = 256  # held-out images whose reconstruction error is recorded after every epoch
 DEFAULT_FACTOR_BINS = 20  # disentanglement_lib's binning of continuous factors for discrete-only metrics
 EpochHook = Callable[[str, int, int], None]  # (cell hash, epochs done, epochs in the budget)
@@ -159,7 +161,14 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
             metric_times[spec.name] = time.perf_counter() - start
         scores.update({f"{spec.name}.{key}": value for key, value in metrics[spec.name]["scores"].items()})
     timings["metrics_s"] = metric_times
-    _intervention_grid(cell, model, dataset, eval_split, latents["test_rows"], metric_seed, directory, notes)
+    try:
+        _intervention_grid(cell, model, dataset, eval_split, latents["test_rows"], metric_seed, directory, notes)
+    except Exception as error:  # noqa: BLE001 - a do() the model refuses (a cyclic learned graph) keeps the scores
+        if isinstance(error, (*propagate, DiskFullError)):
+            raise
+        log.warning("cell %s: the intervention grid failed: %s: %s", cell.title, type(error).__name__, error)
+        metric_errors[INTERVENTION_GRID] = {"type": type(error).__name__, "message": str(error),
+                                            "traceback": traceback.format_exc()}
     return {
         "factors": list(dataset.card.factor_names),
         "adjacency": np.asarray(dataset.card.adjacency).tolist(),
