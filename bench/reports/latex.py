@@ -169,7 +169,7 @@ def caption(data: ReportData, table: Table) -> str:
         "Each entry is the mean over seeds and, below it, $\\pm$ the half-width of its 95\\% bootstrap interval "
         "(half-width to 2 significant digits, the mean to the same decimal place); (ok/total) when seeds failed. "
         "Bold: best, with ties at the printed precision; $\\uparrow$ higher, $\\downarrow$ lower is better; "
-        f"$^\\dagger$: Holm-corrected Wilcoxon $p < {stats.ALPHA}$ against {escape(data.reference)}.",
+        f"$^\\dagger$: Wilcoxon $p < {stats.ALPHA}$ against {escape(data.reference)}, Holm-corrected per score.",
         f"Given besides the images: {escape(given)}.",
     ]
     if unconverged:

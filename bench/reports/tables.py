@@ -117,7 +117,7 @@ def legend_lines(reference: str, convergence_line: str | None = None) -> list[st
         "Bold: the best mean in the column and every mean that prints the same at the coarser of the two "
         "precisions (ties); ↑ higher is better, ↓ lower is better.",
         f"{MARKER}: Wilcoxon signed-rank p < {stats.ALPHA} against {reference} on matched seeds, "
-        "Holm-corrected over all comparisons of the dataset's table.",
+        "Holm-corrected over the comparisons of one score on one dataset.",
         "given: what the method receives besides the images (labels: factor labels during training; true graph: "
         "the dataset's causal graph; initial graph: a starting graph it may change; pairs: before/after "
         "intervention pairs; nothing: unsupervised). latent: the number of latent dimensions it learns.",
