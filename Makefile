@@ -12,7 +12,7 @@ WORKERS ?= 2
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup bench test test-slow benchmarks clean
+.PHONY: setup bench test test-slow test-cluster benchmarks clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,13 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
+
+# The cluster executors against real engines on this machine (root, Debian): the slurm and ray extras,
+# a one-node Slurm cluster with accounting started and stopped by .ci/cluster-tests (.ci/slurm.sh), and
+# the local Ray cluster tests/test_ray.py starts itself. `make test-slow` skips the Slurm tests.
+test-cluster: setup
+	$(BIN)/python -m pip install --quiet -e ".[test,bench,postgres,slurm,ray]"
+	.ci/cluster-tests
 
 benchmarks: setup
 	$(BIN)/python benchmarks/render_speed.py

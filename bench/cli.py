@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
     suite.add_argument("--retry-failed", action="store_true", help="run cells recorded as failed again")
     _keep_checkpoints_argument(suite)
+    _executor_arguments(suite)
     suite.set_defaults(handler=run_suite_command)
 
     single = commands.add_parser("run", help="train and evaluate one cell from flags", epilog=EPILOG,
@@ -235,6 +236,48 @@ def _work_arguments(command: argparse.ArgumentParser) -> None:
     tracking = command.add_mutually_exclusive_group()
     tracking.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
     tracking.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
+
+def _executor_arguments(command: argparse.ArgumentParser) -> None:
+    """``--executor`` and its options (crlbench.suites.dispatch, .slurm, .ray_cells)."""
+    from crlbench.suites.dispatch import EXECUTORS
+
+    command.add_argument("--executor", choices=EXECUTORS, default="local",
+                         help="what runs the cells: local worker processes (default), a Slurm job array "
+                              "(pip install 'crlbench[slurm]') or Ray tasks (pip install 'crlbench[ray]'); the "
+                              "work directory must be on a filesystem the cluster's nodes share (unless "
+                              "--ray-no-shared-workdir)")
+    command.add_argument("--detach", action="store_true",
+                         help="with --executor slurm: return once the cells are submitted; run the same command "
+                              "again to collect what finished (and wait for the rest, unless --detach again)")
+    command.add_argument("--ingest", action="store_true",
+                         help="run nothing: log to MLflow the finished cells it does not hold yet (e.g. cells a "
+                              "detached Slurm array finished)")
+    slurm = command.add_argument_group("Slurm (--executor slurm)")
+    slurm.add_argument("--slurm-partition", help="the partition the array tasks run in (default: the cluster's)")
+    slurm.add_argument("--slurm-time", default="60",
+                       help="each cell's time limit, as Slurm's --time: MINUTES, H:MM:SS, D-HH[:MM[:SS]] "
+                            "(default: 60); a task out of time is requeued (3 times at most) and resumes from "
+                            "its checkpoint")
+    slurm.add_argument("--slurm-gpus-per-cell", type=int, default=0, help="GPUs each array task asks for (default: 0)")
+    slurm.add_argument("--slurm-cpus-per-cell", type=int, default=None,
+                       help="CPUs each array task asks for (default: the suite's threads)")
+    slurm.add_argument("--slurm-array-parallelism", type=int, default=256,
+                       help="array tasks running at once, at most (default: 256)")
+    slurm.add_argument("--slurm-sbatch", action="append", default=[], metavar="KEY[=VALUE]",
+                       help="another #SBATCH option for every task, e.g. account=mylab, qos=high, exclusive "
+                            "(repeatable)")
+    ray = command.add_argument_group("Ray (--executor ray)")
+    ray.add_argument("--ray-address", default="auto",
+                     help="the Ray cluster: auto (the one this machine belongs to, as `ray start` set it up) or "
+                          "HOST:PORT of its head (default: auto)")
+    ray.add_argument("--ray-cpus-per-cell", type=float, default=None,
+                     help="CPUs each cell's task reserves (default: the suite's threads)")
+    ray.add_argument("--ray-gpus-per-cell", type=float, default=0.0,
+                     help="GPUs each cell's task reserves; a fraction (0.25) lets small cells share a GPU (default: 0)")
+    ray.add_argument("--ray-no-shared-workdir", action="store_true",
+                     help="the Ray nodes do not see the work directory: each task runs in a folder of its node "
+                          "and returns the cell's files, which this launcher writes into the work directory")
 
 
 def _keep_checkpoints_argument(command: argparse.ArgumentParser) -> None:
@@ -308,22 +351,76 @@ def _run_suite(config, args: argparse.Namespace) -> int:
     workers = getattr(args, "workers", 1)
     if workers < 1:
         raise ConfigError(f"--workers must be a positive integer; got {workers}")
+    ingest = getattr(args, "ingest", False)
+    if ingest and args.no_tracking:
+        raise ConfigError("--ingest logs finished cells to MLflow: it cannot be used with --no-tracking")
+    executor = _executor(args, config) if hasattr(args, "executor") and not ingest else None  # ingest runs nothing
     _writable_workdir(args)
     start = time.perf_counter()
     tracking_uri = _tracking_uri(args, workdir)
     with _keep_checkpoints(getattr(args, "keep_checkpoints", False)):
         summary = run_suite(config, workdir, workers=workers, tracking_uri=tracking_uri,
-                            retry_failed=getattr(args, "retry_failed", False))
+                            retry_failed=getattr(args, "retry_failed", False), executor=executor, ingest=ingest)
     seconds = time.perf_counter() - start
+    if ingest:
+        print(f"suite {config.name}: logged {summary.logged} finished cell(s) to MLflow ({tracking_uri}); "
+              f"{summary.cached + summary.failed} finished in all, {len(config.cells()) - len(summary.records)} "
+              f"not finished")
+        return 0
     elsewhere = f"{summary.elsewhere} ran elsewhere, " if summary.elsewhere else ""
-    print(f"suite {config.name}: {summary.ok} ran, {summary.cached} already done, {elsewhere}{summary.failed} failed "
-          f"in {seconds:.1f} s; results in {workdir / 'cells'}")
+    in_flight = f"{summary.in_flight} in flight, " if summary.in_flight else ""
+    print(f"suite {config.name}: {summary.ok} ran, {summary.cached} already done, {elsewhere}{in_flight}"
+          f"{summary.failed} failed in {seconds:.1f} s; results in {workdir / 'cells'}")
+    if summary.in_flight:
+        print(f"  {summary.in_flight} cell(s) submitted and not finished yet: run the same command again to collect "
+              "them (add --detach to return at once), or --ingest to log the finished ones to MLflow")
     for title, error in summary.failures:
         print(f"  failed: {title}: {error}")
     if args.handler is run_single_command:
         for record in summary.records:
             _print_cell(record, workdir, tracking_uri, config.name)
     return failed_status(summary.failed)
+
+
+def _executor(args: argparse.Namespace, config):
+    """The executor the ``--executor`` flags name; a flag of another executor is an error."""
+    from crlbench.suites.dispatch import executor_named
+
+    name = args.executor
+    defaults = {"slurm_partition": None, "slurm_time": "60", "slurm_gpus_per_cell": 0, "slurm_cpus_per_cell": None,
+                "slurm_array_parallelism": 256, "slurm_sbatch": [], "ray_address": "auto",
+                "ray_cpus_per_cell": None, "ray_gpus_per_cell": 0.0, "ray_no_shared_workdir": False}
+    for key, default in defaults.items():
+        owner = key.split("_")[0]
+        if owner != name and getattr(args, key) != default:
+            raise ConfigError(f"--{key.replace('_', '-')} applies to --executor {owner}, not --executor {name}")
+    if args.detach and name != "slurm":
+        raise ConfigError(f"--detach applies to --executor slurm, not --executor {name}")
+    if name != "local" and args.workers != 1:
+        raise ConfigError(f"--workers applies to --executor local; --executor {name} runs each cell as its own task "
+                          f"(see --{name}-cpus-per-cell)")
+    if name == "slurm":
+        from crlbench.suites.dispatch import require
+
+        require("slurm")
+        from crlbench.suites.slurm import SlurmOptions, parse_sbatch, parse_time
+
+        options = SlurmOptions(partition=args.slurm_partition, time_min=parse_time(args.slurm_time),
+                               gpus_per_cell=args.slurm_gpus_per_cell,
+                               cpus_per_cell=args.slurm_cpus_per_cell or config.threads,
+                               array_parallelism=args.slurm_array_parallelism,
+                               sbatch=parse_sbatch(args.slurm_sbatch), detach=args.detach)
+        return executor_named("slurm", slurm=options)
+    if name == "ray":
+        from crlbench.suites.dispatch import require
+
+        require("ray")
+        from crlbench.suites.ray_cells import RayOptions
+
+        options = RayOptions(address=args.ray_address, cpus_per_cell=args.ray_cpus_per_cell or float(config.threads),
+                             gpus_per_cell=args.ray_gpus_per_cell, shared_workdir=not args.ray_no_shared_workdir)
+        return executor_named("ray", ray=options)
+    return executor_named("local", workers=args.workers)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,8 @@
 """The suite runner on a tiny suite: records, caching, resume, failures and methods from plugins."""
 
 import json
+import os
+import platform
 import sys
 
 import numpy as np
@@ -40,6 +42,7 @@ def test_every_cell_writes_an_ok_record_with_scores_and_provenance(finished):
         assert {"torch", "numpy", "scikit-learn"} <= set(provenance["versions"])
         assert "git_commit" in provenance and provenance["finished_at"]
         assert set(record["timings"]) >= {"train_s", "encode_s", "metrics_s", "total_s"}
+        assert record["ran_on"] == {"executor": "local", "host": platform.node(), "task_id": str(os.getpid())}
 
 
 def test_each_cell_stores_its_latents_metric_matrices_and_intervention_grid(finished):

@@ -241,7 +241,7 @@ class _Pool:
         if kind == "done":
             record = message[2]
         else:  # "error": raised outside the runner's own guard
-            record = _failed(cell, self.workdir, message[2], message[3])
+            record = failed_record(cell, self.workdir, message[2], message[3])
         self._finish(worker, record)
 
     def _finish(self, worker: _Worker, record: dict[str, Any]) -> None:
@@ -263,13 +263,16 @@ class _Pool:
         cell = worker.cell
         if cell is None:
             return
-        record = _written_since(cell, self.workdir, worker.sent_at)
+        record = written_since(cell, self.workdir, worker.sent_at)
         if record is None:
             how = _exit_description(worker.process.exitcode)
             log.warning("cell %s failed: its worker process (pid %d) %s", cell.title, worker.process.pid, how)
-            record = _failed(cell, self.workdir, "WorkerDied",
+            from crlbench.suites.runner import placement
+
+            record = failed_record(cell, self.workdir, "WorkerDied",
                              f"the worker process running this cell (pid {worker.process.pid}) {how}; the other "
-                             "cells went on. Rerun with --retry-failed to run it again")
+                             "cells went on. Rerun with --retry-failed to run it again",
+                             placement("local", str(worker.process.pid)))
         self._finish(worker, record)
 
     def _stop(self) -> None:
@@ -388,7 +391,7 @@ def _exit_description(exitcode: int | None) -> str:
     return f"ended abruptly with exit status {exitcode}"
 
 
-def _written_since(cell: Cell, workdir: Path, since: float) -> dict[str, Any] | None:
+def written_since(cell: Cell, workdir: Path, since: float) -> dict[str, Any] | None:
     """The record a worker wrote for ``cell`` after ``since`` (it died before it could send it), if any."""
     path = cell_dir(workdir, cell.hash) / RESULT
     try:
@@ -400,13 +403,14 @@ def _written_since(cell: Cell, workdir: Path, since: float) -> dict[str, Any] | 
     return record if record is not None and record.get("hash") == cell.hash else None
 
 
-def _failed(cell: Cell, workdir, error_type: str, message: str) -> dict[str, Any]:
-    """A failed record for a cell whose worker did not return one (it died, or failed outside the runner)."""
-    from crlbench.suites.runner import provenance
+def failed_record(cell: Cell, workdir, error_type: str, message: str, ran_on: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A failed record for a cell whose worker did not return one (it died, or failed outside the runner);
+    ``ran_on`` says where it ran (by default: the local executor, task id unknown)."""
+    from crlbench.suites.runner import placement, provenance
 
     record = {"schema": SCHEMA, "hash": cell.hash, "status": "failed", "cell": cell.to_dict(),
               "error": {"type": error_type, "message": message, "traceback": ""},
-              "timings": {}, "provenance": provenance()}
+              "timings": {}, "provenance": provenance(), "ran_on": ran_on or placement("local", None)}
     write_json(cell_dir(workdir, cell.hash) / RESULT, record)
     return record
 

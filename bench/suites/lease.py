@@ -152,8 +152,11 @@ class Leases:
         with self._guard:
             return Path(path) in self._held
 
-    def acquire(self, path: str | os.PathLike, what: str | None = None) -> bool:
-        """Take the lease at ``path`` (creating its folder); False when a live holder has it."""
+    def acquire(self, path: str | os.PathLike, what: str | None = None, *, supersedes: str | None = None) -> bool:
+        """Take the lease at ``path`` (creating its folder); False when a live holder has it.
+
+        ``supersedes`` names an invocation this one replaces (a requeued Slurm task's earlier attempt, which
+        the scheduler has ended): its lease is taken over even while its heartbeat is fresh."""
         path = Path(path)
         what = what or str(path)
         ensure_folder(path.parent)
@@ -162,6 +165,10 @@ class Leases:
             if state is not None and state.holder == self.holder:
                 os.utime(path)  # ours already
             else:
+                if state is not None and state.live and supersedes is not None and state.holder is not None \
+                        and state.holder.invocation == supersedes:
+                    state = LeaseState(state.holder, state.age_s, "an earlier attempt of this task, which its "
+                                       "scheduler ended")
                 if state is not None and state.live:
                     return False
                 if state is not None:

@@ -24,6 +24,7 @@ The record (``schema`` 1) is plain JSON::
      "history": {"epochs": [{"loss": float, ...}], "steps": int},
      "timings": {"train_s", "encode_s", "metrics_s", "total_s"},
      "provenance": {"versions": {...}, "git_commit": str | null, "host": str, "finished_at": ISO 8601},
+     "ran_on": {"executor": "local" | "slurm" | "ray", "host": str, "task_id": str | null, ...},
      "notes": [str]}   # only when something was recovered: a stored file that was unreadable and redone
 
 ``label`` names the model as reports show it (``icm_vae``, or ``icm_vae (tuned)``); reports group

@@ -40,6 +40,7 @@ import dataclasses
 import datetime
 import functools
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -78,11 +79,14 @@ ModelHook = Callable[[Any, int, dict[str, float]], None]  # (model, epochs done,
 
 
 def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoch: EpochHook | None = None,
-             epoch_hooks: Sequence[ModelHook] = (), propagate: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
+             epoch_hooks: Sequence[ModelHook] = (), propagate: tuple[type[BaseException], ...] = (),
+             ran_on: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``cell`` under ``workdir`` and return its record (also written to ``cells/<hash>/result.json``).
 
     ``epoch_hooks`` see the model after every epoch (Optuna's pruning reports from there); an
     exception of a type in ``propagate`` (``optuna.TrialPruned``) is re-raised, not recorded.
+    ``ran_on`` is the record's ``ran_on`` (:func:`placement`: executor, host, task id); by default the
+    local executor in this process.
     """
     directory = ensure_folder(cell_dir(workdir, cell.hash))
     sweep_temporaries(directory, recursive=True, min_age_s=0)  # left by killed writes; this cell is ours now
@@ -102,6 +106,7 @@ def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoc
     timings["total_s"] = time.perf_counter() - start
     record["timings"] = timings
     record["provenance"] = provenance()
+    record["ran_on"] = ran_on or placement("local", str(os.getpid()))
     write_json(directory / RESULT, record)
     return record
 
@@ -459,6 +464,12 @@ def _intervention_grid(cell: Cell, model, dataset, split, test_rows: np.ndarray,
 
 def _stream_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1)[0])
+
+
+def placement(executor: str, task_id: str | None, **extra: Any) -> dict[str, Any]:
+    """Where a cell ran, as its record's ``ran_on`` says: the executor (``local``, ``slurm``, ``ray``), the
+    host, and the task id (a local worker's pid, a Slurm job array task ``<job>_<index>``, a Ray task id)."""
+    return {"executor": executor, "host": platform.node(), "task_id": task_id, **extra}
 
 
 def provenance() -> dict[str, Any]:

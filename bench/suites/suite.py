@@ -20,6 +20,13 @@ it has nothing else to do, a launcher waits for those cells, collects their reco
 stopped). So every launcher that ends normally leaves the whole suite finished, and a cell is
 trained, and logged, once.
 
+**Executors** (:mod:`crlbench.suites.dispatch`): local worker processes, a Slurm job array or Ray
+tasks run the cells; everything above holds for each. Cluster tasks take their cell's lease
+themselves in the shared work directory (:mod:`crlbench.suites.cell_task`), so a launcher does not
+lease the cells it submits: a cell whose task found a live lease is waited for as a cell running
+elsewhere. A detached launcher (``--detach``) returns once its cells are submitted (*in flight*); a
+later run of the same command collects what finished, waits for what still runs and submits the rest.
+
 **MLflow, exactly once.** Before any work, an invocation that tracks ends KILLED the runs of the
 suite's experiment that dead invocations left RUNNING (:func:`crlbench.tracking.mlflow_runs.close_dead_runs`), and
 logs every finished cell the experiment does not hold yet (a record finished by a launcher killed
@@ -37,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from crlbench.suites.cell import Cell
+from crlbench.suites.cell_task import is_skipped
+from crlbench.suites.dispatch import Executor, LocalExecutor
 from crlbench.suites.lease import (HEARTBEAT_S, INVOCATIONS, STALE_AFTER_S, Holder, Leases, cell_lease, clear_stale,
                                    invocation_lease, lease_state)
 from crlbench.suites.results import RESULT, cell_dir, read_result
@@ -64,6 +73,8 @@ class SuiteSummary:
     failed: int = 0
     cached: int = 0
     elsewhere: int = 0  # finished ok by other launchers while this one ran (their failures count in failed)
+    in_flight: int = 0  # submitted (or running elsewhere) and not awaited: a detached launcher's
+    logged: int = 0  # cells finished before this invocation and logged to MLflow by it (--ingest)
     records: list[dict[str, Any]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (cell title, error)
 
@@ -136,23 +147,29 @@ def _warn_if_source_changed(cell: Cell, record: dict[str, Any] | None, sources: 
 
 def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tracking_uri: str | None = None,
               retry_failed: bool = False, progress: bool = True, heartbeat_s: float = HEARTBEAT_S,
-              stale_after_s: float = STALE_AFTER_S, poll_s: float = POLL_S) -> SuiteSummary:
+              stale_after_s: float = STALE_AFTER_S, poll_s: float = POLL_S, executor: Executor | None = None,
+              ingest: bool = False) -> SuiteSummary:
     """Run the suite's unfinished cells; with ``tracking_uri`` each cell becomes an MLflow child run.
 
-    ``retry_failed`` runs cells whose record failed again. Cells other launchers run are waited for
-    (see the module's docstring); ``heartbeat_s``, ``stale_after_s`` and ``poll_s`` tune the leases.
-    The tracking store is checked before any training, so an unreachable server fails at once; a
-    rerun with nothing left to do opens no run (and does not import MLflow).
+    ``executor`` runs the cells (:mod:`crlbench.suites.dispatch`; by default ``workers`` local worker
+    processes). ``retry_failed`` runs cells whose record failed again. Cells other launchers run are
+    waited for (see the module's docstring); ``heartbeat_s``, ``stale_after_s`` and ``poll_s`` tune the
+    leases. ``ingest`` runs nothing: it logs to MLflow the finished cells it does not hold yet (cells a
+    detached Slurm array finished while no launcher watched). The tracking store is checked before any
+    training, so an unreachable server fails at once; a rerun with nothing left to do opens no run (and
+    does not import MLflow).
     """
     workdir = Path(workdir)
-    run = _SuiteRun(config, workdir, workers, retry_failed, progress, poll_s,
+    executor = executor if executor is not None else LocalExecutor(workers)
+    run = _SuiteRun(config, workdir, executor, retry_failed, progress, poll_s,
                     Leases(Holder.current(), heartbeat_s=heartbeat_s, stale_after_s=stale_after_s))
     with run.leases:
         planned = plan(config, workdir, stale_after_s)
         todo = []
         for p in planned:
             if run.wanted(p):
-                todo.append(p)
+                if not ingest:
+                    todo.append(p)
             else:
                 run.collect(p.cell, read_result(cell_dir(workdir, p.cell.hash)), elsewhere=False)
         finished = [(record, cell_dir(workdir, record["hash"])) for record in run.summary.records]
@@ -175,9 +192,9 @@ def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tra
 class _SuiteRun:
     """One invocation's work: cells taken under leases, run, logged, collected into the summary."""
 
-    def __init__(self, config: SuiteConfig, workdir: Path, workers: int, retry_failed: bool, progress: bool,
+    def __init__(self, config: SuiteConfig, workdir: Path, executor: Executor, retry_failed: bool, progress: bool,
                  poll_s: float, leases: Leases) -> None:
-        self.config, self.workdir, self.workers = config, workdir, workers
+        self.config, self.workdir, self.executor = config, workdir, executor
         self.retry_failed, self.progress, self.poll_s = retry_failed, progress, poll_s
         self.leases = leases
         self.tracker: Any = None
@@ -190,11 +207,13 @@ class _SuiteRun:
             (self.retry_failed and p.record_state == "failed")
 
     def work(self, todo: list[PlannedCell], unlogged: list[tuple[dict[str, Any], Path]]) -> None:
-        from crlbench.suites.executor import run_cells
-
         for record, folder in unlogged:  # finished before, not in the experiment yet
-            self._log_finished(record, folder)
-        batch_size = 1 if self.workers <= 1 else len(todo)  # one worker: one cell at a time, shared
+            if self._log_finished(record, folder):
+                self.summary.logged += 1
+        if self.executor.leases_in_tasks:
+            self._work_in_tasks(todo)
+            return
+        batch_size = 1 if self.executor.one_at_a_time else len(todo)  # one worker: one cell at a time, shared
         waiting_for = None
         while todo:
             batch, left = [], []
@@ -209,8 +228,7 @@ class _SuiteRun:
                     left.append(p)
             if batch:
                 try:
-                    run_cells(batch, self.workdir, workers=self.workers, on_result=self._on_result,
-                              progress=self.progress)
+                    self.executor.run(batch, self.workdir, on_result=self._on_result, progress=self.progress)
                 finally:
                     for cell in batch:  # a record that never came (the run stopped): free the cell
                         self.leases.release(cell_lease(self.workdir, cell.hash))
@@ -223,6 +241,75 @@ class _SuiteRun:
                     waiting_for = holders
                 time.sleep(self.poll_s)
             todo = left
+
+    def _work_in_tasks(self, todo: list[PlannedCell]) -> None:
+        """Submit the cells no live lease holds; the tasks lease them. A cell a task skipped (another holder
+        had it) is waited for; a detached executor's cells, and cells running elsewhere, are left in flight."""
+        waiting_for = None
+        while todo:
+            batch, left = [], []
+            for p in todo:
+                outcome = self._check(p)
+                if outcome == "run":
+                    batch.append(p)
+                elif outcome == "busy":
+                    left.append(p)
+            if batch:
+                results: dict[str, dict[str, Any]] = {}
+                self.executor.run([p.cell for p in batch], self.workdir, progress=self.progress,
+                                  on_result=lambda record: self._on_task_result(record, results))
+                for p in batch:
+                    result = results.get(p.cell.hash)
+                    if result is None:  # detached: submitted, not awaited
+                        self.summary.in_flight += 1
+                    elif is_skipped(result):
+                        left.append(p)
+                waiting_for = None
+            if self.executor.detach:
+                self.summary.in_flight += len(left)
+                return
+            if left and not batch:
+                holders = sorted({self._holders.get(p.cell.hash, "another launcher") for p in left})
+                if holders != waiting_for:
+                    log.warning("suite %s: %d cell(s) running elsewhere, by %s; waiting for them",
+                                self.config.name, len(left), "; ".join(holders))
+                    waiting_for = holders
+                time.sleep(self.poll_s)
+            todo = left
+
+    def _check(self, p: PlannedCell) -> str:
+        """As :meth:`_take`, without taking the lease (the cell's task takes it): "run", "busy" or "done"."""
+        directory = cell_dir(self.workdir, p.cell.hash)
+        state = lease_state(directory / "lease.json", self.leases.stale_after_s)
+        if state is not None and state.live:
+            self._holders[p.cell.hash] = state.holder.describe() if state.holder else "another launcher"
+            return "busy"
+        changed = _signature(directory) != p.signature
+        record = read_result(directory) if changed else None
+        state_now = cell_state(p.cell, record) if changed else p.record_state
+        if state_now in ("pending", "stale") or (state_now == "failed" and self.retry_failed and not changed):
+            return "run"
+        record = record or read_result(directory)
+        self.collect(p.cell, record, elsewhere=changed)
+        if self.tracker is not None and record is not None:
+            self._log_finished(record, directory)
+        return "done"
+
+    def _on_task_result(self, result: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+        """A cluster task's record (logged under the cell's lease, which the task has released), or its
+        ``skipped``."""
+        results[result["hash"]] = result
+        if is_skipped(result):
+            self._holders[result["hash"]] = result.get("holder") or "another launcher"
+            return
+        self.summary.records.append(result)
+        if result["status"] == "ok":
+            self.summary.ok += 1
+        else:
+            self.summary.failed += 1
+            self.summary.failures.append((record_title(result), _error_line(result)))
+        if self.tracker is not None:
+            self._log_finished(result, cell_dir(self.workdir, result["hash"]))
 
     def _take(self, p: PlannedCell) -> str:
         """Take the cell's lease: "run" (ours to run), "busy" (held elsewhere) or "done" (finished: by
@@ -275,15 +362,15 @@ class _SuiteRun:
         finally:
             self.leases.release(path)
 
-    def _log_finished(self, record: dict[str, Any], folder: Path) -> None:
-        """Log a cell finished before this invocation, under its lease (its holder logs it otherwise)."""
+    def _log_finished(self, record: dict[str, Any], folder: Path) -> bool:
+        """Log a cell finished before this invocation (or by a cluster task), under its lease (its holder
+        logs it otherwise); whether it is logged now."""
         lease = folder / "lease.json"
         if not self.leases.acquire(lease, f"cell {record_title(record)} ({record['hash']})"):
-            return
+            return False
         try:
             current = read_result(folder)  # as it is now, under the lease
-            if current is not None:
-                self.tracker.log_cell_once(current, folder)
+            return current is not None and self.tracker.log_cell_once(current, folder) is not None
         finally:
             self.leases.release(lease)
 

@@ -1,7 +1,7 @@
 """MLflow tracking: one experiment per suite, one parent run per invocation, one child run per cell.
 
-Cells run in worker processes that never talk to MLflow. The main process logs each cell after it
-finishes, from its result record and cell folder (``crlbench.suites.results``), so a SQLite store has a single
+Cells run in worker processes or cluster tasks (Slurm, Ray) that never talk to MLflow. The main process
+(the launcher) logs each cell after it finishes, from its result record and cell folder (``crlbench.suites.results``), so a SQLite store has a single
 writer. The result files stay the source of truth: an MLflow error while logging a cell is a
 warning, never a failed suite.
 
@@ -14,7 +14,8 @@ What a cell's child run holds (named ``<dataset>/<label>/seed<seed>``):
   every final score under :func:`metric_name` of its key, and ``time/<timing>`` in seconds
   (``time/metrics_s/<variant>`` for the per-metric times);
 - tags: ``crlbench.cell_hash``, ``crlbench.status``, ``crlbench.suite``, :func:`provenance_tags`
-  (git commit, host, ``crlbench.lib.<library>`` versions), and for a failed cell
+  (git commit, host, ``crlbench.lib.<library>`` versions), where the cell ran
+  (``crlbench.ran_on.executor``, ``.host``, ``.task_id``: the record's ``ran_on``), and for a failed cell
   ``crlbench.error`` (``Type: message``) with the traceback as the run's description;
 - artefacts: ``result.json``, ``history.json``, ``metrics/*.json``, ``metrics/*.npz``,
   ``interventions.npz`` and any ``*.png`` (never ``checkpoint/`` or ``latents.npz``);
@@ -369,6 +370,8 @@ def _cell_tags(record: Mapping[str, Any]) -> list:
             "crlbench.suite": cell.get("suite"), TAG_FINISHED: (record.get("provenance") or {}).get("finished_at"),
             "crlbench.hp_overrides": cell.get("hyperparameters") or {},  # which hp.* the suite (or trial) set
             **provenance_tags(record.get("provenance") or {})}
+    ran_on = record.get("ran_on") or {}
+    tags.update({f"crlbench.ran_on.{key}": value for key, value in ran_on.items() if value is not None})
     error = record.get("error")
     if error:
         tags["crlbench.error"] = _clip(f"{error.get('type')}: {error.get('message')}", keep="head")
