@@ -111,6 +111,17 @@ def test_failed_seed_shows_ok_over_total_and_is_listed(suite):
     assert "loss became NaN at epoch 3" in (suite[1] / "index.html").read_text()
 
 
+def test_a_partial_cell_is_listed_with_the_parts_that_failed(suite, tmp_path):
+    records = [dict(record) for record in suite[0]]
+    partial = next(record for record in records if record["status"] == "ok" and record["cell"]["dataset"] == "flow")
+    partial["partial"] = True
+    partial["metric_errors"] = {"intervention_grid": {"type": "ConfigError", "message": "the learned graph has a cycle"}}
+    report.write_report(records, tmp_path, title="partial", metrics=METRICS)
+    failed = (tmp_path / "leaderboard.md").read_text().split("## Failed cells", 1)[1].split("##", 1)[0]
+    assert "partial (its other scores stand): intervention_grid: ConfigError: the learned graph has a cycle" in failed
+    assert partial["hash"] in failed and "loss became NaN at epoch 3" in failed  # the failed cell stays listed
+
+
 def test_html_is_self_contained(suite):
     html = (suite[1] / "index.html").read_text()
     assert "data:image/png;base64," in html

@@ -51,13 +51,17 @@ STATS_LIBRARIES = ("scipy", "statsmodels", "scikit-posthocs", "pandas", "matplot
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record: dataset, label, model, seed, status, error, hash, then every score."""
+    """One row per record: dataset, label, model, seed, status, error, hash, the parts that failed in a
+    partial record (``metric_errors``: its other scores stand), then every score."""
     rows = []
     for record in records:
         cell, error = record["cell"], record.get("error")
+        parts = record.get("metric_errors") or {}
         row = {"dataset": cell["dataset"], "label": cell.get("label") or cell["model"], "model": cell.get("model"),
                "seed": cell["seed"], "status": record["status"], "hash": record.get("hash"),
-               "error": f"{error.get('type', 'Error')}: {error.get('message', '')}" if error else None}
+               "error": f"{error.get('type', 'Error')}: {error.get('message', '')}" if error else None,
+               "metric_errors": "; ".join(f"{name}: {part.get('type', 'Error')}: {part.get('message', '')}"
+                                          for name, part in parts.items()) or None}
         row.update(record.get("scores") or {})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -177,9 +181,13 @@ def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], m
 
 
 def failed_cells(frame: pd.DataFrame) -> list[dict]:
-    failed = frame[frame["status"] != "ok"]
+    """Failed cells, and partial ones (some metrics failed, the others' scores stand) marked as such."""
+    partial = frame["metric_errors"].notna() if "metric_errors" in frame else False
+    failed = frame[(frame["status"] != "ok") | partial]
     return [{"dataset": row.dataset, "label": row.label, "seed": row.seed, "hash": row.hash,
-             "error": row.error or row.status} for row in failed.itertuples()]
+             "error": row.error if isinstance(row.error, str) else
+             f"partial (its other scores stand): {row.metric_errors}" if isinstance(row.metric_errors, str) else row.status}
+            for row in failed.itertuples()]
 
 
 # --- provenance ----------------------------------------------------------------------------------
