@@ -9,6 +9,8 @@ from pathlib import Path
 from crlbench.suites.results import cell_dir, read_result
 from suite_fixture import PLUGINS
 
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "suites" / "smoke.yaml"  # the CI suite: 24 cells
+
 COUNTING_PLUGIN = '''
 """linear_ae that notes every training step (the cell, the pid, the step and the time) in
 $CRLBENCH_TEST_TRAININGS, so a test sees whether two processes trained a cell at the same time."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_fixture import (COUNTING_PLUGIN, cluster_suite, mlflow_children, overlapping, plugin_env, scores,
+from cluster_fixture import (COUNTING_PLUGIN, SMOKE, cluster_suite, mlflow_children, overlapping, plugin_env, scores,
                              trainings, wait_for)
 from crlbench.cli import main
 from crlbench.suites.results import cell_dir, read_result
@@ -126,22 +126,33 @@ def on_cluster(cluster, monkeypatch):
     return cluster
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["shared-workdir", "files-returned"])
-def test_a_suite_on_ray_has_the_scores_of_a_local_run(tmp_path, on_cluster, shared, capsys):
+def test_the_smoke_suite_on_ray_has_the_scores_of_a_local_run(tmp_path, on_cluster, capsys):
+    config, workdir = load_suite(SMOKE), tmp_path / "work"
+    cells = len(config.cells())
+    local = run_suite(config, tmp_path / "local", workers=2, progress=False)
+    assert (local.ok, local.failed) == (cells, 0)
+    assert main(["suite", str(SMOKE), "--workdir", str(workdir), "--executor", "ray", "--ray-address", on_cluster.address]) == 0
+    assert f"{cells} ran, 0 already done" in capsys.readouterr().out
+    assert scores(config, workdir) == scores(config, tmp_path / "local")  # exact, per cell hash
+    records = [read_result(cell_dir(workdir, cell.hash)) for cell in config.cells()]
+    assert all(r["ran_on"]["executor"] == "ray" and r["ran_on"]["task_id"] and r["ran_on"]["node_id"] for r in records)
+    assert len({r["ran_on"]["task_id"] for r in records}) == cells
+    assert not list(workdir.rglob("lease.json"))
+    children = mlflow_children(workdir, config.name)
+    assert sorted(run.data.tags["crlbench.cell_hash"] for run in children) == sorted(c.hash for c in config.cells())
+
+
+def test_without_a_shared_filesystem_the_launcher_writes_what_tasks_return(tmp_path, on_cluster, capsys):
     path = write_suite(tmp_path, **cluster_suite([0, 1, 2]))
     config, workdir = load_suite(path), tmp_path / "work"
     local = run_suite(config, tmp_path / "local", progress=False)
     assert (local.ok, local.failed) == (3, 0)
-    flags = ["--executor", "ray", "--ray-address", on_cluster.address] + ([] if shared else ["--ray-no-shared-workdir"])
+    flags = ["--executor", "ray", "--ray-address", on_cluster.address, "--ray-no-shared-workdir"]
     assert main(["suite", str(path), "--workdir", str(workdir), *flags]) == 0
     assert "3 ran, 0 already done" in capsys.readouterr().out
     assert scores(config, workdir) == scores(config, tmp_path / "local")  # exact, per cell hash
     records = [read_result(cell_dir(workdir, cell.hash)) for cell in config.cells()]
-    assert all(r["ran_on"]["executor"] == "ray" and r["ran_on"]["task_id"] and r["ran_on"]["node_id"] for r in records)
-    assert len({r["ran_on"]["task_id"] for r in records}) == 3
-    assert not list(workdir.rglob("lease.json"))
-    children = mlflow_children(workdir, config.name)
-    assert sorted(run.data.tags["crlbench.cell_hash"] for run in children) == sorted(c.hash for c in config.cells())
+    assert all(r["ran_on"]["executor"] == "ray" for r in records) and not list(workdir.rglob("lease.json"))
 
 
 def test_a_lost_node_s_cell_is_retried_and_no_cell_is_trained_twice_at_once(tmp_path, on_cluster):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_fixture import (COUNTING_PLUGIN, cluster_suite, mlflow_children, overlapping, plugin_env, scores,
+from cluster_fixture import (COUNTING_PLUGIN, SMOKE, cluster_suite, mlflow_children, overlapping, plugin_env, scores,
                              trainings, wait_for)
 from crlbench.cli import main
 from crlbench.suites.results import cell_dir, read_result
@@ -60,28 +60,29 @@ def running_task_of(workdir: Path, cell) -> str | None:
     return job if [job, "RUNNING"] in squeue("%i", "%T") else None
 
 
-def test_a_suite_runs_as_a_job_array_with_the_scores_of_a_local_run(tmp_path, slurm, capsys):
-    path = write_suite(tmp_path, **cluster_suite([0, 1, 2]))
-    config = load_suite(path)
-    local = run_suite(config, tmp_path / "local", progress=False)
-    assert (local.ok, local.failed) == (3, 0)
+def test_the_smoke_suite_runs_as_a_job_array_with_the_scores_of_a_local_run(tmp_path, slurm, capsys):
+    config = load_suite(SMOKE)
+    cells = len(config.cells())
+    local = run_suite(config, tmp_path / "local", workers=2, progress=False)
+    assert (local.ok, local.failed) == (cells, 0)
 
     workdir = tmp_path / "work"
-    assert main(["suite", str(path), "--workdir", str(workdir), *SLURM]) == 0
-    assert "3 ran, 0 already done" in capsys.readouterr().out
+    assert main(["suite", str(SMOKE), "--workdir", str(workdir), *SLURM]) == 0
+    assert f"{cells} ran, 0 already done" in capsys.readouterr().out
     assert scores(config, workdir) == scores(config, tmp_path / "local")  # exact, per cell hash
     records = [read_result(cell_dir(workdir, cell.hash)) for cell in config.cells()]
     tasks = [record["ran_on"]["task_id"] for record in records]
     assert all(record["ran_on"]["executor"] == "slurm" and record["ran_on"]["host"] for record in records)
-    assert all(re.fullmatch(r"\d+_\d", task) for task in tasks) and len({t.split("_")[0] for t in tasks}) == 1, tasks
+    assert all(re.fullmatch(r"\d+_\d+", task) for task in tasks) and len({t.split("_")[0] for t in tasks}) == 1, tasks
+    assert len(set(tasks)) == cells  # one array task per cell
     assert not list(workdir.rglob("lease.json")) and not list(workdir.rglob("slurm.json"))
     children = mlflow_children(workdir, config.name)  # the launcher logged each cell, once
     assert sorted(run.data.tags["crlbench.cell_hash"] for run in children) == sorted(c.hash for c in config.cells())
     assert {run.data.tags["crlbench.ran_on.executor"] for run in children} == {"slurm"}
 
-    assert main(["suite", str(path), "--workdir", str(workdir), *SLURM]) == 0  # nothing left: nothing submitted
-    assert "0 ran, 3 already done" in capsys.readouterr().out
-    assert len(mlflow_children(workdir, config.name)) == 3
+    assert main(["suite", str(SMOKE), "--workdir", str(workdir), *SLURM]) == 0  # nothing left: nothing submitted
+    assert f"0 ran, {cells} already done" in capsys.readouterr().out
+    assert len(mlflow_children(workdir, config.name)) == cells
 
 
 def test_detach_returns_once_submitted_and_ingest_logs_what_finished_once(tmp_path, slurm, capsys):
