@@ -98,9 +98,13 @@ class RayExecutor:
 
         self._connect()
         workdir = Path(workdir).resolve()
+        from crlbench.training.budget import KEEP_CHECKPOINTS
+
+        env = {KEEP_CHECKPOINTS: os.environ[KEEP_CHECKPOINTS]} if os.environ.get(KEEP_CHECKPOINTS) else {}
         task = ray.remote(run_ray_cell).options(num_cpus=self.options.cpus_per_cell,
                                                 num_gpus=self.options.gpus_per_cell,
-                                                max_retries=self.options.max_retries, retry_exceptions=False)
+                                                max_retries=self.options.max_retries, retry_exceptions=False,
+                                                runtime_env={"env_vars": env} if env else None)
         since = time.time()
         shared = self.options.shared_workdir
         refs = {task.remote(cell, str(workdir), since, shared, None if shared else pack(cell_dir(workdir, cell.hash))):
@@ -132,8 +136,9 @@ class RayExecutor:
             first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
             log.warning("cell %s failed: its Ray task failed: %s: %s", cell.title, type(error).__name__, first)
             return failed_record(cell, workdir, "RayTaskFailed",
-                                 f"the Ray task of this cell failed after {self.options.max_retries} retries: "
-                                 f"{type(error).__name__}: {first}. Run again with --retry-failed to run it again",
+                                 f"the Ray task of this cell failed (an error in the task, or its node or worker lost "
+                                 f"{self.options.max_retries + 1} times): {type(error).__name__}: {first}. "
+                                 f"Run again with --retry-failed to run it again",
                                  {"executor": "ray", "host": None, "task_id": ref.task_id().hex()})
         if self.options.shared_workdir:
             return result
