@@ -169,7 +169,8 @@ def describe(records: list[dict], suite: Mapping[str, Any] | None = None) -> Pro
         ("seeds", seeds_text(cells, list(by_dataset))),
         ("evaluation", distinct({name: evaluation_text(cell) for name, cell in by_dataset.items()})),
         ("metrics", distinct({name: metrics_text(cell) for name, cell in by_dataset.items()})),
-        ("device", distinct({name: f"{cell.get('device', '?')}, {cell.get('threads', 1)} thread(s) per cell"
+        ("device", distinct({name: f"{cell.get('device', '?')}, {cell.get('threads', 1)} thread(s) per cell, "
+                                   f"{cell.get('precision', 'fp32')} training"
                              for name, cell in by_dataset.items()})),
         ("convergence", convergence.summary_text(convergence.overall(convergence.tallies(records)))),
         ("crlbench version", _joined(entry.get("versions", {}).get("crlbench") for entry in provenance)),

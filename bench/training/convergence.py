@@ -1,5 +1,5 @@
-"""Whether a training run converged, by one stated rule (importable without torch, so reports judge
-stored records too).
+"""Whether a training run converged, by one stated rule (importable without torch). The runner stores
+the verdict in each record's ``convergence``; reports read it from there.
 
 The trainer records the reconstruction error of a fixed held-out sample after every epoch
 (``heldout_reconstruction_mse`` in the history, :data:`MONITOR_KEY`). With ``best(t)`` the lowest
@@ -7,7 +7,7 @@ error up to epoch ``t`` (best-so-far values, so an epoch-to-epoch wobble neither
 run), a run *converged* when
 
 * its learning curve has flattened: the last 10 % of the epochs lowered ``best`` by less than 2 % of
-  the run's whole reduction (first epoch to the start of that window), and
+  the run's whole reduction (first epoch to the end of the run), and
 * every schedule the model follows (ICM-VAE's warm-up) finished within the budget.
 
 The record also keeps the window's ``relative_change``: its reduction as a fraction of the error
