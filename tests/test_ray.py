@@ -215,3 +215,12 @@ def test_two_launchers_at_once_train_every_cell_exactly_once(tmp_path, on_cluste
     assert not overlapping(found)
     children = mlflow_children(workdir, config.name)
     assert sorted(run.data.tags["crlbench.cell_hash"] for run in children) == sorted(c.hash for c in config.cells())
+
+
+def test_keep_checkpoints_reaches_the_ray_tasks(tmp_path, on_cluster):
+    """--keep-checkpoints is the launcher's environment; Ray tasks get it through their runtime environment."""
+    path = write_suite(tmp_path, **cluster_suite([0]))  # 2 epochs: a checkpoint and the one before it
+    (cell,) = load_suite(path).cells()
+    flags = ["--executor", "ray", "--ray-address", on_cluster.address, "--no-tracking", "--keep-checkpoints"]
+    assert main(["suite", str(path), "--workdir", str(tmp_path / "work"), *flags]) == 0
+    assert (cell_dir(tmp_path / "work", cell.hash) / "checkpoint" / "last.pt.prev").exists()  # not compacted
