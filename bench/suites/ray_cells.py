@@ -194,7 +194,11 @@ def unpack(data: bytes | None, folder: Path) -> None:
         return
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         members = archive.getmembers()
-        archive.extractall(folder, members=[m for m in members if m.name != RESULT], filter="data")
+        files = [m for m in members if m.name != RESULT]
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: refuse links and paths outside folder
+            archive.extractall(folder, members=files, filter="data")
+        else:  # older Pythons lack extraction filters; the archive is the cell folder a task of ours packed
+            archive.extractall(folder, members=files)
         record = [m for m in members if m.name == RESULT]
         if record:
             from crlbench.core.files import atomic_write
