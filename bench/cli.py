@@ -354,6 +354,8 @@ def _run_suite(config, args: argparse.Namespace) -> int:
     ingest = getattr(args, "ingest", False)
     if ingest and args.no_tracking:
         raise ConfigError("--ingest logs finished cells to MLflow: it cannot be used with --no-tracking")
+    if ingest:
+        _nothing_runs(args, workers)
     executor = _executor(args, config) if hasattr(args, "executor") and not ingest else None  # ingest runs nothing
     _writable_workdir(args)
     start = time.perf_counter()
@@ -382,14 +384,29 @@ def _run_suite(config, args: argparse.Namespace) -> int:
     return failed_status(summary.failed)
 
 
+EXECUTOR_DEFAULTS = {"slurm_partition": None, "slurm_time": "60", "slurm_gpus_per_cell": 0, "slurm_cpus_per_cell": None,
+                     "slurm_array_parallelism": 256, "slurm_sbatch": [], "ray_address": "auto",
+                     "ray_cpus_per_cell": None, "ray_gpus_per_cell": 0.0, "ray_no_shared_workdir": False}
+
+
+def _nothing_runs(args: argparse.Namespace, workers: int) -> None:
+    """``--ingest`` runs no cell: a flag saying how cells run would be ignored, so it is refused."""
+    given = [f"--{key.replace('_', '-')}" for key, default in EXECUTOR_DEFAULTS.items()
+             if getattr(args, key, default) != default]
+    given += ["--detach"] if getattr(args, "detach", False) else []
+    given += [f"--executor {args.executor}"] if getattr(args, "executor", "local") != "local" else []
+    given += [f"--workers {workers}"] if workers != 1 else []
+    given += ["--retry-failed"] if getattr(args, "retry_failed", False) else []
+    if given:
+        raise ConfigError(f"--ingest runs no cell, so it takes no option of how cells run; got {', '.join(given)}")
+
+
 def _executor(args: argparse.Namespace, config):
     """The executor the ``--executor`` flags name; a flag of another executor is an error."""
     from crlbench.suites.dispatch import executor_named
 
     name = args.executor
-    defaults = {"slurm_partition": None, "slurm_time": "60", "slurm_gpus_per_cell": 0, "slurm_cpus_per_cell": None,
-                "slurm_array_parallelism": 256, "slurm_sbatch": [], "ray_address": "auto",
-                "ray_cpus_per_cell": None, "ray_gpus_per_cell": 0.0, "ray_no_shared_workdir": False}
+    defaults = EXECUTOR_DEFAULTS
     for key, default in defaults.items():
         owner = key.split("_")[0]
         if owner != name and getattr(args, key) != default:

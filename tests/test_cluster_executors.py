@@ -72,6 +72,9 @@ def test_ray_options_take_auto_or_host_port_and_fractions_of_a_gpu():
     (["--detach"], "--detach applies to --executor slurm, not --executor local"),
     (["--executor", "slurm", "--workers", "2"], "--workers applies to --executor local"),
     (["--ingest", "--no-tracking"], "--ingest logs finished cells to MLflow: it cannot be used with --no-tracking"),
+    (["--ingest", "--executor", "slurm", "--slurm-partition", "gpu"],
+     "--ingest runs no cell, so it takes no option of how cells run; got --slurm-partition, --executor slurm"),
+    (["--ingest", "--workers", "2"], "--ingest runs no cell, so it takes no option of how cells run; got --workers 2"),
 ])
 def test_flags_of_another_executor_are_refused_before_any_work(tmp_path, flags, message, capsys, monkeypatch):
     monkeypatch.setattr("crlbench.suites.dispatch.require", lambda executor: None)
