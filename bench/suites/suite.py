@@ -234,12 +234,7 @@ class _SuiteRun:
                         self.leases.release(cell_lease(self.workdir, cell.hash))
                 waiting_for = None
             elif left:
-                holders = sorted({self._holders.get(p.cell.hash, "another launcher") for p in left})
-                if holders != waiting_for:
-                    log.warning("suite %s: %d cell(s) running elsewhere, by %s; waiting for them",
-                                self.config.name, len(left), "; ".join(holders))
-                    waiting_for = holders
-                time.sleep(self.poll_s)
+                waiting_for = self._wait_for_holders(left, waiting_for)
             todo = left
 
     def _work_in_tasks(self, todo: list[PlannedCell]) -> None:
@@ -269,13 +264,17 @@ class _SuiteRun:
                 self.summary.in_flight += len(left)
                 return
             if left and not batch:
-                holders = sorted({self._holders.get(p.cell.hash, "another launcher") for p in left})
-                if holders != waiting_for:
-                    log.warning("suite %s: %d cell(s) running elsewhere, by %s; waiting for them",
-                                self.config.name, len(left), "; ".join(holders))
-                    waiting_for = holders
-                time.sleep(self.poll_s)
+                waiting_for = self._wait_for_holders(left, waiting_for)
             todo = left
+
+    def _wait_for_holders(self, left: list[PlannedCell], waiting_for: list[str] | None) -> list[str]:
+        """Wait one poll for the cells others hold, saying who holds them when that changed; the holders."""
+        holders = sorted({self._holders.get(p.cell.hash, "another launcher") for p in left})
+        if holders != waiting_for:
+            log.warning("suite %s: %d cell(s) running elsewhere, by %s; waiting for them",
+                        self.config.name, len(left), "; ".join(holders))
+        time.sleep(self.poll_s)
+        return holders
 
     def _check(self, p: PlannedCell) -> str:
         """As :meth:`_take`, without taking the lease (the cell's task takes it): "run", "busy" or "done"."""
