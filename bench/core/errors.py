@@ -41,6 +41,12 @@ def unknown_name(kind: str, name: str, known: Iterable[str], where: str = "") ->
     return UnknownNameError(message)
 
 
+class NotApplicable(CrlbenchError):
+    """A method or metric does not apply to this input (a method that needs pairs on a dataset without
+    them, a graph metric for a model that learns no graph). The suite records the cell or the score as
+    not applicable, with this message as the reason, rather than as failed."""
+
+
 class DiskFullError(CrlbenchError):
     """The disk (or the user's quota) filled up while writing ``path``; the previous file is intact."""
 

@@ -29,7 +29,13 @@ Defaults a subclass may override:
   ``self.matched_code(target)``;
 * ``on_train_start(total_steps, steps_per_epoch)`` and ``on_epoch_start(epoch)`` let a model follow a
   schedule (ICM-VAE's warm-up), which ``schedule()`` reports for the result record;
-* ``supervision()`` and ``latent_size()`` tell the leaderboard what the method is given and learns.
+* ``supervision()`` and ``latent_size()`` tell the leaderboard what the method is given and learns;
+* ``learned_graph()`` gives the graph a method learns (CausalVAE's and DEAR's A, ILCM's inferred
+  graph) for the graph-recovery metric: None (the default) for a method that learns none;
+* ``needs_pairs = True`` (class attribute, default False) asks for weakly supervised pairs: every
+  training batch then also holds ``"images_after"`` [B, C, H, W], the same scene after an intervention
+  on one unnamed factor or none (:meth:`crlbench.datasets.base.SCMDataset.pairs`); the target is never
+  given. On a dataset without pairs the cell is recorded as not applicable before any training.
 
 The result record holds the SHA-256 of the file that defines the model's class
 (:func:`source_fingerprint`); a suite warns when a finished cell's model source changed since.
@@ -69,6 +75,7 @@ class CausalModel(nn.Module):
     version: ClassVar[str] = "1"  # in the cell hash: bump it when a change alters training
     aligned: ClassVar[bool] = True
     manual_optimization: ClassVar[bool] = False
+    needs_pairs: ClassVar[bool] = False  # trains on (image, image after an intervention) pairs
 
     def __init__(self, card: Any, **hyperparameters: Any) -> None:
         super().__init__()
@@ -95,6 +102,16 @@ class CausalModel(nn.Module):
 
     def latent_size(self) -> int | None:
         """The number of latent dimensions the method learns (None: the size of ``encode``'s output)."""
+        return None
+
+    def learned_graph(self) -> dict | None:
+        """The causal graph the method learned over its own causal variables, or None if it learns none.
+
+        ``{"adjacency": [V, V] 0/1 array, A[i, j] = 1 meaning i -> j; "scores": [V, V] float array or
+        None}``: the edges the method asserts, and edge scores (higher: more confident) where it has
+        them. Variable i is concept block i for an aligned model, code i of ``encode``'s block for an
+        unaligned one (mapped to factors through ``factor_codes``). Read by ``graph@card``.
+        """
         return None
 
     def schedule(self) -> dict | None:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from crlbench.core.errors import ConfigError, CrlbenchError, DiskFullError, UnsafeCheckpointError
+from crlbench.core.errors import ConfigError, CrlbenchError, DiskFullError, NotApplicable, UnsafeCheckpointError
 from crlbench.core.files import atomic_write, disk_full
 from crlbench.training.budget import KEEP_CHECKPOINTS, Budget  # noqa: F401  (defined without torch; imported from here too)
 from crlbench.training.model import CausalModel, model_device
@@ -102,6 +102,7 @@ def train(
     progress: bool = True,
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
+    images_after: np.ndarray | None = None,
 ) -> History:
     """Train ``model`` on ``images`` uint8 [N, H, W, C] and ``factors`` [N, K] within ``budget``.
 
@@ -111,9 +112,17 @@ def train(
     epoch's record (the runner's held-out reconstruction error). Callbacks run after it and may raise
     to stop (Optuna pruning attaches here). Batches are moved to ``device``, where the model must be.
     ``precision`` (fp32, bf16, fp16) is the forward pass's autocast (:mod:`crlbench.training.precision`).
+    ``images_after`` [N, H, W, C] uint8, the second image of each pair, is required by a model with
+    ``needs_pairs`` and joins its batches as ``"images_after"`` (same rows as ``"images"``).
     """
     if len(images) != len(factors) or len(images) == 0:
         raise ConfigError(f"train: need as many images as factor rows, at least one; got {len(images)} and {len(factors)}")
+    if getattr(model, "needs_pairs", False):
+        if images_after is None:
+            raise NotApplicable(f"model {model.name!r} trains on pairs (an image and the same scene after an "
+                                "intervention): train() needs images_after")
+        if images_after.shape != images.shape:
+            raise ConfigError(f"train: images_after must have the shape of images {images.shape}; got {images_after.shape}")
     stats = model.card.label_stats
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     batches_per_epoch = int(np.ceil(len(images) / budget.batch_size))
@@ -144,7 +153,10 @@ def train(
             if history.steps >= total_steps:
                 break
             rows = np.sort(order[start:start + budget.batch_size])
-            batch = {key: value.to(device) for key, value in batch_tensors(images[rows], factors[rows], mean, std).items()}
+            batch = batch_tensors(images[rows], factors[rows], mean, std)
+            if getattr(model, "needs_pairs", False):
+                batch["images_after"] = batch_tensors(images_after[rows], factors[rows], mean, std)["images"]
+            batch = {key: value.to(device) for key, value in batch.items()}
             losses = optimisation_step(model, optimizers, batch, history.steps, mixed)
             history.steps += 1
             batches += 1
