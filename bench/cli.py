@@ -366,12 +366,13 @@ def _run_suite(config, args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if ingest:
         print(f"suite {config.name}: logged {summary.logged} finished cell(s) to MLflow ({tracking_uri}); "
-              f"{summary.cached + summary.failed} finished in all, {len(config.cells()) - len(summary.records)} "
+              f"{summary.cached + summary.failed + summary.not_applicable} finished in all, {len(config.cells()) - len(summary.records)} "
               f"not finished")
         return 0
     elsewhere = f"{summary.elsewhere} ran elsewhere, " if summary.elsewhere else ""
     in_flight = f"{summary.in_flight} in flight, " if summary.in_flight else ""
-    print(f"suite {config.name}: {summary.ok} ran, {summary.cached} already done, {elsewhere}{in_flight}"
+    not_applicable = f"{summary.not_applicable} not applicable, " if summary.not_applicable else ""
+    print(f"suite {config.name}: {summary.ok} ran, {summary.cached} already done, {elsewhere}{in_flight}{not_applicable}"
           f"{summary.failed} failed in {seconds:.1f} s; results in {workdir / 'cells'}")
     if summary.in_flight:
         print(f"  {summary.in_flight} cell(s) submitted and not finished yet: run the same command again to collect "

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from crlbench.core.errors import ConfigError, accepted, unknown_name
+from crlbench.core.errors import ConfigError, NotApplicable, accepted, unknown_name
 from crlbench.core.graph import descendants
 from crlbench.core.params import parse_params
 from crlbench.datasets.cache import ArrayCache, content_key
@@ -25,7 +25,11 @@ from crlbench.datasets.cache import ArrayCache, content_key
 RENDER_CHUNK = 256  # images rendered per vectorised call; bounds memory at about 30 MB at 64x64
 
 # Independent random streams derived from a dataset seed (numpy SeedSequence spawn keys).
-STREAMS = {"split": 0, "scm_noise": 1, "render_noise": 2}
+STREAMS = {"split": 0, "scm_noise": 1, "render_noise": 2, "pairs": 3}
+
+# The arrays of a weakly supervised pair's second half, per row of a split (:meth:`SCMDataset.pairs`).
+PAIR_KEYS = ("images_after", "factors_after", "intervention_targets")
+PAIRS_VERSION = "1"  # of the generated pairs: part of the cache key, and of the hash of cells that train on pairs
 
 
 def random_stream(seed: int, stream: str, *sub_streams: int) -> np.random.Generator:
@@ -177,6 +181,10 @@ class SCMDataset(ABC):
     adjacency: ClassVar[tuple[tuple[int, ...], ...]]
     # Image arrays a split stores, each rendered from (factors key, noise key) of that split.
     image_views: ClassVar[dict[str, tuple[str, str]]] = {"images": ("factors", "noise")}
+    # Weakly supervised pairs (:meth:`pairs`): "stored" when ``sample_splits`` draws them with the observations
+    # (the extras hold ``PAIR_KEYS``), "generated" when drawn from the SCM on first use, None when there are none.
+    pair_source: ClassVar[str | None] = None
+    pairs_version: ClassVar[str] = PAIRS_VERSION  # in the hash of a cell that trains on generated pairs
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, **params: Any) -> None:
         self.params = parse_params(self.Params, params, owner=f"dataset {self.name!r}")
@@ -184,6 +192,7 @@ class SCMDataset(ABC):
         self._designs = self.sample_splits()
         self.card = self._build_card()
         self._arrays: dict[str, np.ndarray] | None = None
+        self._pair_arrays: dict[str, np.ndarray] | None = None
         self.loaded_from_cache: bool | None = None  # known once the arrays are loaded
 
     # -- what a subclass defines ---------------------------------------------------------------
@@ -230,6 +239,49 @@ class SCMDataset(ABC):
         own = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
         images, factors, noise = own.pop("images"), own.pop("factors"), own.pop("noise")
         return Split(name, images, factors, noise, own)
+
+    def pairs(self, name: str) -> dict[str, np.ndarray]:
+        """The second half of a weakly supervised pair for every row of split ``name`` (ILCM's convention,
+        Brehmer et al., NeurIPS 2022): ``images_after`` uint8 [N, H, W, C], ``factors_after`` [N, K] and
+        ``intervention_targets`` [N] (the intervened factor, -1 for none).
+
+        Generated pairs (``pair_source = "generated"``) are drawn as CausalCircuit's are: the target is
+        uniform over {none, each factor}; it is set to a fresh value independent of its parents, the value
+        of the same factor in another row of the split drawn at random (its observed marginal, so grid
+        factors stay on their grid); its descendants are recomputed from the same noise (abduction-action-
+        prediction, :meth:`intervene`) and the result is rendered with the same noise. They come from the
+        seed's own ``pairs`` stream and are cached beside the splits; the observations are unchanged.
+        Raises :class:`~crlbench.core.errors.NotApplicable` on a dataset without pairs.
+        """
+        if self.pair_source is None:
+            raise NotApplicable(f"dataset {self.name!r} has no intervention pairs (pair_source is None); a method "
+                                "that trains on pairs needs a dataset that draws them (causal_circuit, pendulum, flow)")
+        if name not in self.split_names:
+            raise unknown_name("split", name, self.split_names, where=f"dataset {self.name!r}: ")
+        if self.pair_source == "stored":
+            extras = self.split(name).extras
+            return {key: extras[key] for key in PAIR_KEYS}
+        arrays = self._load_pairs()
+        return {key: arrays[f"{name}/{key}"] for key in PAIR_KEYS}
+
+    def generate_pairs(self, progress: bool = True) -> dict[str, np.ndarray]:
+        """The generated pairs of every split (:meth:`pairs`), rendered now (no cache involved)."""
+        arrays = {}
+        for index, name in enumerate(self.split_names):
+            split = self.split(name)
+            rng = random_stream(self.params.seed, "pairs", index)
+            n, k = split.factors.shape
+            targets = rng.integers(-1, k, size=n)
+            donors = rng.integers(0, n, size=n)
+            after = split.factors.copy()
+            for target in range(k):
+                rows = targets == target
+                if rows.any():
+                    after[rows] = self._do(split.factors[rows], split.noise[rows], target, split.factors[donors[rows], target])
+            arrays[f"{name}/images_after"] = self.render(after, split.noise, progress=progress)
+            arrays[f"{name}/factors_after"] = after
+            arrays[f"{name}/intervention_targets"] = targets
+        return arrays
 
     def intervene(
         self, factors: np.ndarray, noise: np.ndarray, target: int | str, value: float | np.ndarray
@@ -308,6 +360,16 @@ class SCMDataset(ABC):
                 self.cache.save(self.cache_key, arrays, {"card": self.card.to_dict()})
             self._arrays = arrays
         return self._arrays
+
+    def _load_pairs(self) -> dict[str, np.ndarray]:
+        if self._pair_arrays is None:
+            key = content_key(self.name, self.version, {**asdict(self.params), "pairs": PAIRS_VERSION})
+            arrays = self.cache.load(key)
+            if arrays is None:
+                arrays = self.generate_pairs()
+                self.cache.save(key, arrays, {"card": self.card.to_dict(), "pairs": PAIRS_VERSION})
+            self._pair_arrays = arrays
+        return self._pair_arrays
 
     def _build_card(self) -> DatasetCard:
         factors = self.factor_definitions()

@@ -128,6 +128,7 @@ class CausalCircuit(SCMDataset):
     permutation = (3, 2, 1, 0)
     adjacency = ((0, 1, 1, 1), (0, 0, 0, 1), (0, 0, 0, 1), (0, 0, 0, 0))
     image_views = {"images": ("factors", "noise"), "images_after": ("factors_after", "noise_after")}
+    pair_source = "stored"  # drawn with the observations (``_sample_pairs``)
 
     def factor_definitions(self) -> tuple[Factor, ...]:
         units = ("position along the arc", "light intensity", "light intensity", "light intensity")

@@ -14,6 +14,8 @@ is h_raw, and flow's is the jet's rendering noise epsilon = 0.01 max(|N(0, 1)|, 
 uses g = 0.98 + epsilon; the reference draws it unseeded, here it is seeded per sample). Extras per
 split: ``legacy_factors`` (the filename integers r, hole, int(h), int(10 x), canonical order) and
 ``grid_index`` (the generator's loop counter k).
+Weakly supervised pairs (for ILCM-style methods) are drawn from the SCM on first use, as CausalCircuit's
+are: one factor or none intervened, the same noise (:meth:`crlbench.datasets.base.SCMDataset.pairs`).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class Flow(SCMDataset):
     name = "flow"
     version = "1.0"
     Params = FlowParams
+    pair_source = "generated"  # weakly supervised pairs drawn from the SCM on first use (SCMDataset.pairs)
     original_order = ("ball_size", "water_height", "water_flow", "hole")
     permutation = (0, 3, 1, 2)
     adjacency = ((0, 0, 1, 0), (0, 0, 0, 1), (0, 0, 0, 1), (0, 0, 0, 0))

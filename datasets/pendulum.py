@@ -13,6 +13,8 @@ Both causes are a full factorial grid (84 x 87 = 7308 images) and both effects a
 so the exogenous noise of a root is its own value and that of an effect is zero. Extras per split:
 ``legacy_factors`` (the integer labels of the reference filenames: i, j, int(length),
 int(position)) and ``grid_index`` (the generator's loop counter k).
+Weakly supervised pairs (for ILCM-style methods) are drawn from the SCM on first use, as CausalCircuit's
+are: one factor or none intervened, the same noise (:meth:`crlbench.datasets.base.SCMDataset.pairs`).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class Pendulum(SCMDataset):
     name = "pendulum"
     version = "1.0"
     Params = PendulumParams
+    pair_source = "generated"  # weakly supervised pairs drawn from the SCM on first use (SCMDataset.pairs)
     original_order = ("pendulum_angle", "light_angle", "shadow_length", "shadow_position")
     permutation = (0, 1, 2, 3)
     adjacency = ((0, 0, 1, 1), (0, 0, 1, 1), (0, 0, 0, 0), (0, 0, 0, 0))

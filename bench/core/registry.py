@@ -194,10 +194,11 @@ def metric(name: str) -> Any:
 
 
 def model_declaration(name: str) -> Any:
-    """What a cell's hash needs of model ``name`` (its ``Config`` and ``version``), without importing torch
-    where it can: the model class when it is loaded already; else, for a model declared by an entry point
-    ``package.module:Class``, the light module ``package.module_config`` when its ``MODELS`` maps ``Class``
-    to ``(Config, version)`` (crlbench's own models do); else the model class, imported.
+    """What a cell's hash needs of model ``name`` (its ``Config``, ``version`` and ``needs_pairs``), without
+    importing torch where it can: the model class when it is loaded already; else, for a model declared by an
+    entry point ``package.module:Class``, the light module ``package.module_config`` when its ``MODELS`` maps
+    ``Class`` to ``(Config, version)`` or ``(Config, version, {"needs_pairs": True})`` (crlbench's own models
+    do); else the model class, imported.
     """
     models = _REGISTRIES["model"]
     name = models.resolve(name)
@@ -208,8 +209,8 @@ def model_declaration(name: str) -> Any:
             light = _find_module(module.strip() + "_config")
             declared = getattr(importlib.import_module(light), "MODELS", {}) if light else {}
             if attr.strip() in declared:
-                config, version = declared[attr.strip()]
-                return SimpleNamespace(Config=config, version=str(version))
+                config, version, *attributes = declared[attr.strip()]  # and optionally {"needs_pairs": True}
+                return SimpleNamespace(Config=config, version=str(version), **(attributes[0] if attributes else {}))
     return models.get(name)
 
 

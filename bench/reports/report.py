@@ -52,7 +52,8 @@ STATS_LIBRARIES = ("scipy", "statsmodels", "scikit-posthocs", "pandas", "matplot
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """One row per record: dataset, label, model, seed, status, error, hash, the parts that failed in a
-    partial record (``metric_errors``: its other scores stand), then every score."""
+    partial record (``metric_errors``: its other scores stand), the metric variants that do not apply
+    (``not_applicable``), then every score."""
     rows = []
     for record in records:
         cell, error = record["cell"], record.get("error")
@@ -61,7 +62,10 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
                "seed": cell["seed"], "status": record["status"], "hash": record.get("hash"),
                "error": f"{error.get('type', 'Error')}: {error.get('message', '')}" if error else None,
                "metric_errors": "; ".join(f"{name}: {part.get('type', 'Error')}: {part.get('message', '')}"
-                                          for name, part in parts.items()) or None}
+                                          for name, part in parts.items()) or None,
+               # the metric variants that do not apply ("*": none does, the method does not apply to the dataset)
+               "not_applicable": "*" if record["status"] == "not_applicable"
+               else " ".join(sorted(record.get("not_applicable") or {})) or None}
         row.update(record.get("scores") or {})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -165,15 +169,30 @@ def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFram
     return merged
 
 
+def not_applicable_scores(frame: pd.DataFrame, metrics: list[str]) -> set[tuple[str, str, str]]:
+    """(dataset, label, metric) whose score applies to none of the group's cells: each is a not-applicable
+    cell, or lists the metric's variant (``graph@card`` of ``graph@card.shd``) as not applicable."""
+    found = set()
+    for (dataset, label), group in frame.groupby(["dataset", "label"], sort=False):
+        listed = [set(str(value).split()) for value in group["not_applicable"].fillna("")]
+        for metric in metrics:
+            variant = metric.split(".", 1)[0]
+            if all("*" in names or variant in names for names in listed):
+                found.add((dataset, label, metric))
+    return found
+
+
 def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], metrics: list[str],
-                 facts: dict[tuple[str, str], MethodFacts] | None = None) -> list[Table]:
+                 facts: dict[tuple[str, str], MethodFacts] | None = None,
+                 not_applicable: set[tuple[str, str, str]] = frozenset()) -> list[Table]:
     facts = facts or {}
     tables = []
     for dataset in datasets:
         rows = merged[merged["dataset"] == dataset]
         present = [label for label in labels if label in set(rows["label"])]
         entries = {(row.label, row.metric): Entry(row.mean, (row.ci_high - row.ci_low) / 2, int(row.n_ok),
-                                                  int(row.n_total), bool(row.best), bool(row.significant))
+                                                  int(row.n_total), bool(row.best), bool(row.significant),
+                                                  (dataset, row.label, row.metric) in not_applicable)
                    for row in rows.itertuples()}
         methods = {label: facts.get((dataset, label), MethodFacts()) for label in present}
         tables.append(Table(dataset, present, metrics, entries, methods))
@@ -183,7 +202,7 @@ def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], m
 def failed_cells(frame: pd.DataFrame) -> list[dict]:
     """Failed cells, and partial ones (some metrics failed, the others' scores stand) marked as such."""
     partial = frame["metric_errors"].notna() if "metric_errors" in frame else False
-    failed = frame[(frame["status"] != "ok") | partial]
+    failed = frame[((frame["status"] != "ok") & (frame["status"] != "not_applicable")) | partial]
     return [{"dataset": row.dataset, "label": row.label, "seed": row.seed, "hash": row.hash,
              "error": row.error if isinstance(row.error, str) else
              f"partial (its other scores stand): {row.metric_errors}" if isinstance(row.metric_errors, str) else row.status}
@@ -283,7 +302,8 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
     tallies = convergence.tallies(records)
     records = ordered_records(records, datasets, labels)
     data = ReportData(title, reference_label, metrics, score_columns(metrics),
-                      build_tables(merged, datasets, labels, metrics, facts), ranks, failed_cells(frame),
+                      build_tables(merged, datasets, labels, metrics, facts, not_applicable_scores(frame, metrics)),
+                      ranks, failed_cells(frame),
                       tests.notes + [note for rank in ranks for note in rank.notes],
                       collect_provenance(records, provenance), protocol.describe(records, suite),
                       convergence.per_label(tallies),

@@ -34,7 +34,7 @@ from statsmodels.stats.multitest import multipletests
 
 Direction = Literal["max", "min"]
 
-ID_COLUMNS = ("dataset", "label", "model", "seed", "status", "error", "hash", "metric_errors")
+ID_COLUMNS = ("dataset", "label", "model", "seed", "status", "error", "hash", "metric_errors", "not_applicable")
 LOWER_IS_BETTER = ("mse", "error", "shift", "loss")
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999

@@ -18,6 +18,7 @@ from crlbench.reports.convergence import MARK as UNCONVERGED, Tally
 from crlbench.reports.protocol import Protocol
 
 MARKER = "†"  # Holm-corrected Wilcoxon p < alpha against the reference
+NOT_APPLICABLE = "n/a"  # a score that does not apply to the method (graph recovery of a method without a graph)
 ARROWS = {"max": "↑", "min": "↓"}
 
 
@@ -31,15 +32,20 @@ class Entry:
     n_total: int
     bold: bool = False
     significant: bool = False
+    not_applicable: bool = False  # the score does not apply to this method (no seed could have it): "n/a"
 
     def shown(self) -> tuple[str, str]:
         """The printed mean and half-width (crlbench.reports.numbers)."""
+        if self.not_applicable:
+            return NOT_APPLICABLE, ""
         return numbers.mean_and_spread(self.mean, self.halfwidth)
 
     def counts(self) -> str:
-        return f" ({self.n_ok}/{self.n_total})" if self.n_ok < self.n_total else ""
+        return f" ({self.n_ok}/{self.n_total})" if self.n_ok < self.n_total and not self.not_applicable else ""
 
     def text(self, plus_minus: str = "±") -> str:
+        if self.not_applicable:
+            return NOT_APPLICABLE
         return numbers.plus_minus(self.mean, self.halfwidth, plus_minus) + self.counts()
 
 
@@ -114,6 +120,8 @@ def legend_lines(reference: str, convergence_line: str | None = None) -> list[st
         "rounded to 2 significant digits and the mean to the same decimal place; a mean without spread keeps "
         "3 significant digits.",
         "(ok/total): seeds with a score out of all seeds, shown when some failed.",
+        f"{NOT_APPLICABLE}: the score does not apply to the method (graph recovery for a method that learns no "
+        "graph; a method that trains on pairs, on a dataset without them).",
         "Bold: the best mean in the column and every mean that prints the same at the coarser of the two "
         "precisions (ties); ↑ higher is better, ↓ lower is better.",
         f"{MARKER}: Wilcoxon signed-rank p < {stats.ALPHA} against {reference} on matched seeds, "

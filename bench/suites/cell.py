@@ -3,7 +3,8 @@
 The content hash covers what determines the trained weights: the dataset (name, version, resolved
 parameters), the model (name, version, resolved hyperparameters), the seed, the budget, the device,
 the thread count, the training precision when it is not the default fp32 (so cells computed before
-the key existed keep their hashes) and the crlbench version. Defaults are resolved before hashing, so spelling out a
+the key existed keep their hashes), the version of a dataset's generated pairs for a method that trains
+on them, and the crlbench version. Defaults are resolved before hashing, so spelling out a
 default value does not change the hash. The device is hashed as the suite names it (``cpu``,
 ``cuda``, ``auto``), not as it resolved: which GPU a worker took (``cuda:1``) does not change the hash,
 and the record's ``device`` says where the cell ran. The label, the metrics and the evaluation sizes are not part
@@ -119,6 +120,8 @@ class Cell:
         }
         if self.evaluation.split not in dataset_class.split_names:  # trained without the held-out part
             identity["validation_holdout"] = VALIDATION_FRACTION
+        if getattr(model_class, "needs_pairs", False) and getattr(dataset_class, "pair_source", None) == "generated":
+            identity["pairs"] = str(dataset_class.pairs_version)  # how the dataset draws the pairs it trains on
         if self.precision != DEFAULT_PRECISION:  # absent for fp32: the hashes of earlier cells stay
             identity["precision"] = self.precision
         return identity

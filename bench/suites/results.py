@@ -14,17 +14,18 @@ Layout under a work directory (``./runs`` by default; ``--workdir`` or ``CRLBENC
 
 The record (``schema`` 1) is plain JSON::
 
-    {"schema": 1, "hash": str, "status": "ok" | "failed",
+    {"schema": 1, "hash": str, "status": "ok" | "failed" | "not_applicable",
      "cell": {"suite", "dataset", "dataset_params", "model", "label", "hyperparameters", "seed",
               "budget": {"epochs", "steps", "batch_size"}, "metrics", "evaluation", "code_version"},
      "factors": [names in the card's topological order], "adjacency": [[0/1]],
-     "error": null | {"type", "message", "traceback"},
+     "error": null | {"type", "message", "traceback"},   # not_applicable: {"type": "NotApplicable", "message"}
      "scores": {"<variant>.<score>": float},   # flat, e.g. "dci@reg.disentanglement"
      "metrics": {"<variant>": {"scores", "notes", "info", "matrices": [names in the .npz]}},
      "history": {"epochs": [{"loss": float, ...}], "steps": int},
      "timings": {"train_s", "encode_s", "metrics_s", "total_s"},
      "provenance": {"versions": {...}, "git_commit": str | null, "host": str, "finished_at": ISO 8601},
      "ran_on": {"executor": "local" | "slurm" | "ray", "host": str, "task_id": str | null, ...},
+     "not_applicable": {"<variant>": reason},   # only when a metric does not apply (graph@card, no graph)
      "notes": [str]}   # only when something was recovered: a stored file that was unreadable and redone
 
 ``label`` names the model as reports show it (``icm_vae``, or ``icm_vae (tuned)``); reports group
@@ -38,6 +39,11 @@ import os
 import warnings
 from pathlib import Path
 from typing import Any
+
+# A cell's status: trained and evaluated; failed (its error says why); or its method does not apply to its
+# dataset (a method that trains on pairs, on a dataset without them), decided before any training.
+NOT_APPLICABLE = "not_applicable"
+STATUSES = ("ok", "failed", NOT_APPLICABLE)
 
 import numpy as np
 
@@ -105,8 +111,8 @@ def _record_problem(record: Any) -> str | None:
     missing = [key for key in ("hash", "status", "cell") if key not in record]
     if missing:
         return f"no {', '.join(map(repr, missing))}"
-    if record["status"] not in ("ok", "failed") or not isinstance(record["cell"], dict):
-        return "'status' is not 'ok' or 'failed', or 'cell' is not an object"
+    if record["status"] not in STATUSES or not isinstance(record["cell"], dict):
+        return f"'status' is not one of {', '.join(STATUSES)}, or 'cell' is not an object"
     return None
 
 

@@ -16,7 +16,10 @@ record's ``convergence`` is judged from it (:mod:`crlbench.training.convergence`
 
 Latent metrics read one representation, the same for every model (:func:`evaluation_representation`,
 docs/protocol.md). Any exception becomes a ``failed`` record naming the error; the caller goes on with
-other cells. A metric that raises fails alone: the record keeps status ``ok`` and every score that was
+other cells. A method that does not apply to the dataset (:class:`crlbench.core.errors.NotApplicable`:
+ILCM on a dataset without pairs, found before any training) gives a ``not_applicable`` record with the
+reason, which a suite counts as finished, not failed; a metric that does not apply (``graph@card`` for a
+model that learns no graph) is listed under the record's ``not_applicable`` and is not an error. A metric that raises fails alone: the record keeps status ``ok`` and every score that was
 computed, and adds ``"partial": true`` and ``metric_errors`` (metric name -> ``{type, message,
 traceback}``; the intervention grid's failure under ``intervention_grid``, e.g. a do() refused on a
 learned graph with a cycle); the suite plans such a cell as *failed*, so ``--retry-failed`` computes the failed
@@ -54,13 +57,13 @@ import torch
 
 import crlbench
 from crlbench.core import registry
-from crlbench.core.errors import ConfigError, DiskFullError, unknown_name
+from crlbench.core.errors import ConfigError, DiskFullError, NotApplicable, unknown_name
 from crlbench.core.files import ensure_folder, sweep_temporaries
 from crlbench.metrics import compute, compute_with_model
 from crlbench.metrics.interventional import concept_value
 from crlbench.suites.cell import VALIDATION_FRACTION, Cell
 from crlbench.suites.executor import cell_threads, device_index, worker_slot
-from crlbench.suites.results import RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
+from crlbench.suites.results import NOT_APPLICABLE, RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
 from crlbench.training.convergence import MONITOR_KEY, verdict
 from crlbench.training.model import model_device, source_fingerprint
 from crlbench.training.train import Monitor, build_model, compact_checkpoint, keep_checkpoints, train
@@ -100,9 +103,13 @@ def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoc
     except Exception as error:  # noqa: BLE001 - a failed cell is recorded, the suite goes on
         if isinstance(error, (*propagate, DiskFullError)):  # a full disk: keep what is stored, write nothing
             raise
-        log.warning("cell %s failed: %s: %s", cell.title, type(error).__name__, error)
-        record.update(status="failed", error={"type": type(error).__name__, "message": str(error),
-                                              "traceback": traceback.format_exc()})
+        if isinstance(error, NotApplicable):  # the method does not apply to this dataset: not a failure
+            log.info("cell %s is not applicable: %s", cell.title, error)
+            record.update(status=NOT_APPLICABLE, error={"type": type(error).__name__, "message": str(error)})
+        else:
+            log.warning("cell %s failed: %s: %s", cell.title, type(error).__name__, error)
+            record.update(status="failed", error={"type": type(error).__name__, "message": str(error),
+                                                  "traceback": traceback.format_exc()})
     timings["total_s"] = time.perf_counter() - start
     record["timings"] = timings
     record["provenance"] = provenance()
@@ -115,7 +122,8 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
               on_epoch: EpochHook | None, epoch_hooks: Sequence[ModelHook],
               propagate: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
     dataset = registry.dataset(cell.dataset, cache_dir=workdir / "data", **cell.dataset_params)
-    train_split, eval_split = training_and_evaluation_splits(dataset, cell.evaluation.split)
+    pairs = getattr(registry.registry("model").get(cell.model), "needs_pairs", False)
+    train_split, eval_split = training_and_evaluation_splits(dataset, cell.evaluation.split, pairs=pairs)
     device = resolve_device(cell.device)
     model = build_model(cell.model, dataset.card, cell.seed, **cell.hyperparameters).to(device)
     source = source_fingerprint(type(model))
@@ -130,7 +138,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     history = train(model, train_split.images, train_split.factors, budget=cell.budget, seed=cell.seed,
                     checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
                     callbacks=callbacks, progress=progress, device=device, precision=cell.precision,
-                    monitor=heldout_monitor(eval_split, device))
+                    monitor=heldout_monitor(eval_split, device), images_after=train_split.extras.get("images_after"))
     timings["train_s"] = time.perf_counter() - start
     # a finished cell keeps its weights, not its optimiser state (--keep-checkpoints); an already compacted
     # checkpoint (a rerun that trained nothing) is not read again
@@ -149,7 +157,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     scores = {"reconstruction.mse": reconstruction_error(model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])}
 
     metric_seed = _stream_seed(cell.seed, METRIC_STREAM)
-    metrics, metric_times, metric_errors = {}, {}, {}
+    metrics, metric_times, metric_errors, not_applicable = {}, {}, {}, {}
     for spec in cell.metrics:
         start = time.perf_counter()
         try:
@@ -158,6 +166,9 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         except Exception as error:  # noqa: BLE001 - one metric's failure keeps the other scores
             if isinstance(error, (*propagate, DiskFullError)):
                 raise
+            if isinstance(error, NotApplicable):  # e.g. a graph metric for a model that learns no graph
+                not_applicable[spec.name] = str(error)
+                continue
             log.warning("cell %s: metric %s failed: %s: %s", cell.title, spec.name, type(error).__name__, error)
             metric_errors[spec.name] = {"type": type(error).__name__, "message": str(error),
                                         "traceback": traceback.format_exc()}
@@ -190,19 +201,29 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         "history": history_data,
         "model_source": source,
         **({"partial": True, "metric_errors": metric_errors} if metric_errors else {}),
+        **({"not_applicable": not_applicable} if not_applicable else {}),
         **({"notes": notes} if notes else {}),
     }
 
 
-def training_and_evaluation_splits(dataset, split: str):
+def training_and_evaluation_splits(dataset, split: str, pairs: bool = False):
     """The training split and the evaluation split ``split``. For ``val`` on a dataset without one
     (Pendulum, Flow), a seeded ``VALIDATION_FRACTION`` of the training split is held out and
-    training uses the rest; the cell hash records the holdout (:meth:`crlbench.suites.cell.Cell.identity`)."""
-    if split in dataset.split_names:
-        return dataset.split("train"), dataset.split(split)
-    if split != "val":
+    training uses the rest; the cell hash records the holdout (:meth:`crlbench.suites.cell.Cell.identity`).
+    With ``pairs``, each split's extras also hold its pairs (:meth:`crlbench.datasets.base.SCMDataset.pairs`;
+    :class:`~crlbench.core.errors.NotApplicable` on a dataset without them)."""
+    if split not in dataset.split_names and split != "val":
         raise unknown_name("evaluation split", split, dataset.split_names, where=f"dataset {dataset.name!r}: ")
-    full = dataset.split("train")
+
+    def load(name: str):
+        loaded = dataset.split(name)
+        if pairs:
+            loaded.extras.update(dataset.pairs(name))
+        return loaded
+
+    if split in dataset.split_names:
+        return load("train"), load(split)
+    full = load("train")
     order = np.random.default_rng(np.random.SeedSequence(VALIDATION_SEED, spawn_key=(EVALUATION_STREAM,))).permutation(len(full))
     held = int(round(VALIDATION_FRACTION * len(full)))
     return _subset(full, np.sort(order[held:]), "train"), _subset(full, np.sort(order[:held]), "val")

@@ -48,7 +48,7 @@ from crlbench.suites.cell_task import is_skipped
 from crlbench.suites.dispatch import Executor, LocalExecutor
 from crlbench.suites.lease import (HEARTBEAT_S, INVOCATIONS, STALE_AFTER_S, Holder, Leases, cell_lease, clear_stale,
                                    invocation_lease, lease_state)
-from crlbench.suites.results import RESULT, cell_dir, read_result
+from crlbench.suites.results import NOT_APPLICABLE, RESULT, cell_dir, read_result
 from crlbench.suites.suite_config import SuiteConfig
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class SuiteSummary:
     elsewhere: int = 0  # finished ok by other launchers while this one ran (their failures count in failed)
     in_flight: int = 0  # submitted (or running elsewhere) and not awaited: a detached launcher's
     logged: int = 0  # cells finished before this invocation and logged to MLflow by it (--ingest)
+    not_applicable: int = 0  # cells whose method does not apply to their dataset (run now or before)
     records: list[dict[str, Any]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (cell title, error)
 
@@ -118,7 +119,7 @@ def cell_state(cell: Cell, record: dict[str, Any] | None) -> str:
     same = all(stored.get(key) == wanted[key] for key in ("metrics", "evaluation", "label"))
     if not same:
         return "stale"
-    if record["status"] == "ok" and not record.get("metric_errors"):
+    if (record["status"] == "ok" and not record.get("metric_errors")) or record["status"] == NOT_APPLICABLE:
         return "done"
     return "failed"  # a partial record (a metric failed) too: --retry-failed computes what is missing
 
@@ -304,6 +305,8 @@ class _SuiteRun:
         self.summary.records.append(result)
         if result["status"] == "ok":
             self.summary.ok += 1
+        elif result["status"] == NOT_APPLICABLE:
+            self.summary.not_applicable += 1
         else:
             self.summary.failed += 1
             self.summary.failures.append((record_title(result), _error_line(result)))
@@ -338,7 +341,9 @@ class _SuiteRun:
         if record is None:
             return
         self.summary.records.append(record)
-        if record["status"] != "ok":
+        if record["status"] == NOT_APPLICABLE:
+            self.summary.not_applicable += 1
+        elif record["status"] != "ok":
             self.summary.failed += 1
             self.summary.failures.append((cell.title, _error_line(record)))
         elif elsewhere:
@@ -351,6 +356,8 @@ class _SuiteRun:
         summary.records.append(record)
         if record["status"] == "ok":
             summary.ok += 1
+        elif record["status"] == NOT_APPLICABLE:
+            summary.not_applicable += 1
         else:
             summary.failed += 1
             summary.failures.append((record_title(record), _error_line(record)))

@@ -266,8 +266,7 @@ class SuiteTracker:
             _log_batch(client, run_id, metrics=_cell_metrics(record, end_ms), params=_cell_params(cell),
                        tags=_cell_tags(record))
             _log_cell_files(client, run_id, record, Path(cell_dir))
-            client.set_terminated(run_id, status="FINISHED" if record.get("status") == "ok" else "FAILED",
-                                  end_time=end_ms)
+            client.set_terminated(run_id, status=_run_status(record), end_time=end_ms)
         except Exception as error:  # noqa: BLE001 - the result files are the source of truth
             log.warning("MLflow: could not log cell %s (%s): %s", title, record.get("hash"), _first_line(error))
             _mark_broken(client, run_id, error)
@@ -571,12 +570,18 @@ def mark_logged(cell_dir: str | os.PathLike, uri: str, experiment_name: str, rec
         log.warning("MLflow: could not note in %s that run %s holds the cell: %s", folder / MARKER, run_id, error)
 
 
+def _run_status(record: Mapping[str, Any]) -> str:
+    """The MLflow status of a cell's run: FINISHED for a cell that ran, or whose method does not apply to its
+    dataset (the tag ``crlbench.status`` says which), FAILED otherwise."""
+    return "FINISHED" if record.get("status") in ("ok", "not_applicable") else "FAILED"
+
+
 def find_logged_run(client: MlflowClient, experiment_id: str, record: Mapping[str, Any]) -> str | None:
     """A complete run of ``record`` in the experiment: tagged with its hash and finishing time (or,
     logged before that tag, ending when it finished), ended FINISHED or FAILED as the record did,
     without a tracking error. None when there is none, or MLflow cannot be searched."""
     cell_hash, finished = record.get("hash"), _finished_at(record)
-    status = "FINISHED" if record.get("status") == "ok" else "FAILED"
+    status = _run_status(record)
     _, end_ms = _cell_times(record)
     try:
         runs = _search(client, experiment_id, f"tags.`crlbench.cell_hash` = '{cell_hash}'")
