@@ -7,7 +7,7 @@
 3. ``--experiments``: each speed-up tried, A/B on the same model and batch: channels-last memory, ``torch.compile``
    of the encoder and decoder (inductor), thread counts, batched evaluation under ``torch.inference_mode`` against
    ``torch.no_grad``, and building batches from one float tensor against converting uint8 images per batch.
-4. The reference backbones (ICM-VAE and CausalVAE MLPs at 96x96 RGBA, DEAR's ResNet-50 / SAGAN trio at 64x64).
+4. The reference backbones (ICM-VAE, CausalVAE and SCM-VAE MLPs at 96x96 RGBA, DEAR's ResNet-50 / SAGAN trio at 64x64).
 
 Each step is a full optimisation step (forward, backward, optimiser; DEAR's three alternating updates) on random
 images, timed after warm-up steps. Timings on a machine shared with other jobs are slower and noisier: run it on
@@ -234,11 +234,12 @@ def main() -> None:
         return
     reference_backbone()
     reference_backbone("causal_vae")
+    reference_backbone("scm_vae")
     reference_dear()
 
 
 def reference_backbone(name: str = "icm_vae", steps: int = 5, batch_size: int = 64) -> None:
-    """ICM-VAE or CausalVAE with the reference MLP backbone on 96x96 RGBA, against the CausalVAE reference
+    """ICM-VAE, CausalVAE or SCM-VAE with the reference MLP backbone on 96x96 RGBA, against the CausalVAE reference
     code's 2.6 s per batch of 64 measured on a 2-core CPU (docs/models.md, "Cost of the reference networks")."""
     card = registry.dataset("pendulum", cache_dir="/nonexistent-not-used", size=96).card
     speed = images_per_second(name, card, batch_size, steps, warmup=2, backbone="reference")

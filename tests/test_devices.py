@@ -20,7 +20,7 @@ from model_fixtures import card_32, random_batch
 from suite_fixture import write_suite
 from test_suite_config import SMOKE_HASHES, SUITES
 
-MODELS = ["beta_vae", "icm_vae", "causal_vae", "dear"]
+MODELS = ["beta_vae", "icm_vae", "causal_vae", "dear", "scm_vae"]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from crlbench.core import registry
 from crlbench.tuning.tune_config import TuneConfig, load_tune
 
 TUNE_DIR = Path(__file__).resolve().parent.parent / "configs" / "tune"
-BUILT_IN_MODELS = ("beta_vae", "causal_vae", "dear", "icm_vae")
+BUILT_IN_MODELS = ("beta_vae", "causal_vae", "dear", "icm_vae", "scm_vae")
 # Everything but the model and its search space must be the same in every file.
 SHARED = ("dataset", "trials", "seeds", "budget", "objective", "sampler", "pruner", "evaluation", "metrics",
           "device", "checkpoint_every", "plugins")
