@@ -235,3 +235,11 @@ def test_dear_reads_its_graph_off_a_on_the_given_super_graph(flow_card):
     assert model.solve(noise)[0, j] != 0
     result = evaluate(model, flow_card, train=split(size=32), n_graph=2)
     assert result.scores["shd"] == 1 and result.scores["edges_learned"] == true.sum() - 1
+
+
+def test_reports_rank_a_lower_shd_as_better_and_a_higher_auroc_as_better():
+    from crlbench.reports.columns import columns
+
+    shd, normalised, auroc = columns(["graph@card.shd", "graph@card.shd_normalised", "graph@card.auroc"])
+    assert (shd.short, shd.direction) == ("SHD", "min") and normalised.direction == "min"
+    assert (auroc.short, auroc.direction) == ("Edge AUROC", "max")
