@@ -179,11 +179,19 @@ class CausalVAE(CausalModel):
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decode(self.encode(images)))[:, : self.channels]
 
-    def learned_graph(self) -> np.ndarray:
-        """The learned graph: |A_ij| above ``graph_threshold``, without self-loops."""
+    def thresholded_graph(self) -> np.ndarray:
+        """The learned graph do() follows: |A_ij| above ``graph_threshold``, without self-loops. A[i, j] is
+        the weight of i -> j (z_j = sum_i A_ij z_i + eps_j), the card's orientation."""
         graph = (self.adjacency.detach().abs() > self.config.graph_threshold).cpu().numpy().astype(int)
         np.fill_diagonal(graph, 0)
         return graph
+
+    def learned_graph(self, data: dict[str, torch.Tensor] | None = None) -> dict:
+        """The learned A over the concepts (the contract's graph; ``data`` is not needed): the adjacency
+        do() follows (:meth:`thresholded_graph`) and |A_ij| as edge scores (diagonal 0)."""
+        scores = self.adjacency.detach().abs().cpu().numpy().astype(np.float64)
+        np.fill_diagonal(scores, 0.0)
+        return {"adjacency": self.thresholded_graph(), "scores": scores}
 
     @torch.no_grad()
     def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
@@ -192,7 +200,7 @@ class CausalVAE(CausalModel):
         its descendants in the learned graph's topological order, decode."""
         if not 0 <= target < self.concepts:
             raise ConfigError(f"model 'causal_vae': target must be a concept index in 0..{self.concepts - 1}; got {target}")
-        graph = self.learned_graph()
+        graph = self.thresholded_graph()
         try:
             order = [node for level in topological_levels(graph) for node in level]
         except ValueError as error:

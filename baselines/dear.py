@@ -35,6 +35,11 @@ from crlbench.training.nets import (ConvDecoder, ConvEncoder, ReferenceJointDisc
                                     ReferenceSAGANGenerator)
 
 FEATURES = 512  # the reference's dis_fc_size
+# |A_ij| above it is an edge of the learned graph (``learned_graph``). The reference reads no graph off A
+# (xwshen51/DEAR causal_model.py: SCM keeps A on the given super-graph and never thresholds it), so this is
+# crlbench's choice: CausalVAE's threshold (its ``graph_threshold``, the reference's prune() at 0.3), for
+# comparable graphs. Not a hyperparameter: it changes no training, only the graph metric's reading.
+GRAPH_THRESHOLD = 0.3
 
 
 class MonotoneMap(nn.Module):
@@ -203,6 +208,14 @@ class DEAR(CausalModel):
                 optimizers[name].step()
 
     # -- the contract ---------------------------------------------------------------------------
+
+    def learned_graph(self, data: dict[str, torch.Tensor] | None = None) -> dict:
+        """A on the given super-graph (A * support, as the prior uses it; ``data`` is not needed): edges
+        where |A_ij| > ``GRAPH_THRESHOLD``, scores |A_ij| (0 off the super-graph). A[i, j] weighs i -> j
+        (v = eps (I - A)^-1, v_j = sum_i A_ij v_i + eps_j), the card's orientation."""
+        weights = (self.adjacency * self.support).detach().abs().cpu().numpy().astype(np.float64)
+        np.fill_diagonal(weights, 0.0)
+        return {"adjacency": (weights > GRAPH_THRESHOLD).astype(int), "scores": weights}
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

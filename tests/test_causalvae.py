@@ -114,7 +114,7 @@ def test_attention_can_be_dropped_and_cycles_refuse_interventions(card):
         model.adjacency[2, 0] = 1.0  # 0 -> 2 and 2 -> 0
     with pytest.raises(ConfigError, match="learned graph is not acyclic .the graph has a cycle"):
         model.intervene(batch()["images"], 0, 1.0)
-    assert np.array_equal(model.learned_graph()[[0, 2], [2, 0]], [1, 1])
+    assert np.array_equal(model.thresholded_graph()[[0, 2], [2, 0]], [1, 1])
 
 
 def test_reference_backbone_reads_rgba_and_answers_in_rgb(card):

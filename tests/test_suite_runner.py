@@ -225,7 +225,7 @@ def test_a_refused_do_fails_the_interventional_parts_alone(tmp_path, monkeypatch
     from crlbench.baselines.causalvae import CausalVAE
     from crlbench.suites.runner import run_cell
 
-    monkeypatch.setattr(CausalVAE, "learned_graph", lambda self: 1 - np.eye(self.concepts, dtype=int))
+    monkeypatch.setattr(CausalVAE, "thresholded_graph", lambda self: 1 - np.eye(self.concepts, dtype=int))
     config = load_suite(write_suite(tmp_path, models=[{"name": "causal_vae"}],
                                     metrics=["dci@reg", {"name": "counterfactual@probe",
                                                          "options": {"n_samples": 8, "probe_samples": 40}}]))

@@ -2,10 +2,11 @@
 
 :func:`compute` is the one entry point: it validates the arrays and options once, runs the variant
 and records provenance. Variants live one family per module (``dci``, ``irs``, ``mig``, ``sap``,
-``modularity``, ``identifiability``, ``mic``) and are registered in the metric registry.
+``modularity``, ``identifiability``, ``mic``, ``interventional``, ``graph``) and are registered in the
+metric registry.
 
 May import: :mod:`crlbench.core`, numpy, scipy, scikit-learn and numba; torch only in ``interventional``
-(it calls a model's ``intervene``).
+(it calls a model's ``intervene``) and ``graph`` (it hands a model a training batch).
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ SHORT = {
     ("counterfactual", "counterfactual_mse"): "CF MSE",
     ("counterfactual", "target_error"): "Target err.",
     ("counterfactual", "non_descendant_shift"): "ND shift",
+    ("graph", "shd"): "SHD",
+    ("graph", "shd_normalised"): "SHD/pair",
+    ("graph", "auroc"): "Edge AUROC",
     ("reconstruction", "mse"): "Recon. MSE",
 }
 DIRECTION_TEXT = {"max": "higher is better", "min": "lower is better"}

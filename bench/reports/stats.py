@@ -35,14 +35,14 @@ from statsmodels.stats.multitest import multipletests
 Direction = Literal["max", "min"]
 
 ID_COLUMNS = ("dataset", "label", "model", "seed", "status", "error", "hash", "metric_errors", "not_applicable")
-LOWER_IS_BETTER = ("mse", "error", "shift", "loss")
+LOWER_IS_BETTER = ("mse", "error", "shift", "loss", "shd")  # shd: graph@card's structural Hamming distance
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
 ALPHA = 0.05
 
 
 def direction(column: str) -> Direction:
-    """``"min"`` for scores whose name contains mse, error, shift or loss, otherwise ``"max"``."""
+    """``"min"`` for scores whose name contains mse, error, shift, loss or shd, otherwise ``"max"``."""
     name = column.lower()
     return "min" if any(word in name for word in LOWER_IS_BETTER) else "max"
 
