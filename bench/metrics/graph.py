@@ -75,23 +75,31 @@ def edge_auroc(scores: np.ndarray, true: np.ndarray, defined: np.ndarray | None 
 
 
 def training_batch(model, train, n_graph: int, seed: int) -> dict:
-    """At most ``n_graph`` seeded rows of the training split as the trainer batches them, on the model's device."""
-    from crlbench.training.model import model_device
-    from crlbench.training.train import batch_tensors
-
+    """At most ``n_graph`` seeded rows of the training split as the trainer batches them (float CHW images in
+    [0, 1], standardised factors), on the model's device."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(train), size=min(n_graph, len(train)), replace=False))
     stats = model.card.label_stats
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
-    batch = batch_tensors(train.images[rows], train.factors[rows], mean, std)
+    device = _device(model)
+    labels = (train.factors[rows] - mean) / np.where(std > 0, std, 1.0)
+    batch = {"images": _images(train.images[rows], device), "factors": torch.from_numpy(labels).float().to(device)}
     if getattr(model, "needs_pairs", False):
         after = train.extras.get("images_after")
         if after is None or len(after) != len(train):
             raise NotApplicable(f"model {model.name!r} infers its graph from pairs and the training split has no "
                                 "'images_after' extras")
-        batch["images_after"] = batch_tensors(after[rows], train.factors[rows], mean, std)["images"]
-    device = model_device(model)
-    return {key: value.to(device) for key, value in batch.items()}
+        batch["images_after"] = _images(after[rows], device)
+    return batch
+
+
+def _images(array: np.ndarray, device) -> "torch.Tensor":
+    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+
+
+def _device(model) -> "torch.device":
+    parameter = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def checked_graph(graph, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -122,9 +130,7 @@ def factor_codes(model, variables: int, factors: int, notes: list[str]) -> np.nd
             raise ConfigError(f"metric 'graph@card': aligned model {name!r} gave a graph over {variables} variables; "
                               f"the dataset has {factors} factors")
         return np.arange(factors)
-    from crlbench.training.model import matched_code
-
-    codes = np.array([matched_code(model, k) for k in range(factors)])
+    codes = np.array([model.matched_code(k) for k in range(factors)])  # the model contract's alignment
     if codes.max() >= variables:
         raise ConfigError(f"metric 'graph@card': model {name!r}: factor_codes {codes.tolist()} name a code beyond "
                           f"its graph's {variables} variables")
