@@ -7,7 +7,7 @@ import torch
 from crlbench.core import registry
 from crlbench.training.train import Budget, build_model, train
 
-MODELS = ["beta_vae", "icm_vae", "causal_vae", "dear"]
+MODELS = ["beta_vae", "icm_vae", "causal_vae", "dear", "ivae"]
 
 
 @pytest.fixture(scope="module")
