@@ -16,8 +16,8 @@ Framework", AISTATS 2020), as its reference code trains it (ilkhem/iVAE @cf6ff68
 
   with the minibatch-weighted estimates ``log q(z) = logsumexp_m log q(z|x_m,u_m) - log(M N)`` over the
   batch (M rows, N training images), per dimension for ``q(z_j)``; a = b = c = d = 1 is the plain ELBO.
-* Adam (lr 0.01 in the reference, 1e-3 here: 0.01 diverges on images), ReduceLROnPlateau(factor 0.1,
-  patience 0) on each epoch's mean loss.
+* Adam (lr 0.01 in the reference; 1e-3 here, since 0.01 diverges on images for about half the seeds),
+  ReduceLROnPlateau(factor 0.1, patience 0) on each epoch's mean loss.
 
 The image backbone is the shared conv encoder / decoder (the reference has MLPs on vectors). iVAE has no
 causal structure: it is unaligned, and ``intervene`` is a latent traversal (set the code matched to a

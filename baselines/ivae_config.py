@@ -30,8 +30,8 @@ class IVAEConfig:
     c: float = 0.0
     d: float = 10.0
     anneal: bool = False  # runners/ivae.py: after epochs / 1.6, a -> 2a and b = c = d = 1 (before it c = 0)
-    # Adam with torch's default betas (0.9, 0.999) and eps 1e-8. Deviation: the reference's 0.01 (fit for its
-    # 5-dimensional toy data) diverges on 64x64 images within 10 steps with either backbone (docs/models.md)
+    # Adam with torch's default betas (0.9, 0.999) and eps 1e-8. Deviation: the reference's 0.01 (set for its
+    # 5-dimensional toy data) makes the loss NaN within 10 steps for about half the seeds on images (docs/models.md)
     lr: float = 1e-3
     # ReduceLROnPlateau(factor=0.1, patience=0) stepped on each epoch's mean training loss (no_scheduler:
     # false); the yaml's scheduler_tol: 3 is never read
