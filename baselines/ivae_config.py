@@ -31,7 +31,7 @@ class IVAEConfig:
     d: float = 10.0
     anneal: bool = False  # runners/ivae.py: after epochs / 1.6, a -> 2a and b = c = d = 1 (before it c = 0)
     # Adam with torch's default betas (0.9, 0.999) and eps 1e-8. Deviation: the reference's 0.01 (set for its
-    # 5-dimensional toy data) makes the loss NaN within 10 steps for about half the seeds on images (docs/models.md)
+    # 5-dimensional toy data) makes the loss NaN by step 8 in half the runs on images (docs/models.md)
     lr: float = 1e-3
     # ReduceLROnPlateau(factor=0.1, patience=0) stepped on each epoch's mean training loss (no_scheduler:
     # false); the yaml's scheduler_tol: 3 is never read
@@ -39,8 +39,9 @@ class IVAEConfig:
     plateau_factor: float = 0.1
     plateau_patience: int = 0
     # the conditional prior p(z|u): an MLP of u (n_layers 3, hidden_dim 100, xtanh with slope 0.1: the
-    # reference's MLP, also its encoder's and decoder's) giving log lambda(u); "zero": N(0, diag lambda(u)) as cleanIVAE.prior (mean fixed at 0); "learned": the MLP also
-    # gives the mean, the Gaussian with both natural parameters of the paper's exponential family
+    # reference's MLP, also its encoder's and decoder's) giving log lambda(u). "zero": N(0, diag lambda(u)) as
+    # cleanIVAE.prior (mean fixed at 0); "learned": the MLP also gives the mean, the Gaussian with both
+    # natural parameters of the paper's exponential family
     prior_mean: Literal["zero", "learned"] = "zero"
     hidden_dim: int = 100
     n_layers: int = 3

@@ -1,8 +1,7 @@
-"""iVAE: the reference's prior, ELBO decomposition and scheduler, determinism, and do() as a traversal of matched codes."""
+"""iVAE: the reference's prior, ELBO decomposition and scheduler, determinism, do() as a traversal of matched codes."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -79,7 +78,7 @@ def test_the_elbo_terms_match_the_reference_equations_on_a_hand_checked_case():
         expected["total_correlation"] += (log_q - log_q_product) / rows
         expected["dimension_kl"] += (log_q_product - log_prior) / rows
     t = lambda values: torch.tensor(values, dtype=torch.float64)  # noqa: E731
-    terms = elbo_terms(t(log_px), t(z), t(mean), t(variance), torch.zeros(3, 2, dtype=torch.float64), t(prior_variance), n)
+    terms = elbo_terms(t(log_px), t(z), t(mean), t(variance), t([[0.0, 0.0]] * 3), t(prior_variance), n)
     for name, value in expected.items():
         assert terms[name].item() == pytest.approx(value, rel=1e-12, abs=1e-12), name
     # the three KL terms telescope: with a = b = c = d = 1 the loss is the plain negative ELBO
