@@ -7,7 +7,10 @@
 3. ``--experiments``: each speed-up tried, A/B on the same model and batch: channels-last memory, ``torch.compile``
    of the encoder and decoder (inductor), thread counts, batched evaluation under ``torch.inference_mode`` against
    ``torch.no_grad``, and building batches from one float tensor against converting uint8 images per batch.
-4. The reference backbones (ICM-VAE, CausalVAE and SCM-VAE MLPs at 96x96 RGBA, DEAR's ResNet-50 / SAGAN trio at 64x64).
+4. The reference backbones (ICM-VAE, CausalVAE and SCM-VAE MLPs at 96x96 RGBA, DEAR's ResNet-50 / SAGAN trio at
+   64x64, iVAE's 3-layer xtanh MLPs at 64x64).
+
+The models are every registered one (and any plugin installed).
 
 Each step is a full optimisation step (forward, backward, optimiser; DEAR's three alternating updates) on random
 images, timed after warm-up steps. Timings on a machine shared with other jobs are slower and noisier: run it on
@@ -236,6 +239,7 @@ def main() -> None:
     reference_backbone("causal_vae")
     reference_backbone("scm_vae")
     reference_dear()
+    reference_ivae()
 
 
 def reference_backbone(name: str = "icm_vae", steps: int = 5, batch_size: int = 64) -> None:
@@ -260,6 +264,17 @@ def reference_dear(steps: int = 3, batch_size: int = 64) -> None:
     seconds = batch_size / speed
     print(f"  dear, reference networks, 64x64 ({parameters / 1e6:.1f} M parameters): {seconds:.2f} s per batch of "
           f"{batch_size} ({seconds * 5500 / batch_size / 60:.1f} min per epoch of 5.5k images)")
+
+
+def reference_ivae(steps: int = 5, batch_size: int = 64) -> None:
+    """iVAE with the reference code's MLPs (ilkhem/iVAE models/nets.py cleanIVAE: g, logv, f of 3 layers x 100
+    xtanh units) on the flattened 64x64 RGB image."""
+    card = registry.dataset("pendulum", cache_dir="/nonexistent-not-used", size=64).card
+    speed = images_per_second("ivae", card, batch_size, steps, warmup=2, backbone="reference")
+    model = build_model("ivae", card, seed=0, backbone="reference")
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"  ivae, reference MLPs, 64x64 ({parameters / 1e6:.1f} M parameters): {speed:7.1f} images/s "
+          f"({batch_size / speed * 1e3:6.1f} ms per step)")
 
 
 if __name__ == "__main__":
