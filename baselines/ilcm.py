@@ -152,7 +152,8 @@ class ILCM(CausalModel):
         self.register_buffer("factor_codes", torch.full((self.variables,), -1, dtype=torch.long))
         self._optimizers: dict[str, torch.optim.Optimizer] | None = None
         self._graph_cache: dict | None = None
-        self.total_steps, self.steps_per_epoch = 1, 1
+        # until on_train_start tells the run's length: the start of a long run (stage 1)
+        self.total_steps, self.steps_per_epoch = 10**9, 1
 
     # -- contract ---------------------------------------------------------------------------------------------------
 
@@ -195,10 +196,10 @@ class ILCM(CausalModel):
         return first + math.ceil(epoch * max(self.total_steps - first, 1) / self.config.epochs)
 
     def stage_probe_steps(self) -> list[int]:
-        """One step in each stage with every term of that stage active (for tests and benchmarks)."""
-        return [0, max(self.first_step_at(max(self.config.fix_topological_order_epoch,
-                                              self.config.deterministic_intervention_encoder_after_epoch,
-                                              self.config.model_interventions_after_epoch)), self.reducer_steps())]
+        """One step in each stage with every parameter of that stage in the loss (for tests and benchmarks): the
+        reducer's first step, and stage 2's first step with the intervention prior, where q(I) still weighs every
+        intervention (the later argmax may pick "none" for a whole batch, leaving the solution functions idle)."""
+        return [0, max(self.first_step_at(self.config.model_interventions_after_epoch), self.reducer_steps())]
 
     def schedule(self) -> dict:
         config, total, first = self.config, int(self.total_steps), self.reducer_steps()
