@@ -42,8 +42,7 @@ from torch import nn
 
 from crlbench.baselines.ilcm_config import VERSION, ILCMConfig
 from crlbench.baselines.ilcm_scm import (LOG_SQRT_2PI, HeuristicInterventionEncoder, ImplicitSCM, find_topological_order,
-                                         heuristic_posterior, implicit_causal_effects, intervention_masks, mlp,
-                                         standard_normal_log_prob)
+                                         implicit_causal_effects, intervention_masks, mlp, standard_normal_log_prob)
 from crlbench.core.graph import descendants
 from crlbench.core.registry import register_model
 from crlbench.training.model import CausalModel, adam
@@ -267,23 +266,9 @@ class ILCM(CausalModel):
 
     @torch.no_grad()
     def reduce_pair(self, images: torch.Tensor, images_after: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage 2's inputs. ``reduced_features="projected"``: as the reference stored them (``encode_decode_pair``
-        of the reducer): the reducer's heuristic intervention encoder at its initial values (it never trains) picks
-        the most likely changed feature, and the others take a random convex combination of the two means."""
-        mean1, mean2 = self.reduce(images), self.reduce(images_after)
-        if self.config.reduced_features == "mean":
-            return mean1, mean2
-        posterior = heuristic_posterior(mean2 - mean1, -3.0, 15.0, 15.0, 1e-4)
-        changed = intervention_masks(mean1.shape[1], mean1.device)[posterior.argmax(1)]
-        projection = self._average(mean1, mean2)
-        return (changed * mean1 + (1 - changed) * projection, changed * mean2 + (1 - changed) * projection)
-
-    def _average(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        if self.config.averaging == "stochastic":
-            weight = torch.rand_like(first)
-        else:
-            weight = torch.full_like(first, 0.5 if self.config.averaging == "mean" else 1.0)
-        return weight * first + (1 - weight) * second
+        """Stage 2's inputs: each image's reducer mean, as the reference stored them (``save_representations`` keeps
+        the ``e1_mean, e2_mean`` of the reducer's ``encode_decode_pair``)."""
+        return self.reduce(images), self.reduce(images_after)
 
     def ilcm_loss(self, features1: torch.Tensor, features2: torch.Tensor, epoch: float) -> dict[str, torch.Tensor]:
         """Stage 2's loss in (fractional) reference epoch ``epoch``: the pretraining beta-VAE loss before

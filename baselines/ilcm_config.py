@@ -37,10 +37,6 @@ class ILCMConfig:
     reducer_clip_grad_norm: float = 100.0  # training/causalcircuit_reduce_dim.yaml clip_grad_norm
     reducer_encoder_min_std: float = 1e-3  # model/causalcircuit_reduce_dim.yaml encoder.min_std
     reducer_decoder_std: float = 1.0  # model/causalcircuit_reduce_dim.yaml decoder.min_std, fix_std true
-    # What stage 2 reads for each image of a pair: "projected" = the reference's saved features (encode_decode_pair:
-    # the means projected onto the counterfactual manifold by the reducer's own, never trained, heuristic intervention
-    # encoder with stochastic averaging); "mean" = each image's encoder mean (ours).
-    reduced_features: Literal["projected", "mean"] = "projected"
     # Share of this run's steps given to stage 1. Default: the reference's share of passes over the data,
     # 50 reducer epochs / (50 + 120 ILCM epochs) (its step counts differ through the batch sizes 32 and 64).
     reducer_share: float = 50 / 170

@@ -74,7 +74,7 @@ def test_the_budget_is_split_between_the_reducer_and_the_ilcm(data):
 
 @pytest.mark.parametrize("step", [0, 60, 120])  # the reducer, the ILCM's pretraining, its weakly supervised ELBO
 def test_overfitting_one_fixed_batch_of_pairs_lowers_the_loss(data, step):
-    model = build_model("ilcm", data[0], seed=0, reduced_features="mean")
+    model = build_model("ilcm", data[0], seed=0)
     model.on_train_start(170, 10)
     batch, optimizers = pair_batch(data), model.optimizers()
     torch.manual_seed(0)

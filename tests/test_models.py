@@ -39,9 +39,7 @@ def test_the_models_are_listed(data):
 @pytest.mark.parametrize("name", MODELS)
 def test_every_module_built_is_called_by_a_training_step(data, name):
     card = data[0]
-    # ILCM's default stage-2 inputs (the reference's projected reducer features) are identical for a pair the untrained
-    # reducer sees as unchanged, as every random pair is: its intervention encoder's beta and gamma then get no gradient
-    model = build_model(name, card, seed=0, **({"reduced_features": "mean"} if name == "ilcm" else {}))
+    model = build_model(name, card, seed=0)
     model.on_epoch_start(94)  # every annealed term active
     if model.manual_optimization:  # the model steps its own optimisers: every tensor must move
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
