@@ -219,6 +219,7 @@ class ILCM(CausalModel):
     # -- training -----------------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        self._graph_cache = None  # the weights change: a graph inferred before is stale
         if step < self.reducer_steps():
             return self._reducer_step(batch, step)
         return self._ilcm_step(batch, step)
@@ -430,7 +431,10 @@ class ILCM(CausalModel):
     @torch.no_grad()
     def do(self, epsilon: torch.Tensor, code: int, value) -> tuple[torch.Tensor, torch.Tensor]:
         """do(z_code = value) on noise encodings [N, K]: returns (z after, noise after). Descendants of ``code`` in
-        ``intervention_graph`` keep their noise and are recomputed; every other z_j keeps its value exactly."""
+        ``intervention_graph`` keep their noise and are recomputed; every other z_j keeps its value exactly.
+        Variables are visited in the SCM's topological order from ``code`` on: a descendant placed before ``code``
+        in that order (a graph that disagrees with the order) is not recomputed, since its solution function does
+        not read ``code``'s noise."""
         z = self.scm.noise_to_causal(epsilon)
         changed = descendants(self.intervention_graph(), code)
         order = self.scm.order()

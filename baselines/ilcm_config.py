@@ -51,7 +51,9 @@ class ILCMConfig:
     scm_hidden_units: int = 100  # model/causalcircuit_ilcm.yaml scm.hidden_units
     scm_hidden_layers: int = 2  # model/causalcircuit_ilcm.yaml scm.hidden_layers
     scm_min_std: float = 0.2  # model/causalcircuit_ilcm.yaml scm.min_std
-    manifold_thickness: float = 0.01  # model/causalcircuit_ilcm.yaml scm.manifold_thickness (schedule constant)
+    # model/causalcircuit_ilcm.yaml scm.manifold_thickness (schedule constant). It scales only the prior term of the
+    # non-intervened components, which the reference's ILCM leaves out (include_nonintervened=False): kept, unused.
+    manifold_thickness: float = 0.01
     averaging: Literal["stochastic", "mean", "z2"] = "stochastic"  # model/causalcircuit_ilcm.yaml averaging_strategy
     lr: float = 8e-4  # training/causalcircuit_ilcm.yaml lr_schedule.initial
     min_lr: float = 1e-8  # training/causalcircuit_ilcm.yaml lr_schedule.minimal
