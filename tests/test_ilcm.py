@@ -173,3 +173,26 @@ def test_learned_graph_returns_k_by_k_arrays_and_is_cached(data):
     assert graph["adjacency"].shape == (4, 4) and graph["scores"].shape == (4, 4)
     assert set(np.unique(graph["adjacency"])) <= {0, 1} and np.all(np.diag(graph["adjacency"]) == 0)
     assert model.learned_graph(batch) is not graph and np.array_equal(model.learned_graph(batch)["scores"], graph["scores"])
+
+
+def test_a_run_stopped_and_resumed_ends_with_the_weights_of_an_unbroken_run(data, tmp_path):
+    card, images, factors, after = data
+
+    class Stopped(Exception):
+        pass
+
+    def stop_after_two(epoch, record):
+        if epoch == 2:
+            raise Stopped
+
+    def fit(**options):
+        model = build_model("ilcm", card, seed=0)
+        train(model, images, factors, images_after=after, budget=Budget(epochs=5, batch_size=16), seed=0,
+              progress=False, **options)
+        return model.state_dict()
+
+    unbroken = fit()
+    with pytest.raises(Stopped):  # stopped in stage 2, before the Adam reset and the topological order
+        fit(checkpoint_dir=tmp_path, callbacks=[stop_after_two])
+    resumed = fit(checkpoint_dir=tmp_path)
+    assert all(torch.equal(unbroken[key], resumed[key]) for key in unbroken)
