@@ -67,21 +67,36 @@ def random_batch(card, batch_size: int, channels_last: bool = False) -> dict[str
     return {"images": images, "factors": torch.randn(batch_size, len(card.factors), generator=generator)}
 
 
+def with_pairs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch plus a random second image per row ("images_after") for a model that trains on pairs (ILCM)."""
+    if getattr(model, "needs_pairs", False) and "images_after" not in batch:
+        generator = torch.Generator().manual_seed(1)
+        images = batch["images"]
+        after = torch.rand(images.shape, generator=generator).to(device=images.device, memory_format=(
+            torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) and images.ndim == 4
+            else torch.contiguous_format))
+        batch = {**batch, "images_after": after}
+    return batch
+
+
 def step_flops(model, batch) -> float:
     """GFLOP of one optimisation step (forward, backward, update), counted by torch's flop counter."""
+    batch = with_pairs(model, batch)
     optimizers = model.optimizers()
     with FlopCounterMode(display=False) as counter:
         optimisation_step(model, optimizers, batch, 0)
     return counter.get_total_flops() / 1e9
 
 
-def seconds_per_step(model, batch, steps: int, warmup: int = 3) -> float:
-    """The median time of ``steps`` optimisation steps after ``warmup`` (every loss term active)."""
+def seconds_per_step(model, batch, steps: int, warmup: int = 3, first_step: int = 0) -> float:
+    """The median time of ``steps`` optimisation steps after ``warmup`` (every loss term active), numbered from
+    ``first_step`` (a later stage of a model trained in stages)."""
+    batch = with_pairs(model, batch)
     optimizers = model.optimizers()
     times = []
     for step in range(warmup + steps):
         start = time.perf_counter()
-        optimisation_step(model, optimizers, batch, step)
+        optimisation_step(model, optimizers, batch, first_step + step)
         times.append(time.perf_counter() - start)
     return float(np.median(times[warmup:]))
 
@@ -133,6 +148,7 @@ def experiments(steps: int) -> None:
                 start = time.perf_counter()
                 model = prepared_model(name, card, compiled=True)
                 batch = random_batch(card, batch_size)
+                batch = with_pairs(model, batch)
                 optimisation_step(model, model.optimizers(), batch, 0)  # compiles
                 compile_s = time.perf_counter() - start
                 compiled = seconds_per_step(model, batch, steps)
@@ -199,6 +215,7 @@ def images_per_second(name: str, card, batch_size: int, steps: int, warmup: int 
     height, width, channels = card.image_shape
     batch = {"images": torch.rand(batch_size, channels, height, width, generator=generator).to(device),
              "factors": torch.randn(batch_size, len(card.factors), generator=generator).to(device)}
+    batch = with_pairs(model, batch)
     for step in range(warmup + steps):
         if step == warmup:
             synchronize(device)
@@ -231,6 +248,12 @@ def main() -> None:
         print(f"  {name:<12} {speeds[name]:7.1f} images/s  ({args.batch_size / speeds[name] * 1e3:6.1f} ms per step)")
     if {"icm_vae", "beta_vae"} <= set(speeds):
         print(f"ICM-VAE step / beta-VAE step on the same backbone: {speeds['beta_vae'] / speeds['icm_vae']:.2f}x (goal <= 1.5x)")
+    if "ilcm" in speeds:  # the speeds above are its stage 1 (the conv reducer); stage 2 trains the MLP ILCM on 8-d features
+        model = prepared_model("ilcm", card)
+        seconds = seconds_per_step(model, random_batch(card, args.batch_size), args.steps,
+                                   first_step=model.stage_probe_steps()[1])
+        print(f"  ilcm stage 2 (ILCM on the reduced features): {args.batch_size / seconds:7.1f} images/s "
+              f"({seconds * 1e3:6.1f} ms per step)")
     per_concept = images_per_second("icm_vae", card, args.batch_size, args.steps, decoder="per_concept")
     print(f"  icm_vae with per-concept conv decoders: {per_concept:7.1f} images/s")
     if args.skip_reference:

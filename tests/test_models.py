@@ -7,7 +7,7 @@ import torch
 from crlbench.core import registry
 from crlbench.training.train import Budget, build_model, train
 
-MODELS = ["beta_vae", "icm_vae", "causal_vae", "dear", "scm_vae", "ivae"]
+MODELS = ["beta_vae", "icm_vae", "causal_vae", "dear", "scm_vae", "ivae", "ilcm"]
 # Where a model's config file (configs/models/) sets other values than its reference defaults: iVAE's reference
 # lr of 0.01 diverges on images (docs/models.md)
 SETTINGS = {"ivae": {"lr": 1e-3}}
@@ -20,10 +20,19 @@ def data(tmp_path_factory):
     return dataset.card, split.images[:64], split.factors[:64]
 
 
-def batch(card, count=4):
+def batch(card, count=4, model=None):
+    """Random training batch; with "images_after" (the second image of each pair) for a model that needs pairs."""
     generator = torch.Generator().manual_seed(0)
-    return {"images": torch.rand(count, 3, 32, 32, generator=generator),
-            "factors": torch.randn(count, len(card.factors), generator=generator)}
+    out = {"images": torch.rand(count, 3, 32, 32, generator=generator),
+           "factors": torch.randn(count, len(card.factors), generator=generator)}
+    if getattr(model, "needs_pairs", False):
+        out["images_after"] = torch.rand(count, 3, 32, 32, generator=generator)
+    return out
+
+
+def pairs(images):
+    """A stand-in second image per row (the next row's), for models that train on pairs."""
+    return np.roll(images, 1, axis=0)
 
 
 def test_the_models_are_listed(data):
@@ -37,10 +46,15 @@ def test_every_module_built_is_called_by_a_training_step(data, name):
     model.on_epoch_start(94)  # every annealed term active
     if model.manual_optimization:  # the model steps its own optimisers: every tensor must move
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        model.training_step(batch(card), 0)
+        steps = [0]
+        if hasattr(model, "stage_probe_steps"):  # a model trained in stages (ILCM): one step in each
+            model.on_train_start(1000, 10)
+            steps = model.stage_probe_steps()
+        for step in steps:
+            model.training_step(batch(card, model=model), step)
         unused = [n for n, p in model.named_parameters() if torch.equal(p.detach(), before[n])]
     else:
-        model.training_step(batch(card), 0)["loss"].backward()
+        model.training_step(batch(card, model=model), 0)["loss"].backward()
         unused = [n for n, p in model.named_parameters() if p.grad is None]  # built but never called
     assert unused == []
 
@@ -49,7 +63,9 @@ def test_every_module_built_is_called_by_a_training_step(data, name):
 def test_a_short_run_trains_and_every_method_answers(data, name):
     card, images, factors = data
     model = build_model(name, card, seed=0, **SETTINGS.get(name, {}))
-    history = train(model, images, factors, budget=Budget(epochs=2, batch_size=32), seed=0, progress=False)
+    after = pairs(images) if model.needs_pairs else None
+    history = train(model, images, factors, budget=Budget(epochs=2, batch_size=32), seed=0, progress=False,
+                    images_after=after)
     assert len(history.epochs) == 2 and all(torch.isfinite(torch.tensor(list(e.values()))).all() for e in history.epochs)
     x = batch(card)["images"]
     code = model.encode(x)
@@ -70,6 +86,8 @@ def test_overfitting_one_fixed_batch_lowers_the_loss(data, name):
     model.on_epoch_start(94)
     fixed = {"images": torch.from_numpy(images[:16]).permute(0, 3, 1, 2).float() / 255,
              "factors": torch.from_numpy((factors[:16] - card.label_stats["mean"]) / card.label_stats["std"]).float()}
+    if model.needs_pairs:
+        fixed["images_after"] = torch.from_numpy(pairs(images[:16])).permute(0, 3, 1, 2).float() / 255
     term = "supervision" if name == "dear" else "loss"  # DEAR's adversarial terms need not fall
     optimizers = model.optimizers()
     losses = [optimisation_step(model, optimizers, fixed, step)[term] for step in range(40)]
@@ -81,7 +99,7 @@ def test_saving_and_reloading_gives_identical_outputs(data, name, tmp_path):
     card = data[0]
     model = build_model(name, card, seed=0, **SETTINGS.get(name, {}))
     model.on_epoch_start(94)
-    model.training_step(batch(card), 0)
+    model.training_step(batch(card, model=model), 0)
     torch.save(model.state_dict(), tmp_path / "model.pt")
     reloaded = build_model(name, card, seed=123, **SETTINGS.get(name, {}))
     reloaded.load_state_dict(torch.load(tmp_path / "model.pt"))

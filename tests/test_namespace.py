@@ -95,7 +95,7 @@ def test_a_real_install_shares_an_environment_with_top_level_datasets_and_baseli
         installed = site.joinpath(*package.split("."), "__init__.py")
         assert Path(seen[package]) == installed, (package, seen[package])
     assert seen["pendulum"] == "crlbench.datasets.pendulum"
-    assert seen["models"] == ["beta_vae", "causal_vae", "dear", "icm_vae", "ivae", "scm_vae"]  # entry points of the installed copy
+    assert seen["models"] == ["beta_vae", "causal_vae", "dear", "icm_vae", "ilcm", "ivae", "scm_vae"]  # entry points of the installed copy
     assert Path(seen["template"]) == site / "crlbench" / "reports" / "templates" / "report.html.j2"
     assert seen["after"] == "stub"
 
