@@ -11,8 +11,9 @@ run, two stages inside one training budget (``on_train_start``):
    ``-log p(x|e) - log p(x~|e~) + b (log q(e|x) + log q(e~|x~) - log N(e) - log N(e~))`` (Gaussian decoder, std 1),
    plus 0.1 |e|^2 and 0.05 consistency MSE: that is stage 1 (``reducer="autoencoder"``: a plain MSE autoencoder).
 2. **ILCM** on the 8-d features of both images (``causalcircuit_ilcm``), the reducer frozen. Noise encoder
-   q(e | f) (MLP, Gaussian), decoder p(f | e) (MLP, std 1), intervention encoder q(I | e1, e2) over
-   {none, 1..K}, and the implicit causal model (:mod:`crlbench.baselines.ilcm_scm`). The loss per pair is
+   q(e | f) (MLP, Gaussian), decoder p(f | e) (MLP, std log(e - 1) = 0.5413, the reference's fixed-std head),
+   intervention encoder q(I | e1, e2) over {none, 1..K}, and the implicit causal model
+   (:mod:`crlbench.baselines.ilcm_scm`). The loss per pair is
 
        E_q(I) E_q(e1, e2 | I) [ -log p(f1 | e1) - log p(f2 | e2) ]
          + beta (log q(e1, e2_I | I) - log p(e1, e2_I | I)) + beta_I (log q(I) - log pi(I)),
@@ -28,7 +29,8 @@ The causal variables z = s(e) are one-dimensional, one per card factor; ``encode
 block [N, 1, K]. ``intervene`` is a do() in the learned model: abduct e, set z_k = v (k = the code matched to the
 factor), recompute its descendants in the inferred graph from their own noise and the new noise of their ancestors,
 keep every other z_j, map back to noise and decode through the ILCM decoder and then the reducer's decoder.
-The graph is inferred after training with the reference's implicit heuristic (``learned_graph``).
+The graph is inferred once, when training ends (``on_train_end``), with the reference's implicit heuristic on the
+trainer's seeded training rows; ``intervene`` follows it and ``learned_graph`` reports it.
 """
 
 from __future__ import annotations
@@ -146,11 +148,12 @@ class ILCM(CausalModel):
         self.scm = ImplicitSCM(self.variables, config.scm_hidden_units, config.scm_hidden_layers, config.scm_min_std,
                                config.manifold_thickness)
         self.register_buffer("masks", intervention_masks(self.variables), persistent=False)
-        # the graph do() follows: -1 = not inferred yet (then the complete DAG of the topological order)
+        # the graph do() follows and graph@card scores, inferred when training ends (on_train_end) and saved with
+        # the weights: -1 = not inferred yet (do() then follows the complete DAG of the topological order)
         self.register_buffer("graph", torch.full((self.variables, self.variables), -1.0))
+        self.register_buffer("graph_scores", torch.zeros(self.variables, self.variables))
         self.register_buffer("factor_codes", torch.full((self.variables,), -1, dtype=torch.long))
         self._optimizers: dict[str, torch.optim.Optimizer] | None = None
-        self._graph_cache: dict | None = None
         # until on_train_start tells the run's length: the start of a long run (stage 1)
         self.total_steps, self.steps_per_epoch = 10**9, 1
 
@@ -219,7 +222,6 @@ class ILCM(CausalModel):
     # -- training -----------------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        self._graph_cache = None  # the weights change: a graph inferred before is stale
         if step < self.reducer_steps():
             return self._reducer_step(batch, step)
         return self._ilcm_step(batch, step)
@@ -230,8 +232,9 @@ class ILCM(CausalModel):
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(parameters), clip)
-        optimizer.step()
+        norm = torch.nn.utils.clip_grad_norm_(list(parameters), clip)
+        if torch.isfinite(norm):  # the reference skips a step whose gradients are not finite (optimizer_step)
+            optimizer.step()
 
     def reducer_loss(self, images: torch.Tensor, images_after: torch.Tensor) -> dict[str, torch.Tensor]:
         config = self.config
@@ -372,8 +375,6 @@ class ILCM(CausalModel):
         losses = self.ilcm_loss(features1, features2, epoch)
         lr = cosine(int(epoch) % restart, restart, config.lr, config.min_lr)
         self._update("ilcm", losses["loss"], lr, self.ilcm_parameters(), config.clip_grad_norm)
-        if step == self.total_steps - 1:  # the end of training: infer the graph do() follows
-            self.graph.copy_(torch.as_tensor(self._infer_graph(batch["images"])["adjacency"], dtype=torch.float))
         return {key: value.detach() for key, value in losses.items()}
 
     @torch.no_grad()
@@ -460,24 +461,30 @@ class ILCM(CausalModel):
     def _infer_graph(self, images: torch.Tensor) -> dict:
         """The reference's post-hoc implicit graph (``compute_implicit_causal_effects``): a topological order from
         the solution functions' dependence on each noise, then the causal-effect score of z_j on z_i through the
-        extracted mechanisms; an edge where the score exceeds ``graph_threshold``."""
+        extracted mechanisms (``graph_mechanism``); an edge where the score exceeds ``graph_threshold``."""
         was_training = self.training
         self.eval()
         noise = self.noise(images[:self.config.graph_samples])
         generator = torch.Generator().manual_seed(GRAPH_SEED)
         order = find_topological_order(self.scm, noise, generator)
-        scores = implicit_causal_effects(self.scm, noise, order, generator).numpy()
+        scores = implicit_causal_effects(self.scm, noise, order, generator,
+                                         forward_mechanism=self.config.graph_mechanism == "reference").numpy()
         self.train(was_training)
         return {"adjacency": (scores > self.config.graph_threshold).astype(int), "scores": scores, "order": order}
 
+    def on_train_end(self, data: dict[str, torch.Tensor]) -> None:
+        """Infer the graph once, when training ends, from the trainer's seeded training rows: do() follows it and
+        ``learned_graph`` reports it (both saved with the weights)."""
+        inferred = self._infer_graph(data["images"])
+        self.graph.copy_(torch.as_tensor(inferred["adjacency"], dtype=torch.float))
+        self.graph_scores.copy_(torch.as_tensor(inferred["scores"], dtype=torch.float))
+
     def learned_graph(self, data: dict[str, torch.Tensor] | None = None) -> dict | None:
-        """The graph inferred from ``data["images"]`` (at most ``graph_samples``), cached; without data the graph
-        inferred at the end of training (None if training never reached it)."""
+        """The graph inferred when training ended (the one do() follows) with its effect scores; for a model whose
+        training never ended here, the graph inferred now from ``data["images"]`` (None without data)."""
+        if (self.graph >= 0).all():
+            return {"adjacency": self.graph.cpu().numpy().astype(int), "scores": self.graph_scores.cpu().numpy()}
         if data is None:
-            graph = self.graph.cpu().numpy()
-            return {"adjacency": graph.astype(int), "scores": None} if (graph >= 0).all() else None
-        images = data["images"][:self.config.graph_samples]
-        key = (tuple(images.shape), float(images.sum()))
-        if self._graph_cache is None or self._graph_cache["key"] != key:
-            self._graph_cache = {"key": key, **self._infer_graph(images.to(self.graph.device))}
-        return {"adjacency": self._graph_cache["adjacency"], "scores": self._graph_cache["scores"]}
+            return None
+        inferred = self._infer_graph(data["images"].to(self.graph.device))
+        return {"adjacency": inferred["adjacency"], "scores": inferred["scores"]}

@@ -11,6 +11,8 @@ epochs of each stage, laid over the stage's share of this run's steps.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,7 +49,10 @@ class ILCMConfig:
     hidden_layers: int = 5  # model/causalcircuit_ilcm.yaml encoder/decoder hidden_layers
     encoder_std: float = 0.01  # model/causalcircuit_ilcm.yaml encoder.std (initial)
     encoder_min_std: float = 1e-4  # model/causalcircuit_ilcm.yaml encoder.min_std
-    decoder_std: float = 1.0  # model/causalcircuit_ilcm.yaml decoder.std, fix_std true
+    # model/causalcircuit_ilcm.yaml decoder: fix_std true, init_std 1.0. The reference's GaussianEncoder with fix_std
+    # uses its frozen std head's output as the std, a bias of inverse_softplus(1.0) with no softplus after it
+    # (ws_crl/encoder/vae.py _create_nets, mean_std): the std is log(e - 1) = 0.5413, not 1
+    decoder_std: float = math.log(math.e - 1.0)
     scm_hidden_units: int = 100  # model/causalcircuit_ilcm.yaml scm.hidden_units
     scm_hidden_layers: int = 2  # model/causalcircuit_ilcm.yaml scm.hidden_layers
     scm_min_std: float = 0.2  # model/causalcircuit_ilcm.yaml scm.min_std
@@ -83,7 +88,12 @@ class ILCMConfig:
     # Graph inference after training: the reference's implicit causal-effect heuristic
     # (posthoc_graph_learning/implicit.py); it logs scores only, so the threshold for 0/1 edges is ours.
     graph_threshold: float = 0.1  # ours
-    graph_samples: int = 1000  # ours: at most this many training images for the graph and the topological order
+    graph_samples: int = 1000  # ours: at most this many training images for the graph (the trainer gives 1000)
+    # the mechanism whose dependence on each ancestor scores an edge after training: "reference" as
+    # ws_crl/posthoc_graph_learning/implicit.py computes it (its mechanism calls MaskedSolutionTransform.inverse,
+    # which ws_crl/transforms.py defines as the forward map z -> e, applied to the noise); "inverse": z_i solved
+    # from its noise, the mechanism the comment there intends
+    graph_mechanism: Literal["reference", "inverse"] = "reference"
 
     def __post_init__(self) -> None:
         for key in ("reduced_dim", "reducer_epochs", "epochs", "hidden_units", "hidden_layers", "scm_hidden_units",
@@ -106,7 +116,7 @@ class ILCMConfig:
                 self.encoder_std)
 
 
-VERSION = "1"  # in the cell hash: bump it when a change alters training
+VERSION = "2"  # in the cell hash: bump it when a change alters training (2: decoder std 0.5413, the graph at the end)
 
 # What the registry reads for each model class of crlbench.baselines.ilcm, without importing it.
 MODELS = {"ILCM": (ILCMConfig, VERSION, {"needs_pairs": True})}  # it trains on pairs: in the cell hash

@@ -180,6 +180,7 @@ def dependence(function, shuffled_input: torch.Tensor, column: int, generator: t
     return float(torch.mean(((plain - mean) / std - (changed - mean) / std) ** 2))
 
 
+@torch.no_grad()
 def find_topological_order(scm: ImplicitSCM, noise: torch.Tensor, generator: torch.Generator | None = None) -> list[int]:
     """Repeatedly take the variable whose solution function depends least on the remaining noise encodings
     (each s_i read with every other e_j unmasked, as the reference)."""
@@ -205,11 +206,14 @@ def find_topological_order(scm: ImplicitSCM, noise: torch.Tensor, generator: tor
     return order
 
 
+@torch.no_grad()
 def implicit_causal_effects(scm: ImplicitSCM, noise: torch.Tensor, order: list[int],
-                            generator: torch.Generator | None = None) -> torch.Tensor:
+                            generator: torch.Generator | None = None, forward_mechanism: bool = True) -> torch.Tensor:
     """[K, K] scores, [j, i] = how strongly z_j drives z_i through the mechanism extracted from s_i: z_i computed
     from its own noise and the noise its ancestors (earlier in ``order``) need to produce the given z; the other
-    noise encodings are shuffled across the batch. Zero unless j precedes i in ``order``."""
+    noise encodings are shuffled across the batch. Zero unless j precedes i in ``order``. ``forward_mechanism``: the
+    reference's mechanism, which applies s_i's forward map (z -> e) to e_i (its ``MaskedSolutionTransform.inverse``
+    calls the forward map); False solves z_i from e_i."""
     variables = scm.variables
     effects = torch.zeros(variables, variables)
 
@@ -222,7 +226,9 @@ def implicit_causal_effects(scm: ImplicitSCM, noise: torch.Tensor, order: list[i
                 epsilon[:, k] = noise[torch.randperm(len(noise), generator=generator), k]
             for a in ancestors:
                 epsilon[:, a:a + 1] = scm.solutions[a](z[:, a:a + 1], scm.context(a, epsilon))[0]
-            return scm.solutions[i].solve(noise[:, i:i + 1], scm.context(i, epsilon))[0]
+            solution = scm.solutions[i]
+            apply = solution.forward if forward_mechanism else solution.solve
+            return apply(noise[:, i:i + 1], scm.context(i, epsilon))[0]
 
         return function
 

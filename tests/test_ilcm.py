@@ -163,16 +163,39 @@ def test_the_intervention_encoder_gives_a_distribution_over_none_and_each_variab
     assert model.intervention_encoder(mean, mean).argmax(1).tolist() == [0, 0, 0]
 
 
-def test_learned_graph_returns_k_by_k_arrays_and_is_cached(data):
+def test_the_graph_is_inferred_when_training_ends_and_do_and_the_metric_read_the_same_one(data):
     card, images, factors, after = data
+    untrained = build_model("ilcm", card, seed=0)
+    assert untrained.learned_graph() is None  # nothing inferred, no data to infer from
+    batch = pair_batch(data, 32)
+    now = untrained.learned_graph(batch)  # a model that never finished training here infers from the data
+    assert now["adjacency"].shape == (4, 4) and now["scores"].shape == (4, 4)
+
     model = build_model("ilcm", card, seed=0)
     train(model, images, factors, images_after=after, budget=Budget(epochs=3, batch_size=16), seed=0, progress=False)
-    assert model.learned_graph()["adjacency"].shape == (4, 4)  # inferred at the end of training
-    batch = pair_batch(data, 32)
-    graph = model.learned_graph(batch)
-    assert graph["adjacency"].shape == (4, 4) and graph["scores"].shape == (4, 4)
-    assert set(np.unique(graph["adjacency"])) <= {0, 1} and np.all(np.diag(graph["adjacency"]) == 0)
-    assert model.learned_graph(batch) is not graph and np.array_equal(model.learned_graph(batch)["scores"], graph["scores"])
+    graph = model.learned_graph()
+    assert graph["adjacency"].shape == (4, 4) and set(np.unique(graph["adjacency"])) <= {0, 1}
+    assert np.all(np.diag(graph["adjacency"]) == 0)
+    assert np.array_equal(graph["adjacency"], model.intervention_graph())  # the graph do() follows
+    assert np.array_equal(graph["adjacency"], (graph["scores"] > model.config.graph_threshold).astype(int))
+    again = model.learned_graph(batch)  # the metric's data does not replace the graph of the end of training
+    assert np.array_equal(again["adjacency"], graph["adjacency"]) and np.array_equal(again["scores"], graph["scores"])
+    expected = model._infer_graph(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)  # all 64 rows
+    assert np.allclose(expected["scores"], graph["scores"])  # from the trainer's rows: here every training row
+
+
+def test_the_reference_decoder_std_and_graph_mechanism_are_the_defaults(data):
+    config = build_model("ilcm", data[0], seed=0).config
+    assert config.decoder_std == pytest.approx(0.5413, abs=1e-4)  # inverse_softplus(1.0), used as the std itself
+    assert config.graph_mechanism == "reference"
+    model = build_model("ilcm", data[0], seed=0)
+    features = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    from crlbench.baselines.ilcm_scm import implicit_causal_effects
+
+    order = [0, 1, 2, 3]
+    forward = implicit_causal_effects(model.scm, features, order, torch.Generator().manual_seed(0))
+    solved = implicit_causal_effects(model.scm, features, order, torch.Generator().manual_seed(0), forward_mechanism=False)
+    assert forward.shape == solved.shape == (4, 4) and not torch.allclose(forward, solved)
 
 
 def test_a_run_stopped_and_resumed_ends_with_the_weights_of_an_unbroken_run(data, tmp_path):

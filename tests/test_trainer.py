@@ -131,3 +131,22 @@ def test_unreadable_checkpoints_train_from_scratch_to_the_same_weights(small, tm
     assert str(tmp_path / "last.pt") in history.notes[0] and str(tmp_path / "last.pt.prev") in history.notes[1]
     assert history.notes[-1].endswith("and trained from scratch") and "training from scratch" in caplog.text
     assert same_weights(unbroken, retrained) and history.steps == 6
+
+
+def test_on_train_end_sees_seeded_training_rows_once_when_the_budget_is_reached(small, tmp_path, monkeypatch):
+    from crlbench.training import train as train_module
+    from crlbench.training.model import CausalModel
+
+    seen = []
+    monkeypatch.setattr(CausalModel, "on_train_end", lambda self, data: seen.append(data), raising=True)
+    monkeypatch.setattr(train_module, "END_OF_TRAINING_ROWS", 40)
+    fit(small, epochs=1, checkpoint_dir=tmp_path)  # a run stopped after its first epoch: not the end of its budget
+    assert len(seen) == 1  # ...of this one-epoch budget
+    seen.clear()
+    fit(small, epochs=2, checkpoint_dir=tmp_path)  # resumed to a longer budget: called once, at its end
+    fit(small, epochs=2, checkpoint_dir=tmp_path)  # the budget was reached before: nothing trains, nothing is called
+    assert len(seen) == 1 and set(seen[0]) == {"images", "factors"} and seen[0]["images"].shape == (40, 3, 32, 32)
+    fit(small, epochs=2)
+    assert torch.equal(seen[0]["images"], seen[1]["images"])  # the same seeded rows
+    fit(small, epochs=2, seed=1)
+    assert not torch.equal(seen[0]["images"], seen[2]["images"])  # another seed, other rows

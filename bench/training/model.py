@@ -29,6 +29,9 @@ Defaults a subclass may override:
   ``self.matched_code(target)``;
 * ``on_train_start(total_steps, steps_per_epoch)`` and ``on_epoch_start(epoch)`` let a model follow a
   schedule (ICM-VAE's warm-up), which ``schedule()`` reports for the result record;
+  ``on_train_end(data)`` is called once when the budget is reached, with a seeded batch of at most
+  :data:`crlbench.training.train.END_OF_TRAINING_ROWS` training rows, for what a method infers from data
+  after training (ILCM's graph; store it in buffers so that checkpoints keep it);
 * ``supervision()`` and ``latent_size()`` tell the leaderboard what the method is given and learns;
 * ``learned_graph()`` gives the graph a method learns (CausalVAE's and DEAR's A, ILCM's inferred
   graph) for the graph-recovery metric: None (the default) for a method that learns none;
@@ -94,6 +97,10 @@ class CausalModel(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before each epoch (0-based), e.g. for weight annealing."""
+
+    def on_train_end(self, data: dict[str, torch.Tensor]) -> None:
+        """Called by the trainer once the budget is reached, before the last checkpoint is saved, with a batch of
+        training data as it batches them (at most ``END_OF_TRAINING_ROWS`` seeded rows): post-hoc inference."""
 
     def supervision(self) -> list[str] | None:
         """What the method is given besides the images, for the leaderboard: any of "labels", "true graph",

@@ -47,7 +47,8 @@ Callback = Callable[[int, dict[str, float]], None]  # (epoch, mean losses of tha
 Monitor = Callable[[CausalModel], dict[str, float]]  # the model after an epoch -> values for that epoch's record
 CHECKPOINT = "last.pt"
 PREVIOUS = ".prev"  # last.pt.prev: the checkpoint before the latest
-INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE = 0, 1, 2  # independent streams of a cell's seed
+INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE, END_OF_TRAINING = 0, 1, 2, 3  # independent streams of a cell's seed
+END_OF_TRAINING_ROWS = 1000  # training rows given to CausalModel.on_train_end (ILCM infers its graph from them)
 
 
 def build_model(name: str, card: Any, seed: int, **hyperparameters: Any) -> CausalModel:
@@ -109,7 +110,9 @@ def train(
     With ``checkpoint_dir``, the state is saved every ``checkpoint_every`` epochs and training
     resumes from the latest checkpoint found there. ``monitor`` runs after every epoch, under its own
     copy of the random state (training continues exactly as without it), and its values join that
-    epoch's record (the runner's held-out reconstruction error). Callbacks run after it and may raise
+    epoch's record (the runner's held-out reconstruction error). When the budget is reached, the model's
+    ``on_train_end`` gets a seeded batch of training rows (:func:`end_of_training_batch`) before the last
+    checkpoint is saved. Callbacks run after it and may raise
     to stop (Optuna pruning attaches here). Batches are moved to ``device``, where the model must be.
     ``precision`` (fp32, bf16, fp16) is the forward pass's autocast (:mod:`crlbench.training.precision`).
     ``images_after`` [N, H, W, C] uint8, the second image of each pair, is required by a model with
@@ -165,6 +168,9 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{losses.get('loss', float('nan')):.4g}", refresh=False)
         epoch += 1
+        if history.steps >= total_steps:  # the budget is reached: post-hoc inference, saved with the last checkpoint
+            with torch.random.fork_rng(devices=_accelerators(device)):  # training's random state stays as it was
+                model.on_train_end(end_of_training_batch(model, images, factors, images_after, mean, std, seed, device))
         record = {term: total / batches for term, total in sums.items()}
         if monitor is not None:
             with torch.random.fork_rng(devices=_accelerators(device)):
@@ -177,6 +183,17 @@ def train(
             callback(epoch, record)
     bar.close()
     return history
+
+
+def end_of_training_batch(model: CausalModel, images: np.ndarray, factors: np.ndarray, images_after: np.ndarray | None,
+                          mean: np.ndarray, std: np.ndarray, seed: int, device) -> dict[str, torch.Tensor]:
+    """At most ``END_OF_TRAINING_ROWS`` training rows, drawn from the seed's own stream, batched as in training."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(END_OF_TRAINING,)))
+    rows = np.sort(rng.choice(len(images), size=min(END_OF_TRAINING_ROWS, len(images)), replace=False))
+    batch = batch_tensors(images[rows], factors[rows], mean, std)
+    if getattr(model, "needs_pairs", False):
+        batch["images_after"] = batch_tensors(images_after[rows], factors[rows], mean, std)["images"]
+    return {key: value.to(device) for key, value in batch.items()}
 
 
 def _accelerators(device: str | torch.device) -> list[int]:
