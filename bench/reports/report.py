@@ -42,7 +42,7 @@ DEFAULT_METRICS = [
     "dci@reg.disentanglement", "dci@reg.completeness", "dci@reg.informativeness_test", "mcc@pearson.mcc",
     "irs@dlib.irs", "mic@aligned.mic", "mic@aligned.tic", "counterfactual@probe.reconstruction_mse",
     "counterfactual@probe.counterfactual_mse", "counterfactual@probe.target_error",
-    "counterfactual@probe.non_descendant_shift",
+    "counterfactual@probe.non_descendant_shift", "graph@card.shd", "graph@card.auroc",
 ]
 STATS_LIBRARIES = ("scipy", "statsmodels", "scikit-posthocs", "pandas", "matplotlib")
 
