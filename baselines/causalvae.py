@@ -35,8 +35,8 @@ from crlbench.core.errors import ConfigError
 from crlbench.core.graph import descendants, topological_levels
 from crlbench.core.registry import register_model
 from crlbench.training.model import CausalModel, adam
-from crlbench.training.nets import (ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder,
-                                    append_alpha, bernoulli_reconstruction)
+from crlbench.training.nets import (ConvEncoder, ReferenceMLPEncoder, append_alpha, bernoulli_reconstruction,
+                                    concept_decoders, decode_concepts)
 
 # The reference code's initial A (``DagLayer.__init__`` in codebase/models/nns/mask.py, since commit
 # f30cde8), written in the reference's own label order, which for Pendulum and Flow is the card's original
@@ -89,14 +89,8 @@ class CausalVAE(CausalModel):
         self.mask_nets = nn.ModuleList(concept_mlp(config.concept_dim, MASK_HIDDEN) for _ in range(self.concepts))
         self.label_nets = nn.ModuleList(concept_mlp(1, LABEL_HIDDEN) for _ in range(self.concepts))
         self.attention_weights = nn.Parameter(torch.randn(config.concept_dim, config.concept_dim)) if config.attention else None
-        if self.rgba:
-            self.decoders = nn.ModuleList(
-                [ReferenceConceptDecoders(self.concepts, config.concept_dim, self.channels + 1, self.image_size)]
-            )
-        elif config.decoder == "shared":
-            self.decoders = nn.ModuleList([ConvDecoder(latent, self.channels, self.image_size)])
-        else:
-            self.decoders = nn.ModuleList(ConvDecoder(config.concept_dim, self.channels, self.image_size) for _ in range(self.concepts))
+        kind, channels = ("reference", self.channels + 1) if self.rgba else (config.decoder, self.channels)
+        self.decoders = concept_decoders(kind, self.concepts, config.concept_dim, channels, self.image_size)
         stats = card.label_stats
         self.register_buffer("label_mean", torch.tensor(stats["mean"], dtype=torch.float32))
         self.register_buffer("label_std", torch.tensor(stats["std"], dtype=torch.float32).clamp_min(1e-12))
@@ -142,11 +136,7 @@ class CausalVAE(CausalModel):
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Pixel logits (RGBA with the reference backbone); per-concept decoders are averaged in logit space."""
-        if self.rgba:
-            return self.decoders[0](latent)
-        if len(self.decoders) == 1:
-            return self.decoders[0](latent.flatten(1))
-        return torch.stack([dec(latent[:, i]) for i, dec in enumerate(self.decoders)]).mean(dim=0)
+        return decode_concepts(self.decoders, latent)
 
     # -- the contract --------------------------------------------------------------------------
 

@@ -66,26 +66,18 @@ def inverse_softplus(value: float) -> float:
     return math.log(math.expm1(value))
 
 
-def linear_ramp(epoch: float, start: int, length: int, initial: float, final: float) -> float:
-    """The reference's ``constant_linear_constant`` schedule (``linear_scheduler(epoch - start, length, ...)``)."""
+def ramp(epoch: float, start: int, length: int, initial: float, final: float, geometric: bool = False) -> float:
+    """The reference's ``constant_linear_constant`` schedule (``linear_scheduler(epoch - start, length, ...)``),
+    or with ``geometric`` its ``constant_exponential_constant`` (the interpolation in log space)."""
     step = epoch - start
     if step >= length or length <= 1:
         return final
     if step <= 0:
         return initial
     t = step / (length - 1)
+    if geometric:
+        return math.exp((1 - t) * math.log(initial) + t * math.log(final))
     return (1 - t) * initial + t * final
-
-
-def exponential_ramp(epoch: float, start: int, length: int, initial: float, final: float) -> float:
-    """The reference's ``constant_exponential_constant`` schedule."""
-    step = epoch - start
-    if step >= length or length <= 1:
-        return final
-    if step <= 0:
-        return initial
-    t = step / (length - 1)
-    return math.exp((1 - t) * math.log(initial) + t * math.log(final))
 
 
 def cosine(epoch: int, period: int, initial: float, minimum: float) -> float:
@@ -281,7 +273,7 @@ class ILCM(CausalModel):
         whole = int(math.floor(epoch))
         mean1, std1 = self.encoder(features1)
         mean2, std2 = self.encoder(features2)
-        z_weight = linear_ramp(epoch, config.beta_start_epoch, config.beta_ramp_epochs, config.z_regularization, 0.0)
+        z_weight = ramp(epoch, config.beta_start_epoch, config.beta_ramp_epochs, config.z_regularization, 0.0)
         sample1 = mean1 + std1 * torch.randn_like(mean1)
         sample2 = mean2 + std2 * torch.randn_like(mean2)
         norm = sample1.pow(2).sum(1, keepdim=True) + sample2.pow(2).sum(1, keepdim=True)
@@ -298,8 +290,8 @@ class ILCM(CausalModel):
                     "consistency_mse": consistency.mean(), "z_regularization": norm.mean()}
 
         deterministic = whole >= config.deterministic_intervention_encoder_after_epoch
-        offset = exponential_ramp(epoch, config.beta_start_epoch, config.beta_ramp_epochs, config.offset_initial,
-                                  config.offset_final)
+        offset = ramp(epoch, config.beta_start_epoch, config.beta_ramp_epochs, config.offset_initial, config.offset_final,
+                      geometric=True)
         posterior = self.intervention_encoder(mean1, mean2, offset)
         if deterministic:  # one-hot argmax forward, the soft posterior's gradient (straight-through)
             hard = F.one_hot(posterior.argmax(1), posterior.shape[1]).to(posterior.dtype)
@@ -314,7 +306,7 @@ class ILCM(CausalModel):
                 totals[key] = totals[key] + weight * value
         kl_eps = totals["log_posterior_eps"] - totals["log_prior_eps"]
         kl_int = totals["log_posterior_int"] - totals["log_prior_int"]
-        beta = linear_ramp(epoch, config.beta_start_epoch, config.beta_ramp_epochs, 0.0, config.beta)
+        beta = ramp(epoch, config.beta_start_epoch, config.beta_ramp_epochs, 0.0, config.beta)
         elbo_loss = (-totals["log_likelihood"] + beta * kl_eps + config.intervention_beta_factor * beta * kl_int).mean()
         aggregate = posterior.mean(0)
         entropy = -(aggregate * torch.log(aggregate + 1e-9)).sum()

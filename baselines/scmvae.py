@@ -38,8 +38,8 @@ from crlbench.core.errors import ConfigError
 from crlbench.core.graph import descendants, topological_levels
 from crlbench.core.registry import register_model
 from crlbench.training.model import CausalModel, adam
-from crlbench.training.nets import (ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder,
-                                    append_alpha, bernoulli_reconstruction)
+from crlbench.training.nets import (ConvEncoder, ReferenceMLPEncoder, append_alpha, bernoulli_reconstruction,
+                                    concept_decoders, decode_concepts)
 
 MECHANISM_HIDDEN = 32  # MaskLayer.net_g: Linear(z_dim, 32) - ELU - Linear(32, z2_dim)
 
@@ -69,13 +69,10 @@ class SCMVAE(CausalModel):
         self.rgba = config.backbone == "reference"
         if self.rgba:
             self.encoder = ReferenceMLPEncoder(2 * latent, self.channels + 1, self.image_size)
-            self.decoders = nn.ModuleList([ReferenceConceptDecoders(self.concepts, k, self.channels + 1, self.image_size)])
+            self.decoders = concept_decoders("reference", self.concepts, k, self.channels + 1, self.image_size)
         else:
             self.encoder = ConvEncoder(2 * latent, self.channels, self.image_size)
-            if config.decoder == "shared":
-                self.decoders = nn.ModuleList([ConvDecoder(latent, self.channels, self.image_size)])
-            else:
-                self.decoders = nn.ModuleList(ConvDecoder(k, self.channels, self.image_size) for _ in range(self.concepts))
+            self.decoders = concept_decoders(config.decoder, self.concepts, k, self.channels, self.image_size)
         nets = 1 if config.shared_mechanism_net else len(self.children_order)
         self.mechanism_nets = nn.ModuleList(
             nn.Sequential(nn.Linear(latent, MECHANISM_HIDDEN), nn.ELU(), nn.Linear(MECHANISM_HIDDEN, k)) for _ in range(nets)
@@ -132,11 +129,7 @@ class SCMVAE(CausalModel):
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Pixel logits (RGBA with the reference backbone); per-concept decoders are averaged in logit space."""
-        if self.rgba:
-            return self.decoders[0](latent)
-        if len(self.decoders) == 1:
-            return self.decoders[0](latent.flatten(1))
-        return torch.stack([dec(latent[:, i]) for i, dec in enumerate(self.decoders)]).mean(dim=0)
+        return decode_concepts(self.decoders, latent)
 
     # -- the contract --------------------------------------------------------------------------
 

@@ -35,8 +35,8 @@ from crlbench.core.registry import register_model
 from crlbench.icmvae.flow import MaskedAffineFlow
 from crlbench.icmvae.model_config import VERSION, ICMVAEConfig
 from crlbench.training.model import CausalModel, adam
-from crlbench.training.nets import (ConvDecoder, ConvEncoder, ReferenceConceptDecoders, ReferenceMLPEncoder,
-                                    append_alpha, bernoulli_reconstruction)
+from crlbench.training.nets import (ConvEncoder, ReferenceMLPEncoder, append_alpha, bernoulli_reconstruction,
+                                    concept_decoders, decode_concepts)
 
 
 def warmup(final: float, epoch: int, epochs: int, start: int = 2) -> float:
@@ -61,15 +61,10 @@ class ICMVAE(CausalModel):
         if self.rgba:
             channels = self.channels + 1
             self.encoder = ReferenceMLPEncoder(encoder_out, channels, self.image_size)
-            self.decoders = nn.ModuleList([ReferenceConceptDecoders(self.concepts, config.concept_dim, channels, self.image_size)])
+            self.decoders = concept_decoders("reference", self.concepts, config.concept_dim, channels, self.image_size)
         else:
             self.encoder = ConvEncoder(encoder_out, self.channels, self.image_size)
-            if config.decoder == "shared":
-                self.decoders = nn.ModuleList([ConvDecoder(latent, self.channels, self.image_size)])
-            else:
-                self.decoders = nn.ModuleList(
-                    ConvDecoder(config.concept_dim, self.channels, self.image_size) for _ in range(self.concepts)
-                )
+            self.decoders = concept_decoders(config.decoder, self.concepts, config.concept_dim, self.channels, self.image_size)
         flow = dict(shared=config.shared_mechanism_nets, bounded=config.bounded_st)
         self.flow = MaskedAffineFlow(graph, config.concept_dim, **flow)
         self.prior = MaskedAffineFlow(graph, config.concept_dim, **flow)
@@ -124,11 +119,7 @@ class ICMVAE(CausalModel):
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Pixel logits (RGBA with the reference backbone); per-concept decoders are averaged in logit
         space as in the reference."""
-        if self.rgba:
-            return self.decoders[0](latent)
-        if len(self.decoders) == 1:
-            return self.decoders[0](latent.flatten(1))
-        return torch.stack([dec(latent[:, i]) for i, dec in enumerate(self.decoders)]).mean(dim=0)
+        return decode_concepts(self.decoders, latent)
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         if self.config.schedule == "budget":

@@ -39,21 +39,3 @@ def test_encode_is_one_flat_block_and_reconstruct_gives_images(card):
     assert model.encode(images()).shape == (4, 1, 16)
     out = model.reconstruct(images())
     assert out.shape == (4, 3, 32, 32) and 0 <= out.min() and out.max() <= 1
-
-
-def test_intervention_traverses_the_matched_code_only(card):
-    model = build_model("beta_vae", card, seed=0)
-    with pytest.raises(ConfigError, match="call set_alignment first"):
-        model.intervene(images(), 0, 1.0)
-    model.set_alignment([3, 1, 2, 0])
-    x = images()
-    decoded = []
-    original_decoder = model.decoder.forward
-    model.decoder.forward = lambda latent: decoded.append(latent.clone()) or original_decoder(latent)
-    model.intervene(x, 0, 2.5)
-    latent = decoded[0]
-    mean = model.encode(x)[:, 0]
-    assert torch.all(latent[:, 3] == 2.5)
-    assert torch.equal(latent[:, [0, 1, 2] + list(range(4, 16))], mean[:, [0, 1, 2] + list(range(4, 16))])
-    with pytest.raises(ConfigError, match="one code in 0..15 per factor"):
-        model.set_alignment([0, 1, 2, 99])

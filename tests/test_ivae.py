@@ -181,23 +181,6 @@ def test_the_reference_learning_rate_can_diverge_on_images(tmp_path):
               progress=False)
 
 
-def test_intervention_traverses_the_matched_code_only(card):
-    model = build_model("ivae", card, seed=0)
-    with pytest.raises(ConfigError, match="call set_alignment first"):
-        model.intervene(images(), 0, 1.0)
-    model.set_alignment([3, 1, 2, 0])
-    x = images()
-    decoded = []
-    original_decoder = model.decoder.forward
-    model.decoder.forward = lambda latent: decoded.append(latent.clone()) or original_decoder(latent)
-    out = model.intervene(x, 0, 2.5)
-    latent, mean = decoded[0], model.encode(x)[:, 0]
-    assert torch.all(latent[:, 3] == 2.5) and torch.equal(latent[:, :3], mean[:, :3])
-    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
-    with pytest.raises(ConfigError, match="one code in 0..3 per factor"):
-        model.set_alignment([0, 1, 2, 4])
-
-
 def test_a_reloaded_model_keeps_its_alignment(card, tmp_path):
     model = build_model("ivae", card, seed=0)
     model.set_alignment([2, 0, 3, 1])

@@ -107,3 +107,27 @@ def test_saving_and_reloading_gives_identical_outputs(data, name, tmp_path):
     model.eval(), reloaded.eval()
     assert torch.equal(model.encode(x), reloaded.encode(x))
     assert torch.equal(model.reconstruct(x), reloaded.reconstruct(x))
+
+
+@pytest.mark.parametrize("name", ["beta_vae", "ivae"])
+def test_a_traversal_sets_the_matched_code_only_and_needs_the_alignment(data, name):
+    """beta-VAE's and iVAE's do() is a traversal of the code matched to the factor, not a causal intervention."""
+    from crlbench.core.errors import ConfigError
+
+    card = data[0]
+    model = build_model(name, card, seed=0, **SETTINGS.get(name, {}))
+    x = batch(card)["images"]
+    with pytest.raises(ConfigError, match="call set_alignment first"):
+        model.intervene(x, 0, 1.0)
+    model.set_alignment([3, 1, 2, 0])
+    decoded = []
+    original_decoder = model.decoder.forward
+    model.decoder.forward = lambda latent: decoded.append(latent.clone()) or original_decoder(latent)
+    out = model.intervene(x, 0, 2.5)
+    latent, mean = decoded[0], model.encode(x)[:, 0]
+    others = [code for code in range(model.latent_size()) if code != 3]
+    assert torch.all(latent[:, 3] == 2.5) and torch.equal(latent[:, others], mean[:, others])
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    last = model.latent_size() - 1
+    with pytest.raises(ConfigError, match=f"one code in 0..{last} per factor"):
+        model.set_alignment([0, 1, 2, last + 1])

@@ -142,6 +142,27 @@ class ReferenceConceptDecoders(nn.Module):
 REFERENCE_GAN_SIZE = 64  # the only size these networks are built for here (the Pendulum run's)
 
 
+def concept_decoders(kind: str, concepts: int, concept_dim: int, channels: int, image_size: int) -> nn.ModuleList:
+    """The decoders of a concept model (ICM-VAE, CausalVAE, SCM-VAE): ``"reference"``, the code's per-concept
+    MLP decoders on RGBA (``channels`` counts the alpha channel); ``"shared"``, one :class:`ConvDecoder` on the
+    flattened latent; ``"per_concept"``, one per concept block (:func:`decode_concepts` averages their logits)."""
+    if kind == "reference":
+        return nn.ModuleList([ReferenceConceptDecoders(concepts, concept_dim, channels, image_size)])
+    if kind == "shared":
+        return nn.ModuleList([ConvDecoder(concepts * concept_dim, channels, image_size)])
+    return nn.ModuleList(ConvDecoder(concept_dim, channels, image_size) for _ in range(concepts))
+
+
+def decode_concepts(decoders: nn.ModuleList, latent: torch.Tensor) -> torch.Tensor:
+    """Pixel logits of the concept latent [B, K, k] through :func:`concept_decoders`' decoders; per-concept
+    decoders are averaged in logit space, as the references' ``decode_sep``."""
+    if isinstance(decoders[0], ReferenceConceptDecoders):
+        return decoders[0](latent)
+    if len(decoders) == 1:
+        return decoders[0](latent.flatten(1))
+    return torch.stack([decoder(latent[:, i]) for i, decoder in enumerate(decoders)]).mean(dim=0)
+
+
 def _check_gan_size(image_size: int) -> None:
     if image_size != REFERENCE_GAN_SIZE:
         raise ConfigError(f"DEAR's reference networks: image size must be {REFERENCE_GAN_SIZE} (the Pendulum run's); "
