@@ -170,7 +170,8 @@ def short_run(tiny, name, precision):
     after = images[::-1].copy() if model.needs_pairs else None  # pairs for ILCM
     layer = next(module for module in model.modules() if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)))
     dtypes = set()
-    layer.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
+    # the training steps' dtypes (post-hoc inference at the end of training, ILCM's graph, runs in eval mode in fp32)
+    layer.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype) if module.training else None)
     history = train(model, images, factors, budget=Budget(steps=3, batch_size=8), seed=0, progress=False,
                     precision=precision, images_after=after)
     return model, history, dtypes

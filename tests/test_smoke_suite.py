@@ -32,7 +32,7 @@ def smoke(tmp_path_factory):
 
 def test_every_cell_of_the_smoke_suite_finishes(smoke):
     records = load_records(smoke / "cells")
-    assert len(records) == len(load_suite(SMOKE).cells()) == 24
+    assert len(records) == len(load_suite(SMOKE).cells()) == 42  # 7 models x 3 datasets x 2 seeds
     assert all(r["status"] == "ok" for r in records), [r["error"] for r in records if r["status"] != "ok"]
     assert {r["cell"]["model"] for r in records} == {"icm_vae", "causal_vae", "dear", "beta_vae"}
 
@@ -44,10 +44,10 @@ def test_mlflow_holds_a_parent_run_and_a_child_run_per_cell(smoke):
     runs = mlflow.search_runs(experiment_names=["crlbench/smoke"])
     children = runs[runs["tags.mlflow.parentRunId"].notna()]
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
-    assert len(parents) == 1 and len(children) == 24
+    assert len(parents) == 1 and len(children) == 42
     assert set(children["tags.mlflow.parentRunId"]) == set(parents["run_id"])
     assert children["status"].eq("FINISHED").all()
-    assert children["tags.crlbench.cell_hash"].nunique() == 24
+    assert children["tags.crlbench.cell_hash"].nunique() == 42
     assert children.filter(like="metrics.dci").notna().all().all()
 
 
@@ -64,7 +64,7 @@ def test_the_report_writes_every_file(smoke):
 def test_rerunning_the_finished_suite_trains_nothing(smoke):
     run = crlbench("suite", str(SMOKE), "--workdir", str(smoke), "--no-tracking")
     assert run.returncode == 0
-    assert "0 ran, 24 already done, 0 failed" in run.stdout
+    assert "0 ran, 42 already done, 0 failed" in run.stdout
 
 
 def test_an_unreachable_tracking_server_fails_before_any_work(tmp_path):
