@@ -218,13 +218,13 @@ SMOKE_HASHES = {
     # added with issue 16; ILCM's record the version of the pairs it trains on (generated on Pendulum and Flow)
     "pendulum/scm_vae/seed0": "ead5211ce0a2bee1", "pendulum/scm_vae/seed1": "36a74f32fd10dc8a",
     "pendulum/ivae/seed0": "49c6fb11d3b17e43", "pendulum/ivae/seed1": "3d57f3db0baa54db",
-    "pendulum/ilcm/seed0": "79d2ade3940e38ba", "pendulum/ilcm/seed1": "ba98336558b7cb9e",
+    "pendulum/ilcm/seed0": "0d717f48384c67f6", "pendulum/ilcm/seed1": "300487c20371602a",
     "flow/scm_vae/seed0": "839cdc59ee8bdfb7", "flow/scm_vae/seed1": "583c8589d8cfadbe",
     "flow/ivae/seed0": "c227fa1b3a2a399f", "flow/ivae/seed1": "0f55b78c00613d50",
-    "flow/ilcm/seed0": "cd48ca2dcffff61d", "flow/ilcm/seed1": "a0552b4f62e4fb69",
+    "flow/ilcm/seed0": "bd7597a5b6df337a", "flow/ilcm/seed1": "5323dc2803b0687e",
     "causal_circuit/scm_vae/seed0": "10ef26c25f5a0e5f", "causal_circuit/scm_vae/seed1": "552c574350071aed",
     "causal_circuit/ivae/seed0": "39e9c3a1d41eac5b", "causal_circuit/ivae/seed1": "db5eeb50d1111936",
-    "causal_circuit/ilcm/seed0": "d589af45cbeba2c0", "causal_circuit/ilcm/seed1": "bf9d85d0ec32ae0c",
+    "causal_circuit/ilcm/seed0": "df4c777e2d8105b2", "causal_circuit/ilcm/seed1": "062425d46e0fa374",
 }
 # Evaluated on the val split: Pendulum and Flow have none, so a validation holdout is part of the hash.
 SMOKE_VAL_HASHES = {"pendulum/icm_vae/seed0": "1a4d2cbedfc026ba", "flow/icm_vae/seed0": "ffcd4831fd7f4e7f",

@@ -5,10 +5,10 @@ Every stage reads the previous stage's stored output when it is there: the train
 settings match, and a metric whose stored result has the same options is not recomputed. A rerun therefore finishes a killed cell, and a metric added to a
 finished suite is computed from the stored latents without retraining.
 
-Random streams of a cell's seed (spawn keys of ``numpy.random.SeedSequence``): 0-2 belong to the
-trainer (:mod:`crlbench.training.train`), 3 picks the evaluation sample, 4 seeds the metrics and the
-intervention grid. Stream 5 of seed 0 picks the held-out monitor sample: the same images for every
-cell of a dataset.
+Random streams of a cell's seed (spawn keys of ``numpy.random.SeedSequence``): 0-2 and 6 belong to the
+trainer (:mod:`crlbench.training.train`; 6 picks the rows given to ``on_train_end``), 3 picks the
+evaluation sample, 4 seeds the metrics and the intervention grid. Stream 5 of seed 0 picks the held-out
+monitor sample: the same images for every cell of a dataset.
 
 After every epoch the trainer records the reconstruction error of that monitor sample (256 images of
 the evaluation split, ``heldout_reconstruction_mse``); it never stops or selects anything, and the
@@ -19,11 +19,12 @@ docs/protocol.md). Any exception becomes a ``failed`` record naming the error; t
 other cells. A method that does not apply to the dataset (:class:`crlbench.core.errors.NotApplicable`:
 ILCM on a dataset without pairs, found before any training) gives a ``not_applicable`` record with the
 reason, which a suite counts as finished, not failed; a metric that does not apply (``graph@card`` for a
-model that learns no graph) is listed under the record's ``not_applicable`` and is not an error. A metric that raises fails alone: the record keeps status ``ok`` and every score that was
-computed, and adds ``"partial": true`` and ``metric_errors`` (metric name -> ``{type, message,
-traceback}``; the intervention grid's failure under ``intervention_grid``, e.g. a do() refused on a
-learned graph with a cycle); the suite plans such a cell as *failed*, so ``--retry-failed`` computes the failed
-metrics again (the stored latents and the other metrics' results are reused, nothing is trained).
+model that learns no graph) is listed under the record's ``not_applicable`` and is not an error. A
+metric that raises fails alone: the record keeps status ``ok`` and every score that was computed, and
+adds ``"partial": true`` and ``metric_errors`` (metric name -> ``{type, message, traceback}``; the
+intervention grid's failure under ``intervention_grid``, e.g. a do() refused on a learned graph with a
+cycle); the suite plans such a cell as *failed*, so ``--retry-failed`` computes the failed metrics again
+(the stored latents and the other metrics' results are reused, nothing is trained).
 A full disk (:class:`crlbench.core.errors.DiskFullError`) is raised instead: no record is written,
 so the files of a finished cell stay as they were and a rerun after freeing space picks the cell up.
 

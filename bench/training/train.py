@@ -47,7 +47,8 @@ Callback = Callable[[int, dict[str, float]], None]  # (epoch, mean losses of tha
 Monitor = Callable[[CausalModel], dict[str, float]]  # the model after an epoch -> values for that epoch's record
 CHECKPOINT = "last.pt"
 PREVIOUS = ".prev"  # last.pt.prev: the checkpoint before the latest
-INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE, END_OF_TRAINING = 0, 1, 2, 3  # independent streams of a cell's seed
+INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE = 0, 1, 2  # independent streams of a cell's seed
+END_OF_TRAINING = 6  # the stream of on_train_end's rows (3-5 are the runner's: crlbench.suites.runner)
 END_OF_TRAINING_ROWS = 1000  # training rows given to CausalModel.on_train_end (ILCM infers its graph from them)
 
 
