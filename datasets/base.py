@@ -353,23 +353,24 @@ class SCMDataset(ABC):
 
     def _load(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
-            arrays = self.cache.load(self.cache_key)
-            self.loaded_from_cache = arrays is not None
-            if arrays is None:
-                arrays = self.generate()
-                self.cache.save(self.cache_key, arrays, {"card": self.card.to_dict()})
-            self._arrays = arrays
+            self._arrays, self.loaded_from_cache = self._cached(self.cache_key, self.generate, {})
         return self._arrays
 
     def _load_pairs(self) -> dict[str, np.ndarray]:
         if self._pair_arrays is None:
-            key = content_key(self.name, self.version, {**asdict(self.params), "pairs": PAIRS_VERSION})
-            arrays = self.cache.load(key)
-            if arrays is None:
-                arrays = self.generate_pairs()
-                self.cache.save(key, arrays, {"card": self.card.to_dict(), "pairs": PAIRS_VERSION})
-            self._pair_arrays = arrays
+            key = content_key(self.name, self.version, {**asdict(self.params), "pairs": self.pairs_version})
+            self._pair_arrays, _ = self._cached(key, self.generate_pairs, {"pairs": self.pairs_version})
         return self._pair_arrays
+
+    def _cached(self, key: str, generate, metadata: dict[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+        """The arrays cached under ``key``, or ``generate()``'s, saved there with the card and ``metadata``;
+        and whether they came from the cache."""
+        arrays = self.cache.load(key)
+        if arrays is not None:
+            return arrays, True
+        arrays = generate()
+        self.cache.save(key, arrays, {"card": self.card.to_dict(), **metadata})
+        return arrays, False
 
     def _build_card(self) -> DatasetCard:
         factors = self.factor_definitions()

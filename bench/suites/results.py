@@ -40,17 +40,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-# A cell's status: trained and evaluated; failed (its error says why); or its method does not apply to its
-# dataset (a method that trains on pairs, on a dataset without them), decided before any training.
-NOT_APPLICABLE = "not_applicable"
-STATUSES = ("ok", "failed", NOT_APPLICABLE)
-
 import numpy as np
 
 from crlbench.core.files import atomic_write
 
 SCHEMA = 1
 RESULT = "result.json"
+# A cell's status: trained and evaluated; failed (its error says why); or its method does not apply to its
+# dataset (a method that trains on pairs, on a dataset without them), decided before any training.
+NOT_APPLICABLE = "not_applicable"
+STATUSES = ("ok", "failed", NOT_APPLICABLE)
 
 
 def cell_dir(workdir: str | os.PathLike, cell_hash: str) -> Path:
