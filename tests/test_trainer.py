@@ -140,8 +140,10 @@ def test_on_train_end_sees_seeded_training_rows_once_when_the_budget_is_reached(
     seen = []
     monkeypatch.setattr(CausalModel, "on_train_end", lambda self, data: seen.append(data), raising=True)
     monkeypatch.setattr(train_module, "END_OF_TRAINING_ROWS", 40)
-    fit(small, epochs=1, checkpoint_dir=tmp_path)  # a run stopped after its first epoch: not the end of its budget
-    assert len(seen) == 1  # ...of this one-epoch budget
+    fit(small, epochs=3)
+    assert len(seen) == 1  # once, after the last of three epochs
+    fit(small, epochs=1, checkpoint_dir=tmp_path)  # a one-epoch budget: called at its end
+    assert len(seen) == 2
     seen.clear()
     fit(small, epochs=2, checkpoint_dir=tmp_path)  # resumed to a longer budget: called once, at its end
     fit(small, epochs=2, checkpoint_dir=tmp_path)  # the budget was reached before: nothing trains, nothing is called
