@@ -176,7 +176,7 @@ class CausalVAE(CausalModel):
         np.fill_diagonal(graph, 0)
         return graph
 
-    def learned_graph(self, data: dict[str, torch.Tensor] | None = None) -> dict:
+    def learned_graph(self) -> dict:
         """The learned A over the concepts (the contract's graph; ``data`` is not needed): the adjacency
         do() follows (:meth:`thresholded_graph`) and |A_ij| as edge scores (diagonal 0)."""
         scores = self.adjacency.detach().abs().cpu().numpy().astype(np.float64)

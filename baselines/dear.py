@@ -209,7 +209,7 @@ class DEAR(CausalModel):
 
     # -- the contract ---------------------------------------------------------------------------
 
-    def learned_graph(self, data: dict[str, torch.Tensor] | None = None) -> dict:
+    def learned_graph(self) -> dict:
         """A on the given super-graph (A * support, as the prior uses it; ``data`` is not needed): edges
         where |A_ij| > ``GRAPH_THRESHOLD``, scores |A_ij| (0 off the super-graph). A[i, j] weighs i -> j
         (v = eps (I - A)^-1, v_j = sum_i A_ij v_i + eps_j), the card's orientation."""

@@ -471,12 +471,9 @@ class ILCM(CausalModel):
         self.graph.copy_(torch.as_tensor(inferred["adjacency"], dtype=torch.float))
         self.graph_scores.copy_(torch.as_tensor(inferred["scores"], dtype=torch.float))
 
-    def learned_graph(self, data: dict[str, torch.Tensor] | None = None) -> dict | None:
-        """The graph inferred when training ended (the one do() follows) with its effect scores; for a model whose
-        training never ended here, the graph inferred now from ``data["images"]`` (None without data)."""
-        if (self.graph >= 0).all():
-            return {"adjacency": self.graph.cpu().numpy().astype(int), "scores": self.graph_scores.cpu().numpy()}
-        if data is None:
+    def learned_graph(self) -> dict | None:
+        """The graph inferred when training ended (the one do() follows) with its effect scores; None for a model
+        whose training never ended here."""
+        if not (self.graph >= 0).all():
             return None
-        inferred = self._infer_graph(data["images"].to(self.graph.device))
-        return {"adjacency": inferred["adjacency"], "scores": inferred["scores"]}
+        return {"adjacency": self.graph.cpu().numpy().astype(int), "scores": self.graph_scores.cpu().numpy()}

@@ -30,18 +30,17 @@ def stand_in_card(adjacency=CHAIN):
 
 
 class GraphModel(torch.nn.Module):
-    """A stand-in model with a fixed graph; records the data it is given."""
+    """A stand-in model with a fixed graph."""
 
-    name, needs_pairs = "stand_in", False
+    name = "stand_in"
 
     def __init__(self, graph, card, aligned=True, codes=None):
         super().__init__()
-        self.graph, self.card, self.aligned, self.seen = graph, card, aligned, []
+        self.graph, self.card, self.aligned = graph, card, aligned
         if codes is not None:
             self.factor_codes = torch.as_tensor(codes)
 
-    def learned_graph(self, data=None):
-        self.seen.append(data)
+    def learned_graph(self):
         return self.graph
 
     def matched_code(self, k):  # as the model contract gives it (crlbench.training.model.CausalModel)
@@ -163,35 +162,13 @@ def test_an_aligned_graph_of_the_wrong_size_is_refused():
         evaluate(GraphModel({"adjacency": np.zeros((3, 3)), "scores": None}, card), card)
 
 
-# -- what the model is given, and models without a graph ------------------------------------------------
-
-def test_the_model_gets_a_seeded_training_batch_of_at_most_n_graph_rows():
-    card = stand_in_card()
-    model = GraphModel({"adjacency": CHAIN, "scores": None}, card)
-    evaluate(model, card, n_graph=5)
-    evaluate(model, card, n_graph=5)
-    first, second = model.seen
-    assert set(first) == {"images", "factors"} and first["images"].shape == (5, 3, 8, 8)
-    assert 0 <= first["images"].min() and first["images"].max() <= 1
-    torch.testing.assert_close(first["factors"], second["factors"])
-
-
-def test_a_model_trained_on_pairs_gets_images_after_or_is_not_applicable():
-    card = stand_in_card()
-    model = GraphModel({"adjacency": CHAIN, "scores": None}, card)
-    model.needs_pairs = True
-    with pytest.raises(NotApplicable, match="images_after"):
-        evaluate(model, card)
-    after = split().images[::-1].copy()
-    evaluate(model, card, train=split(images_after=after), n_graph=4)
-    assert model.seen[-1]["images_after"].shape == model.seen[-1]["images"].shape
-
+# -- models without a graph ----------------------------------------------------------------------------
 
 def test_a_model_without_a_graph_is_not_applicable(tmp_path_factory):
     card = card_32("pendulum", tmp_path_factory)
     model = build_model("beta_vae", card, seed=0)
     with pytest.raises(NotApplicable, match="model 'beta_vae' learns no causal graph"):
-        evaluate(model, card, train=split(size=32), n_graph=2)
+        evaluate(model, card)
 
 
 # -- CausalVAE and DEAR -------------------------------------------------------------------------------
@@ -219,7 +196,7 @@ def test_causalvae_reads_its_graph_off_a_in_the_cards_orientation(flow_card):
     eps = torch.zeros(1, 4, model.config.concept_dim)
     eps[:, i] = 1.0  # i -> j: the parent's noise reaches the child
     assert model.dag_layer(eps)[0, j].abs().sum() > 0
-    result = evaluate(model, flow_card, train=split(size=32), n_graph=2)
+    result = evaluate(model, flow_card)
     assert result.scores["shd"] == 0 and result.scores["auroc"] == 1.0
 
 
@@ -236,7 +213,7 @@ def test_dear_reads_its_graph_off_a_on_the_given_super_graph(flow_card):
     noise = torch.zeros(1, 4)
     noise[:, i] = 1.0  # i -> j: the parent's noise reaches the child
     assert model.solve(noise)[0, j] != 0
-    result = evaluate(model, flow_card, train=split(size=32), n_graph=2)
+    result = evaluate(model, flow_card)
     assert result.scores["shd"] == 1 and result.scores["edges_learned"] == true.sum() - 1
 
 

@@ -165,11 +165,7 @@ def test_the_intervention_encoder_gives_a_distribution_over_none_and_each_variab
 
 def test_the_graph_is_inferred_when_training_ends_and_do_and_the_metric_read_the_same_one(data):
     card, images, factors, after = data
-    untrained = build_model("ilcm", card, seed=0)
-    assert untrained.learned_graph() is None  # nothing inferred, no data to infer from
-    batch = pair_batch(data, 32)
-    now = untrained.learned_graph(batch)  # a model that never finished training here infers from the data
-    assert now["adjacency"].shape == (4, 4) and now["scores"].shape == (4, 4)
+    assert build_model("ilcm", card, seed=0).learned_graph() is None  # training never ended: nothing inferred
 
     model = build_model("ilcm", card, seed=0)
     train(model, images, factors, images_after=after, budget=Budget(epochs=3, batch_size=16), seed=0, progress=False)
@@ -178,8 +174,6 @@ def test_the_graph_is_inferred_when_training_ends_and_do_and_the_metric_read_the
     assert np.all(np.diag(graph["adjacency"]) == 0)
     assert np.array_equal(graph["adjacency"], model.intervention_graph())  # the graph do() follows
     assert np.array_equal(graph["adjacency"], (graph["scores"] > model.config.graph_threshold).astype(int))
-    again = model.learned_graph(batch)  # the metric's data does not replace the graph of the end of training
-    assert np.array_equal(again["adjacency"], graph["adjacency"]) and np.array_equal(again["scores"], graph["scores"])
     expected = model._infer_graph(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)  # all 64 rows
     assert np.allclose(expected["scores"], graph["scores"])  # from the trainer's rows: here every training row
 

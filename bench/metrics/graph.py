@@ -2,13 +2,11 @@
 
 Protocol (``graph@card``, version 1):
 
-1. ``model.learned_graph(data)`` (:class:`crlbench.training.model.CausalModel`) gives the method's own
+1. ``model.learned_graph()`` (:class:`crlbench.training.model.CausalModel`) gives the method's own
    graph over its causal variables, ``{"adjacency": [V, V] 0/1, "scores": [V, V] or None}`` with
-   ``A[i, j] = 1`` meaning i -> j, the card's orientation. ``data`` is a batch of at most ``n_graph``
-   training rows (a seeded sample, sorted), built as the trainer builds its batches
-   (:func:`crlbench.training.train.batch_tensors`; plus ``"images_after"`` from the split's extras for
-   a model with ``needs_pairs``), for a method that infers its graph from data after training. A model
-   that learns no graph (None: beta-VAE; ICM-VAE, which is given the true graph) is not applicable
+   ``A[i, j] = 1`` meaning i -> j, the card's orientation: read off its weights (CausalVAE, DEAR) or
+   inferred from training data when training ended (ILCM, ``on_train_end``). A model that learns no
+   graph (None: beta-VAE; ICM-VAE, which is given the true graph) is not applicable
    (:class:`crlbench.core.errors.NotApplicable`), not failed.
 2. Variables become factors: variable k is factor k for an aligned model; for an unaligned one factor k
    is code ``factor_codes[k]`` (:meth:`~crlbench.training.model.CausalModel.set_alignment`), so the
@@ -33,8 +31,7 @@ Protocol (``graph@card``, version 1):
    (rows parents, columns children); for an unaligned model also ``model_adjacency`` and
    ``model_scores`` over its own codes.
 
-Randomness: only the rows of ``data`` (from the seed); CausalVAE and DEAR read their graph off their
-weights and ignore them.
+Randomness: none (the graph is the model's).
 """
 
 from __future__ import annotations
@@ -42,10 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from crlbench.core.errors import ConfigError, NotApplicable
-from crlbench.core.lazy import lazy_module
 from crlbench.metrics.base import MetricResult, variant
-
-torch = lazy_module("torch")  # imported when the graph is read
 
 
 def structural_hamming_distance(learned: np.ndarray, true: np.ndarray, defined: np.ndarray | None = None) -> int:
@@ -72,34 +66,6 @@ def edge_auroc(scores: np.ndarray, true: np.ndarray, defined: np.ndarray | None 
     if labels.all() or not labels.any():
         return None
     return float(roc_auc_score(labels.astype(int), np.asarray(scores, dtype=np.float64)[mask]))
-
-
-def training_batch(model, train, n_graph: int, seed: int) -> dict:
-    """At most ``n_graph`` seeded rows of the training split as the trainer batches them (float CHW images in
-    [0, 1], standardised factors), on the model's device."""
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(train), size=min(n_graph, len(train)), replace=False))
-    stats = model.card.label_stats
-    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
-    device = _device(model)
-    labels = (train.factors[rows] - mean) / np.where(std > 0, std, 1.0)
-    batch = {"images": _images(train.images[rows], device), "factors": torch.from_numpy(labels).float().to(device)}
-    if getattr(model, "needs_pairs", False):
-        after = train.extras.get("images_after")
-        if after is None or len(after) != len(train):
-            raise NotApplicable(f"model {model.name!r} infers its graph from pairs and the training split has no "
-                                "'images_after' extras")
-        batch["images_after"] = _images(after[rows], device)
-    return batch
-
-
-def _images(array: np.ndarray, device) -> "torch.Tensor":
-    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0).to(device)
-
-
-def _device(model) -> "torch.device":
-    parameter = next(model.parameters(), None) if hasattr(model, "parameters") else None
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def checked_graph(graph, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -142,13 +108,11 @@ def factor_codes(model, variables: int, factors: int, notes: list[str]) -> np.nd
     return codes
 
 
-@variant("graph@card", needs_model=True, n_graph=1000)
-def graph_card(model, dataset, train, test, *, seed, n_graph):
+@variant("graph@card", needs_model=True)
+def graph_card(model, dataset, train, test, *, seed):
     """The learned causal graph against the card's: SHD (a reversal counts once), normalised, and edge AUROC."""
     name = getattr(model, "name", type(model).__name__)
-    if not isinstance(n_graph, int) or isinstance(n_graph, bool) or n_graph < 1:
-        raise ConfigError(f"metric 'graph@card': option 'n_graph' must be a positive integer; got {n_graph!r}")
-    graph = model.learned_graph(training_batch(model, train, n_graph, seed))
+    graph = model.learned_graph()
     if graph is None:
         raise NotApplicable(f"model {name!r} learns no causal graph")
     adjacency, scores = checked_graph(graph, name)

@@ -111,16 +111,15 @@ class CausalModel(nn.Module):
         """The number of latent dimensions the method learns (None: the size of ``encode``'s output)."""
         return None
 
-    def learned_graph(self, data: dict[str, torch.Tensor] | None = None) -> dict | None:
+    def learned_graph(self) -> dict | None:
         """The causal graph the method learned over its own causal variables, or None if it learns none.
 
         ``{"adjacency": [V, V] 0/1 array, A[i, j] = 1 meaning i -> j; "scores": [V, V] float array or
         None}``: the edges the method asserts, and edge scores (higher: more confident) where it has
         them. Variable i is concept block i for an aligned model, code i of ``encode``'s block for an
-        unaligned one (mapped to factors through ``factor_codes``). ``data`` is a batch of training
-        data as the trainer builds it (``"images"``, ``"factors"``, and ``"images_after"`` for a model
-        with ``needs_pairs``), for a method that infers its graph from data after training (ILCM).
-        Read by the ``graph@card`` metric.
+        unaligned one (mapped to factors through ``factor_codes``). A method that infers its graph from
+        data after training does so in ``on_train_end`` and keeps it in buffers (ILCM). Read by the
+        ``graph@card`` metric.
         """
         return None
 
