@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from cluster_fixture import cluster_suite
+from cluster_fixture import cluster_suite, wait_for
 from crlbench.cli import main
 from crlbench.core.errors import ConfigError
 from crlbench.suites.cell_task import is_skipped, run_leased_cell
@@ -154,14 +154,13 @@ def test_a_task_that_finds_a_live_lease_skips_and_the_suite_waits_for_the_holder
     executor = ThreadTasks()
 
     def finish_elsewhere():  # once the suite has submitted the second cell and waits for the first
-        while (cell_dir(workdir, second.hash) / "result.json").exists() is False:
-            threading.Event().wait(0.05)
+        wait_for(lambda: (cell_dir(workdir, second.hash) / "result.json").exists(), 120, "the second cell's record")
         from crlbench.suites.runner import run_cell
 
         run_cell(first, workdir)
         other.close()
 
-    helper = threading.Thread(target=finish_elsewhere)
+    helper = threading.Thread(target=finish_elsewhere, daemon=True)  # a failing suite does not leave it running
     helper.start()
     summary = run_suite(config, workdir, progress=False, poll_s=0.05, executor=executor)
     helper.join()
@@ -169,6 +168,21 @@ def test_a_task_that_finds_a_live_lease_skips_and_the_suite_waits_for_the_holder
     assert (summary.ok, summary.elsewhere, summary.failed) == (1, 1, 0)
     assert read_result(cell_dir(workdir, second.hash))["ran_on"]["executor"] == "threads"
     assert read_result(cell_dir(workdir, first.hash))["ran_on"]["executor"] == "local"
+
+
+def test_a_task_returns_a_record_another_launcher_finished_before_its_submission(tmp_path, plugin_path, monkeypatch):
+    """The window between a launcher's check of a cell and the submission of its task: a record written there
+    is older than the task's ``since``, and the task must not train the cell again."""
+    from crlbench.suites import runner
+
+    config, workdir = load_suite(write_suite(tmp_path, **cluster_suite([0], steps=2))), tmp_path / "work"
+    cell = config.cells()[0]
+    record = runner.run_cell(cell, workdir)  # another launcher finishes the cell...
+    monkeypatch.setattr(runner, "run_cell", lambda *args, **kwargs: pytest.fail("the finished cell was trained again"))
+    since = os.stat(cell_dir(workdir, cell.hash) / "result.json").st_mtime + 10  # ...before this task was submitted
+    result = run_leased_cell(cell, workdir, invocation="slurm-8_0", since=since,
+                             ran_on={"executor": "slurm", "host": "h", "task_id": "8_0"})
+    assert result["hash"] == cell.hash and result["provenance"] == record["provenance"]
 
 
 def test_a_task_skips_a_cell_whose_lease_is_live_and_writes_nothing(tmp_path, plugin_path):

@@ -10,7 +10,9 @@ earlier attempt Slurm ended. A retried Ray task does not (its lost node's worker
 waits for that lease to go stale like any other. Either resumes from the cell's checkpoint.
 
 A task that finds a record written since its cells were submitted (``since``: by another launcher, or by
-its own earlier attempt before it was requeued) returns that record without running the cell again.
+its own earlier attempt before it was requeued), or a record the suite counts as done (written by another
+launcher between its launcher's check and the submission), returns that record without running the cell
+again.
 """
 
 from __future__ import annotations
@@ -52,7 +54,17 @@ def run_leased_cell(cell: Cell, workdir: str | Path, *, ran_on: dict[str, Any], 
             holder = state.holder.describe() if state and state.holder else "another launcher"
             log.warning("cell %s (%s): skipped, %s runs it", cell.title, cell.hash, holder)
             return skipped(cell.hash, holder)
-        record = written_since(cell, workdir, since)
+        record = written_since(cell, workdir, since) or finished_record(cell, workdir)
         if record is not None:  # finished meanwhile: by another launcher, or by this task before a requeue
             return record
         return run_cell(cell, workdir, ran_on=ran_on)
+
+
+def finished_record(cell: Cell, workdir: Path) -> dict[str, Any] | None:
+    """The cell's record if it is done as the suite plans cells (:func:`crlbench.suites.suite.cell_state`): a
+    launcher may have written it after this task's launcher checked the cell and before ``since``."""
+    from crlbench.suites.results import read_result
+    from crlbench.suites.suite import cell_state  # the suite imports this module
+
+    record = read_result(cell_lease(workdir, cell.hash).parent)
+    return record if record is not None and cell_state(cell, record) == "done" else None
