@@ -241,7 +241,8 @@ def test_artifacts_live_beside_the_sqlite_store(store):
 def test_the_parent_run_holds_the_config_and_cell_counts(store):
     client = _client(store)
     parent = client.get_run(store["parent"])
-    assert parent.data.metrics == {"cells_ok": 1.0, "cells_failed": 1.0, "cells_cached": 0.0, "cells_elsewhere": 0.0}
+    assert parent.data.metrics == {"cells_ok": 1.0, "cells_failed": 1.0, "cells_cached": 0.0, "cells_elsewhere": 0.0,
+                                   "cells_not_applicable": 0.0}
     assert parent.data.tags["crlbench.version"] and parent.data.tags["crlbench.git_commit"] == "abc123"
     paths = {item.path for item in client.list_artifacts(store["parent"])}
     assert "suite.json" in paths and "config" in paths

@@ -79,6 +79,22 @@ class SuiteSummary:
     records: list[dict[str, Any]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (cell title, error)
 
+    def count(self, record: dict[str, Any], title: str, finished_before: str | None = None) -> None:
+        """Count a finished cell's ``record``: run by this invocation, or (``finished_before`` "cached" or
+        "elsewhere") finished before it or by another launcher meanwhile; failures are listed by ``title``."""
+        self.records.append(record)
+        if record["status"] == NOT_APPLICABLE:
+            self.not_applicable += 1
+        elif record["status"] != "ok":
+            self.failed += 1
+            self.failures.append((title, _error_line(record)))
+        elif finished_before == "elsewhere":
+            self.elsewhere += 1
+        elif finished_before == "cached":
+            self.cached += 1
+        else:
+            self.ok += 1
+
 
 def plan(config: SuiteConfig, workdir: str | Path, stale_after_s: float = STALE_AFTER_S) -> list[PlannedCell]:
     """Every cell of the suite and its state in ``workdir``."""
@@ -186,7 +202,7 @@ def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tra
             if run.leases.taken_over:  # a launcher died while this one ran: its runs are open
                 _close_dead_runs(tracking_uri, config, run.leases.holder, workdir, stale_after_s)
             tracker.finish(ok=run.summary.ok, failed=run.summary.failed, cached=run.summary.cached,
-                           elsewhere=run.summary.elsewhere)
+                           elsewhere=run.summary.elsewhere, not_applicable=run.summary.not_applicable)
     return run.summary
 
 
@@ -302,14 +318,7 @@ class _SuiteRun:
         if is_skipped(result):
             self._holders[result["hash"]] = result.get("holder") or "another launcher"
             return
-        self.summary.records.append(result)
-        if result["status"] == "ok":
-            self.summary.ok += 1
-        elif result["status"] == NOT_APPLICABLE:
-            self.summary.not_applicable += 1
-        else:
-            self.summary.failed += 1
-            self.summary.failures.append((record_title(result), _error_line(result)))
+        self.summary.count(result, record_title(result))
         if self.tracker is not None:
             self._log_finished(result, cell_dir(self.workdir, result["hash"]))
 
@@ -338,29 +347,11 @@ class _SuiteRun:
 
     def collect(self, cell: Cell, record: dict[str, Any] | None, elsewhere: bool) -> None:
         """Count a finished cell this launcher did not run."""
-        if record is None:
-            return
-        self.summary.records.append(record)
-        if record["status"] == NOT_APPLICABLE:
-            self.summary.not_applicable += 1
-        elif record["status"] != "ok":
-            self.summary.failed += 1
-            self.summary.failures.append((cell.title, _error_line(record)))
-        elif elsewhere:
-            self.summary.elsewhere += 1
-        else:
-            self.summary.cached += 1
+        if record is not None:
+            self.summary.count(record, cell.title, "elsewhere" if elsewhere else "cached")
 
     def _on_result(self, record: dict[str, Any]) -> None:
-        summary = self.summary
-        summary.records.append(record)
-        if record["status"] == "ok":
-            summary.ok += 1
-        elif record["status"] == NOT_APPLICABLE:
-            summary.not_applicable += 1
-        else:
-            summary.failed += 1
-            summary.failures.append((record_title(record), _error_line(record)))
+        self.summary.count(record, record_title(record))
         path = cell_lease(self.workdir, record["hash"])
         try:
             if self.tracker is not None:

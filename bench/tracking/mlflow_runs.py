@@ -295,10 +295,11 @@ class SuiteTracker:
         return source_tags(self.config_path if self.config_path is not None else f"crlbench/{self.suite_name}",
                            git_commit)
 
-    def finish(self, ok: int, failed: int, cached: int, elsewhere: int = 0) -> None:
-        """Log the parent run's cell counts (``cells_ok``, ``cells_failed``, ``cells_cached``, and
-        ``cells_elsewhere``: finished meanwhile by other launchers)."""
-        counts = {"cells_ok": ok, "cells_failed": failed, "cells_cached": cached, "cells_elsewhere": elsewhere}
+    def finish(self, ok: int, failed: int, cached: int, elsewhere: int = 0, not_applicable: int = 0) -> None:
+        """Log the parent run's cell counts (``cells_ok``, ``cells_failed``, ``cells_cached``,
+        ``cells_elsewhere``: finished meanwhile by other launchers, and ``cells_not_applicable``)."""
+        counts = {"cells_ok": ok, "cells_failed": failed, "cells_cached": cached, "cells_elsewhere": elsewhere,
+                  "cells_not_applicable": not_applicable}
         try:
             _log_batch(self._require(), self.parent_run_id, metrics=_metrics(counts, _now_ms()))
         except Exception as error:  # noqa: BLE001 - the summary is also printed and stored in files
