@@ -16,7 +16,8 @@ Framework", AISTATS 2020), as its reference code trains it (ilkhem/iVAE @cf6ff68
 
   with the minibatch-weighted estimates ``log q(z) = logsumexp_m log q(z|x_m,u_m) - log(M N)`` over the
   batch (M rows, N training images), per dimension for ``q(z_j)``; a = b = c = d = 1 is the plain ELBO.
-* Adam (lr 0.01 in the reference; 1e-3 here, since 0.01 diverges on images for about half the seeds),
+* Adam (lr 0.01, the reference's and the Config default; configs/models/ivae.yaml, which the suites use, sets 1e-3,
+  since 0.01 sent the loss to NaN in 6 of 12 runs on images),
   ReduceLROnPlateau(factor 0.1, patience 0) on each epoch's mean loss.
 
 The image backbone is the shared conv encoder / decoder (the reference has MLPs on vectors). iVAE has no

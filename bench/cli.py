@@ -425,7 +425,7 @@ def _executor(args: argparse.Namespace, config):
 
         options = SlurmOptions(partition=args.slurm_partition, time_min=parse_time(args.slurm_time),
                                gpus_per_cell=args.slurm_gpus_per_cell,
-                               cpus_per_cell=args.slurm_cpus_per_cell or config.threads,
+                               cpus_per_cell=config.threads if args.slurm_cpus_per_cell is None else args.slurm_cpus_per_cell,
                                array_parallelism=args.slurm_array_parallelism,
                                sbatch=parse_sbatch(args.slurm_sbatch), detach=args.detach)
         return executor_named("slurm", slurm=options)
@@ -435,7 +435,8 @@ def _executor(args: argparse.Namespace, config):
         require("ray")
         from crlbench.suites.ray_cells import RayOptions
 
-        options = RayOptions(address=args.ray_address, cpus_per_cell=args.ray_cpus_per_cell or float(config.threads),
+        cpus = float(config.threads) if args.ray_cpus_per_cell is None else args.ray_cpus_per_cell
+        options = RayOptions(address=args.ray_address, cpus_per_cell=cpus,
                              gpus_per_cell=args.ray_gpus_per_cell, shared_workdir=not args.ray_no_shared_workdir)
         return executor_named("ray", ray=options)
     return executor_named("local", workers=args.workers)

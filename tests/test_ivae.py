@@ -8,7 +8,7 @@ import torch
 from crlbench.baselines.ivae import elbo_terms, gaussian_log_density
 from crlbench.core import registry
 from crlbench.core.errors import ConfigError
-from crlbench.training.train import Budget, TrainingDiverged, build_model, train
+from crlbench.training.train import Budget, build_model, train
 
 
 @pytest.fixture(scope="module")
@@ -169,16 +169,6 @@ def test_the_options_train_and_give_images(card, options):
     assert all(p.grad is not None for p in model.parameters())
     out = model.reconstruct(images())
     assert out.shape == (4, 3, 32, 32) and 0 <= out.min() and out.max() <= 1
-
-
-def test_the_reference_learning_rate_can_diverge_on_images(tmp_path):
-    flow = registry.dataset("flow", cache_dir=tmp_path, size=32)
-    split = flow.split("train")
-    # configs/ivae.yaml's lr 0.01 (the Config default; configs/models/ivae.yaml sets 1e-3) blows up in the first steps for about half the seeds; seed 0 is one
-    model = build_model("ivae", flow.card, seed=0, lr=0.01)
-    with pytest.raises(TrainingDiverged):
-        train(model, split.images[:256], split.factors[:256], budget=Budget(steps=10, batch_size=64), seed=0,
-              progress=False)
 
 
 def test_a_reloaded_model_keeps_its_alignment(card, tmp_path):
