@@ -209,7 +209,7 @@ class ILCM(CausalModel):
         return {"kind": "two_stage", "total_steps": total,
                 "stages": {"reducer": {"steps": first, "finished": first < total},
                            "ilcm": {"steps": total - first, **milestones, "finished": ilcm_finished}},
-                "finished": first < total and ilcm_finished}
+                "finished": ilcm_finished}
 
     # -- training -----------------------------------------------------------------------------------------------------
 
@@ -218,13 +218,14 @@ class ILCM(CausalModel):
             return self._reducer_step(batch, step)
         return self._ilcm_step(batch, step)
 
-    def _update(self, name: str, loss: torch.Tensor, lr: float, parameters, clip: float) -> None:
+    def _update(self, name: str, loss: torch.Tensor, lr: float, clip: float) -> None:
+        """One step of optimiser ``name`` at ``lr``, its gradients clipped to norm ``clip``."""
         optimizer = self.optimizers()[name]
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(list(parameters), clip)
+        norm = torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip)
         if torch.isfinite(norm):  # the reference skips a step whose gradients are not finite (optimizer_step)
             optimizer.step()
 
@@ -252,7 +253,7 @@ class ILCM(CausalModel):
         config = self.config
         losses = self.reducer_loss(batch["images"], batch["images_after"])
         lr = cosine(self.reducer_epoch(step), config.reducer_epochs, config.reducer_lr, config.reducer_min_lr)
-        self._update("reducer", losses["loss"], lr, self.reducer.parameters(), config.reducer_clip_grad_norm)
+        self._update("reducer", losses["loss"], lr, config.reducer_clip_grad_norm)
         return {key: value.detach() for key, value in losses.items()}
 
     @torch.no_grad()
@@ -366,7 +367,7 @@ class ILCM(CausalModel):
             self.fix_topological_order(features1)
         losses = self.ilcm_loss(features1, features2, epoch)
         lr = cosine(int(epoch) % restart, restart, config.lr, config.min_lr)
-        self._update("ilcm", losses["loss"], lr, self.ilcm_parameters(), config.clip_grad_norm)
+        self._update("ilcm", losses["loss"], lr, config.clip_grad_norm)
         return {key: value.detach() for key, value in losses.items()}
 
     @torch.no_grad()
@@ -407,15 +408,10 @@ class ILCM(CausalModel):
         features1, features2 = self.reduce_pair(images, images_after)
         return self.intervention_encoder(self.encoder(features1)[0], self.encoder(features2)[0], self.config.offset_final)
 
-    def set_graph(self, adjacency) -> None:
-        """Set the graph do() follows over the causal variables (A[i, j] = 1: i -> j)."""
-        self.graph.copy_(torch.as_tensor(np.asarray(adjacency), dtype=torch.float))
-
     def intervention_graph(self) -> np.ndarray:
         """The inferred graph, or before any inference the complete DAG of the topological order."""
-        graph = self.graph.cpu().numpy()
-        if (graph >= 0).all():
-            return graph
+        if self.graph_inferred():
+            return self.graph.cpu().numpy()
         order, complete = self.scm.order(), np.zeros((self.variables, self.variables))
         for position, i in enumerate(order):
             complete[i, order[position + 1:]] = 1
@@ -464,6 +460,10 @@ class ILCM(CausalModel):
         self.train(was_training)
         return {"adjacency": (scores > self.config.graph_threshold).astype(int), "scores": scores, "order": order}
 
+    def graph_inferred(self) -> bool:
+        """Whether the graph has been inferred (``graph`` holds -1 until then)."""
+        return bool((self.graph >= 0).all())
+
     def on_train_end(self, data: dict[str, torch.Tensor]) -> None:
         """Infer the graph once, when training ends, from the trainer's seeded training rows: do() follows it and
         ``learned_graph`` reports it (both saved with the weights)."""
@@ -474,6 +474,6 @@ class ILCM(CausalModel):
     def learned_graph(self) -> dict | None:
         """The graph inferred when training ended (the one do() follows) with its effect scores; None for a model
         whose training never ended here."""
-        if not (self.graph >= 0).all():
+        if not self.graph_inferred():
             return None
         return {"adjacency": self.graph.cpu().numpy().astype(int), "scores": self.graph_scores.cpu().numpy()}

@@ -118,13 +118,6 @@ class ImplicitSCM(nn.Module):
     def noise_to_causal(self, epsilon: torch.Tensor) -> torch.Tensor:
         return self.solve(epsilon, epsilon)[0]
 
-    def causal_to_noise(self, z: torch.Tensor) -> torch.Tensor:
-        """The inverse of ``noise_to_causal`` in topological order (exact once the order is fixed)."""
-        epsilon = z.clone()
-        for i in self.order():
-            epsilon[:, i:i + 1] = self.solutions[i](z[:, i:i + 1], self.context(i, epsilon))[0]
-        return epsilon
-
     def log_prob_weakly_supervised(self, epsilon1: torch.Tensor, epsilon2: torch.Tensor, intervention: torch.Tensor,
                                    include_intervened: bool = True) -> torch.Tensor:
         """log p(e1, e2_I | I) [N, 1]: N(0, I) for e1, plus for each intervened i the intervention prior
