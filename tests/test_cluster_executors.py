@@ -7,12 +7,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import threading
 
 import pytest
 
 from cluster_fixture import cluster_suite, wait_for
 from crlbench.cli import main
+from crlbench.core import registry
 from crlbench.core.errors import ConfigError
 from crlbench.suites.cell_task import is_skipped, run_leased_cell
 from crlbench.suites.lease import Holder, Leases, cell_lease, lease_state
@@ -179,6 +181,10 @@ def test_a_task_returns_a_record_another_launcher_finished_before_its_submission
     cell = config.cells()[0]
     record = runner.run_cell(cell, workdir)  # another launcher finishes the cell...
     monkeypatch.setattr(runner, "run_cell", lambda *args, **kwargs: pytest.fail("the finished cell was trained again"))
+    models = registry.registry("model")  # a task starts in a fresh process: its plugin is not imported yet
+    monkeypatch.setattr(models, "_objects", {k: v for k, v in models._objects.items() if k != cell.model})
+    monkeypatch.setattr(models, "_registered_by", {k: v for k, v in models._registered_by.items() if k != cell.model})
+    monkeypatch.delitem(sys.modules, "crl_plugin_models")
     since = os.stat(cell_dir(workdir, cell.hash) / "result.json").st_mtime + 10  # ...before this task was submitted
     result = run_leased_cell(cell, workdir, invocation="slurm-8_0", since=since,
                              ran_on={"executor": "slurm", "host": "h", "task_id": "8_0"})

@@ -63,8 +63,10 @@ def run_leased_cell(cell: Cell, workdir: str | Path, *, ran_on: dict[str, Any], 
 def finished_record(cell: Cell, workdir: Path) -> dict[str, Any] | None:
     """The cell's record if it is done as the suite plans cells (:func:`crlbench.suites.suite.cell_state`): a
     launcher may have written it after this task's launcher checked the cell and before ``since``."""
+    from crlbench.core import registry
     from crlbench.suites.results import read_result
     from crlbench.suites.suite import cell_state  # the suite imports this module
 
+    registry.load_plugins(cell.plugins)  # a fresh task process: the cell's hash needs its model's declaration
     record = read_result(cell_lease(workdir, cell.hash).parent)
     return record if record is not None and cell_state(cell, record) == "done" else None
