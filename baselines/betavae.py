@@ -1,7 +1,9 @@
 """beta-VAE (Higgins et al., ICLR 2017): L = E_q[log p(x | z)] - beta KL(q(z | x) || N(0, I)).
 
 Gaussian encoder, Bernoulli decoder on [0, 1] pixels (the reconstruction is a sum over pixels, so
-beta is comparable with the literature), labels never used. Architecture and optimiser follow
+beta is comparable with the literature), labels never used. At image sizes other than dlib's 64x64 the sum
+is scaled to 64x64 pixels (``pixel_scale="reference"``, :mod:`crlbench.training.pixel_scale`), so beta keeps
+its weight against the reconstruction; ``"sum"`` is the plain sum. Architecture and optimiser follow
 disentanglement_lib (``methods/shared/architectures.py`` and ``config/unsupervised_study_v1``) on the
 shared conv backbone; the latent has 16 dims to
 match the 4 x 4 concept latents of CausalVAE and ICM-VAE (dlib's canonical 10 is an option).
@@ -17,11 +19,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from crlbench.baselines.betavae_config import VERSION, BetaVAEConfig
+from crlbench.baselines.betavae_config import REFERENCE_IMAGE_SIZE, VERSION, BetaVAEConfig
 from crlbench.core.errors import ConfigError
 from crlbench.core.registry import register_model
 from crlbench.training.model import CausalModel, adam
 from crlbench.training.nets import ConvDecoder, ConvEncoder
+from crlbench.training.pixel_scale import pixel_scale
 
 
 @register_model("beta_vae")
@@ -38,6 +41,7 @@ class BetaVAE(CausalModel):
         self.decoder = ConvDecoder(latent, self.channels, self.image_size)
         # saved in checkpoints (the base class's set_alignment fills it), so a reloaded model keeps its alignment
         self.register_buffer("factor_codes", torch.full((len(card.factors),), -1, dtype=torch.long))
+        self.reconstruction_scale = pixel_scale(self.config.pixel_scale, self.image_size, REFERENCE_IMAGE_SIZE)
 
     def supervision(self) -> list[str]:
         return []  # unsupervised: labels are never used in training
@@ -51,6 +55,13 @@ class BetaVAE(CausalModel):
         mean, log_variance = self.encoder(images).chunk(2, dim=1)
         return mean, log_variance
 
+    @torch.no_grad()
+    def posterior_kl_per_code(self, images: torch.Tensor) -> torch.Tensor:
+        """Mean over ``images`` of KL(N(mu_i, sigma_i^2) || N(0, 1)) = 0.5 (mu_i^2 + sigma_i^2 - log sigma_i^2 - 1)
+        per code i, in nats: the KL term of the loss (before the sum over codes and the weight beta)."""
+        mean, log_variance = self.posterior(images)
+        return (0.5 * (mean.pow(2) + log_variance.exp() - log_variance - 1)).mean(dim=0)
+
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         images = batch["images"]
         mean, log_variance = self.posterior(images)
@@ -58,7 +69,8 @@ class BetaVAE(CausalModel):
         logits = self.decoder(latent)
         reconstruction = F.binary_cross_entropy_with_logits(logits, images, reduction="sum") / len(images)
         kl = 0.5 * (mean.pow(2) + log_variance.exp() - log_variance - 1).sum(dim=1).mean()
-        return {"loss": reconstruction + self.config.beta * kl, "reconstruction": reconstruction, "kl": kl}
+        scaled = reconstruction if self.reconstruction_scale == 1.0 else self.reconstruction_scale * reconstruction
+        return {"loss": scaled + self.config.beta * kl, "reconstruction": reconstruction, "kl": kl}
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

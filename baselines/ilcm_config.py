@@ -31,7 +31,11 @@ class ILCMConfig:
     # beta-VAE pretraining loss on both images of each pair ("pair_beta_vae"). "autoencoder": plain MSE autoencoder.
     reducer: Literal["pair_beta_vae", "autoencoder"] = "pair_beta_vae"
     reducer_epochs: int = 50  # training/causalcircuit_reduce_dim.yaml epochs
-    reducer_lr: float = 1e-4  # training/causalcircuit_reduce_dim.yaml lr_schedule.initial (cosine)
+    # Deviation (version 4): 1e-3, ten times training/causalcircuit_reduce_dim.yaml lr_schedule.initial 1e-4 (cosine),
+    # which was set for the reference's 50 epochs at batch 32 of its 512x512 CausalCircuit pairs (about 156k steps);
+    # crlbench's budgets give the reducer a few hundred steps, in which 1e-4 does not beat the training mean image
+    # (docs/models.md, "ILCM"). 1e-4 is the reference's value.
+    reducer_lr: float = 1e-3
     reducer_min_lr: float = 1e-8  # training/causalcircuit_reduce_dim.yaml lr_schedule.minimal
     reducer_beta: float = 0.1  # training/causalcircuit_reduce_dim.yaml pretrain_beta
     reducer_z_regularization: float = 0.1  # training/causalcircuit_reduce_dim.yaml z_regularization_schedule
@@ -116,8 +120,8 @@ class ILCMConfig:
                 self.encoder_std)
 
 
-VERSION = "3"  # in the cell hash: bump it when a change alters training (2: decoder std 0.5413, the graph at the
-# end; 3: that graph from the trainer's own stream of rows, apart from the evaluation sample's)
+VERSION = "4"  # in the cell hash: bump it when a change alters training (2: decoder std 0.5413, the graph at the
+# end; 3: that graph from the trainer's own stream of rows, apart from the evaluation sample's; 4: reducer_lr 1e-3)
 
 # What the registry reads for each model class of crlbench.baselines.ilcm, without importing it.
 MODELS = {"ILCM": (ILCMConfig, VERSION, {"needs_pairs": True})}  # it trains on pairs: in the cell hash

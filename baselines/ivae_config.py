@@ -4,7 +4,7 @@ IVAE (in crlbench.baselines.ivae) uses them.
 
 Defaults are the reference code's (ilkhem/iVAE @cf6ff68: ``configs/ivae.yaml`` as ``runners/ivae.py``
 uses it with ``models/nets.py``'s ``cleanIVAE``); each departure is an option whose default is the
-reference behaviour, apart from the image backbone (docs/models.md, "iVAE").
+reference behaviour, apart from the image backbone and the encoder's input (q(z|x): docs/models.md, "iVAE").
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ class IVAEConfig:
     hidden_dim: int = 100
     n_layers: int = 3
     slope: float = 0.1  # xtanh(x) = tanh(x) + slope x
-    # images_and_labels: q(z|x,u) as cleanIVAE.encoder (u enters as K constant image channels); encode() has
-    # no labels and feeds u = 0, the standardised labels' mean. images: q(z|x), the same encoder in training
-    # and evaluation
-    encoder_input: Literal["images_and_labels", "images"] = "images_and_labels"
+    # images (deviation, the default since version 2): q(z|x), the same encoder in training and evaluation; u
+    # still conditions the prior p(z|u), which is what the identifiability theorem needs. images_and_labels:
+    # q(z|x,u) as cleanIVAE.encoder (u enters as K constant image channels), fed the true u in training and
+    # u = 0 (the standardised labels' mean) by encode(): it learns to read z off u (docs/models.md, "iVAE")
+    encoder_input: Literal["images", "images_and_labels"] = "images"
     # gaussian: N(x; f(z), 0.1 I) as cleanIVAE (decoder_var 0.1), mean unbounded, returned images clipped to
     # [0, 1]; bernoulli: the pixel BCE of the other VAEs here (decoder_variance is then unused)
     decoder: Literal["gaussian", "bernoulli"] = "gaussian"
@@ -74,7 +75,7 @@ class IVAEConfig:
         require(self.decoder_variance > 0, owner, "decoder_variance", "positive", self.decoder_variance)
 
 
-VERSION = "1"  # in the cell hash: bump it when a change alters training
+VERSION = "2"  # in the cell hash: bump it when a change alters training (2: encoder_input images by default)
 
 # What the registry reads for each model class of crlbench.baselines.ivae, without importing it.
 MODELS = {"IVAE": (IVAEConfig, VERSION)}

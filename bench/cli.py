@@ -31,6 +31,7 @@ MAX_COUNT = 64  # images per row of a preview
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a bug: Python's own status for an uncaught exception, with its traceback
 EXIT_INPUT = 2  # bad input or an unusable path: one message naming the file, key, flag or path
+EXIT_PARTIAL = 3  # suite, run: no cell failed, but some finished partial (a metric failed, the other scores stand)
 EXIT_FAILED = 10  # + the number of failed cells (or trials), at most 99
 EXIT_FAILED_MAX = 99
 EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports a command stopped by it
@@ -41,6 +42,7 @@ EPILOG = f"""exit status:
   {EXIT_INPUT}       bad input (config file, flag, name) or an unusable path (a work directory or report
           folder that cannot be written, an unreachable tracking server): one message naming it;
           checked before any work (a path that turns unwritable later stops the run the same way)
+  {EXIT_PARTIAL}       suite, run: no cell failed, but some are partial (a metric failed; the other scores stand)
   {EXIT_FAILED}-{EXIT_FAILED_MAX}   the command ran but N cells failed (suite, run): {EXIT_FAILED} + N, at most \
 {EXIT_FAILED_MAX};
           tune: no trial completed, {EXIT_FAILED} + N failed trials ({EXIT_FAILED}: every trial was pruned)
@@ -72,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
 
 
-def failed_status(failed: int) -> int:
-    """The exit status of a command that ran and saw ``failed`` cells (or trials) fail."""
-    return EXIT_OK if failed <= 0 else min(EXIT_FAILED + failed, EXIT_FAILED_MAX)
+def failed_status(failed: int, partial: int = 0) -> int:
+    """The exit status of a command that ran and saw ``failed`` cells (or trials) fail and ``partial`` cells
+    finish with some metrics failed: failures first, then :data:`EXIT_PARTIAL`, else :data:`EXIT_OK`."""
+    if failed > 0:
+        return min(EXIT_FAILED + failed, EXIT_FAILED_MAX)
+    return EXIT_PARTIAL if partial > 0 else EXIT_OK
 
 
 def unwritable(error: BaseException) -> str | None:
@@ -182,7 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     single.add_argument("--seed", type=int, default=0)
     single.add_argument("--epochs", type=int)
     single.add_argument("--steps", type=int)
-    single.add_argument("--batch-size", type=int, default=64)
+    single.add_argument("--batch-size", type=int,
+                        help="the batch size (default: the model file's reference batch size, else 64; a budget in "
+                             "steps is given in batches of 64 and rescaled to the same number of images, as in a suite)")
+    single.add_argument("--model-file", metavar="PATH",
+                        help="the model file whose hyperparameters, reference batch size and reference run the cell "
+                             "uses (default: the shipped configs/models/MODEL.yaml, as a suite naming it; 'none': the "
+                             "model's Config defaults and batch size 64)")
     single.add_argument("--set", dest="hyperparameters", action="append", default=[], metavar="KEY=VALUE",
                         help="a model hyperparameter (repeatable)")
     single.add_argument("--data", dest="dataset_params", action="append", default=[], metavar="KEY=VALUE",
@@ -315,22 +326,39 @@ def run_suite_command(args: argparse.Namespace) -> int:
 
 
 def run_single_command(args: argparse.Namespace) -> int:
+    return _run_suite(single_run_suite(args), args)
+
+
+def single_run_suite(args: argparse.Namespace):
+    """The one-cell suite of ``crlbench run``: the model as a suite names its model file (hyperparameters, per
+    dataset values, reference batch size and run), then ``--set`` and ``--batch-size`` over it."""
+    from crlbench.suites.model_files import model_file
     from crlbench.suites.suite_config import suite_from_dict
 
     budget = {key: value for key, value in (("epochs", args.epochs), ("steps", args.steps)) if value is not None}
-    model = {"name": args.model, "hyperparameters": _key_values(args.hyperparameters, "--set")}
+    values = _key_values(args.hyperparameters, "--set")
+    # --set also over the model file's per-dataset values, which a suite's hyperparameters do not override
+    model: dict[str, Any] = {"name": args.model, "hyperparameters": values, "per_dataset": {args.dataset: values}}
+    if args.model_file is None:
+        shipped = model_file(args.model) if args.model in registry.registry("model") else None
+        if shipped is not None:
+            model["config"] = str(shipped)
+    elif args.model_file != "none":
+        model["config"] = str(Path(args.model_file).resolve())
+    if args.batch_size is not None:  # the flag wins over the model file's reference batch size
+        model["training"] = {"batch_size": args.batch_size,
+                             "per_dataset": {args.dataset: {"batch_size": args.batch_size}}}
     if args.label:
         model["label"] = args.label
     data = {
         "name": "run",
         "seeds": [args.seed],
-        "budget": {**budget, "batch_size": args.batch_size},
+        "budget": {**budget, "batch_size": args.batch_size or 64},
         "datasets": [{"name": args.dataset, "params": _key_values(args.dataset_params, "--data")}],
         "models": [model],
         "metrics": list(args.metrics or DEFAULT_METRICS),
     }
-    config = suite_from_dict(data, where="crlbench run")
-    return _run_suite(config, args)
+    return suite_from_dict(data, where="crlbench run")
 
 
 def _run_suite(config, args: argparse.Namespace) -> int:
@@ -372,8 +400,9 @@ def _run_suite(config, args: argparse.Namespace) -> int:
     elsewhere = f"{summary.elsewhere} ran elsewhere, " if summary.elsewhere else ""
     in_flight = f"{summary.in_flight} in flight, " if summary.in_flight else ""
     not_applicable = f"{summary.not_applicable} not applicable, " if summary.not_applicable else ""
+    partial = f"{summary.partial} partial (a metric failed), " if summary.partial else ""
     print(f"suite {config.name}: {summary.ok} ran, {summary.cached} already done, {elsewhere}{in_flight}{not_applicable}"
-          f"{summary.failed} failed in {seconds:.1f} s; results in {workdir / 'cells'}")
+          f"{partial}{summary.failed} failed in {seconds:.1f} s; results in {workdir / 'cells'}")
     if summary.in_flight:
         print(f"  {summary.in_flight} cell(s) submitted and not finished yet: run the same command again to collect "
               "them (add --detach to return at once), or --ingest to log the finished ones to MLflow")
@@ -382,7 +411,7 @@ def _run_suite(config, args: argparse.Namespace) -> int:
     if args.handler is run_single_command:
         for record in summary.records:
             _print_cell(record, workdir, tracking_uri, config.name)
-    return failed_status(summary.failed)
+    return failed_status(summary.failed, summary.partial)
 
 
 EXECUTOR_DEFAULTS = {"slurm_partition": None, "slurm_time": "60", "slurm_gpus_per_cell": 0, "slurm_cpus_per_cell": None,

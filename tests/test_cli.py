@@ -266,3 +266,71 @@ def test_ui_prints_the_experiment_urls_and_stops_its_server_with_it(tmp_path):
     assert f"crlbench/quick: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs" in out
     assert "not-crlbench" not in out
     assert client.get_experiment(experiment_id).tags.get("mlflow.experimentKind") == "custom_model_development"
+
+
+# --- crlbench run trains with the settings a suite would (configs/models/MODEL.yaml) ----------------------------
+
+def single_run_cell(*flags):
+    """The cell ``crlbench run`` would train (resolved and hashed as a suite's), without training it."""
+    from crlbench.cli import build_parser, single_run_suite
+
+    args = build_parser().parse_args(["run", *flags])
+    (cell,) = single_run_suite(args).cells()
+    return cell
+
+
+def suite_cell(dataset, model_file, seed=0, steps=10):
+    from crlbench.suites.suite_config import suite_from_dict
+    from crlbench.suites.model_files import model_files_folder
+
+    suite = suite_from_dict({"name": "run", "seeds": [seed], "budget": {"steps": steps, "batch_size": 64},
+                             "datasets": [{"name": dataset}],
+                             "models": [{"config": str(model_files_folder() / model_file)}],
+                             "metrics": ["dci@reg", "mcc@pearson", "irs@dlib", "r2@linear", "mic@aligned",
+                                         "counterfactual@probe"]},
+                            where="test")
+    return suite.cells()[0]
+
+
+def test_run_trains_ivae_with_the_learning_rate_of_its_model_file():
+    """configs/models/ivae.yaml sets lr 1e-3 (the Config's reference 0.01 diverged on images): run uses it."""
+    cell = single_run_cell("--dataset", "pendulum", "--model", "ivae", "--steps", "10")
+    assert cell.identity()["model"]["hyperparameters"]["lr"] == 0.001
+    assert cell.reference_budget == {"epochs": 20}
+
+
+def test_run_trains_the_same_cell_as_a_suite_naming_the_model_file():
+    """Same hyperparameters (per dataset too), reference batch size, rescaled steps and hash as a suite's cell."""
+    for dataset, model, file in (("pendulum", "dear", "dear.yaml"), ("causal_circuit", "icm_vae", "icm_vae.yaml")):
+        cell = single_run_cell("--dataset", dataset, "--model", model, "--steps", "10")
+        assert cell.hash == suite_cell(dataset, file).hash
+    dear = single_run_cell("--dataset", "pendulum", "--model", "dear", "--steps", "10")
+    assert (dear.budget.batch_size, dear.budget.steps) == (128, 5)  # DEAR's batch 128, as many images as 10 x 64
+    circuit = single_run_cell("--dataset", "causal_circuit", "--model", "icm_vae", "--steps", "10")
+    assert circuit.hyperparameters["concept_dim"] == 32 and circuit.budget.batch_size == 100
+
+
+def test_run_flags_win_over_the_model_file():
+    cell = single_run_cell("--dataset", "causal_circuit", "--model", "icm_vae", "--steps", "10", "--set", "beta=2",
+                           "--batch-size", "32")
+    assert cell.identity()["model"]["hyperparameters"]["beta"] == 2.0  # over the file's per-dataset 0.05
+    assert (cell.budget.batch_size, cell.budget.steps) == (32, 10)
+    bare = single_run_cell("--dataset", "pendulum", "--model", "ivae", "--steps", "10", "--model-file", "none")
+    assert bare.identity()["model"]["hyperparameters"]["lr"] == 0.01 and bare.reference_budget is None
+
+
+def test_the_model_files_are_package_data():
+    """A non-editable install ships configs/models/*.yaml as crlbench/configs/models (tests/test_namespace.py installs
+    one); in this checkout they are found beside the package."""
+    import tomllib
+    from pathlib import Path
+
+    from crlbench.suites.model_files import model_file
+
+    root = Path(__file__).resolve().parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"]["crlbench.configs"] == "configs"
+    assert "crlbench.configs.models" in setuptools["packages"]
+    assert setuptools["package-data"]["crlbench.configs.models"] == ["*.yaml"]
+    assert model_file("ivae") == root / "configs" / "models" / "ivae.yaml"
+    assert model_file("no_such_model") is None

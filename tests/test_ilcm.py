@@ -30,7 +30,7 @@ def pair_batch(data, count=16):
 def test_defaults_and_bad_hyperparameters(data):
     model = registry.model("ilcm", data[0])
     config = model.config
-    assert (config.reduced_dim, config.epochs, config.reducer_epochs, config.lr, config.reducer_lr) == (8, 120, 50, 8e-4, 1e-4)
+    assert (config.reduced_dim, config.epochs, config.reducer_epochs, config.lr, config.reducer_lr) == (8, 120, 50, 8e-4, 1e-3)
     assert config.reducer_share == pytest.approx(50 / 170) and config.beta == 3e-5 and config.pretrain_epochs == 20
     assert model.needs_pairs and not model.aligned and model.supervision() == ["pairs"]
     with pytest.raises(ConfigError, match="model 'ilcm': parameter 'reducer_share' must be in \\(0, 1\\); got 1.5"):
@@ -176,6 +176,15 @@ def test_the_graph_is_inferred_when_training_ends_and_do_and_the_metric_read_the
     assert np.array_equal(graph["adjacency"], (graph["scores"] > model.config.graph_threshold).astype(int))
     expected = model._infer_graph(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)  # all 48 rows
     assert np.allclose(expected["scores"], graph["scores"])  # from the trainer's rows: here every training row
+
+
+def test_the_reducer_learns_at_1e3_by_default_and_the_reference_1e4_is_an_option(data):
+    """Stage 1's first step runs at reducer_lr (the cosine's start): 1e-3, a deviation for budgets of a few hundred
+    reducer steps; the reference's 1e-4 (set for about 156k steps) one option away."""
+    for options, lr in (({}, 1e-3), ({"reducer_lr": 1e-4}, 1e-4)):
+        model = build_model("ilcm", data[0], seed=0, **options)
+        model.training_step(pair_batch(data), 0)
+        assert model.optimizers()["reducer"].param_groups[0]["lr"] == lr
 
 
 def test_the_reference_decoder_std_and_graph_mechanism_are_the_defaults(data):

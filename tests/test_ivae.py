@@ -40,7 +40,7 @@ def test_defaults_and_bad_hyperparameters(card):
     config = model.config
     assert (config.a, config.b, config.c, config.d) == (100.0, 1.0, 0.0, 10.0) and config.lr == 0.01
     assert config.lr_scheduler == "plateau" and config.plateau_factor == 0.1 and config.plateau_patience == 0
-    assert config.prior_mean == "zero" and config.encoder_input == "images_and_labels" and config.decoder == "gaussian"
+    assert config.prior_mean == "zero" and config.encoder_input == "images" and config.decoder == "gaussian"
     assert config.decoder_variance == 0.1 and config.hidden_dim == 100 and config.n_layers == 3
     assert model.latent_size() == len(card.factors) and not model.aligned and model.supervision() == ["labels"]
     with pytest.raises(ConfigError, match="model 'ivae': parameter 'd' must be non-negative; got -1.0"):
@@ -152,17 +152,30 @@ def test_a_resumed_run_continues_the_schedule_exactly(dataset, tmp_path):
 
 
 def test_encode_without_labels_feeds_u_zero_or_uses_an_image_only_encoder(card):
-    model = build_model("ivae", card, seed=0)
+    model = build_model("ivae", card, seed=0, encoder_input="images_and_labels")
     x = images()
     assert model.encode(x).shape == (4, 1, len(card.factors))
     assert torch.equal(model.encode(x)[:, 0], model.posterior(x, torch.zeros(4, len(card.factors)))[0])
-    image_only = build_model("ivae", card, seed=0, encoder_input="images", latent_dim=16)
+    image_only = build_model("ivae", card, seed=0, latent_dim=16)
     labels = batch(card)["factors"]
     assert torch.equal(image_only.posterior(x, labels)[0], image_only.posterior(x)[0])
     assert image_only.encode(x).shape == (4, 1, 16)
 
 
-@pytest.mark.parametrize("options", [{"backbone": "reference"}, {"decoder": "bernoulli"}])
+def test_by_default_the_encoder_reads_the_image_only_and_the_prior_reads_u(card):
+    """q(z|x) by default: the labels u change the prior term, never the code (the reference's q(z|x,u) read z off u)."""
+    model = build_model("ivae", card, seed=0)
+    other = dict(batch(card), factors=-batch(card)["factors"])
+    torch.manual_seed(0)
+    first = model.training_step(batch(card), 0)
+    torch.manual_seed(0)
+    second = model.training_step(other, 0)
+    assert torch.equal(first["reconstruction"], second["reconstruction"])
+    assert not torch.equal(first["dimension_kl"], second["dimension_kl"])
+
+
+@pytest.mark.parametrize("options", [{"backbone": "reference"}, {"decoder": "bernoulli"},
+                                     {"encoder_input": "images_and_labels"}])
 def test_the_options_train_and_give_images(card, options):
     model = build_model("ivae", card, seed=0, **options)
     model.training_step(batch(card), 0)["loss"].backward()

@@ -18,6 +18,16 @@ from crlbench.core.errors import ConfigError, accepted, unknown_name
 
 P = TypeVar("P")
 
+# A field's metadata key: the value of an option added after cells were recorded that reproduces how they
+# trained. At that value the option stays out of the cell hash (crlbench.suites.cell), so those cells keep
+# their hashes; any other value, the default included, is hashed. Declare such a field with legacy_field().
+LEGACY_VALUE = "legacy_value"
+
+
+def legacy_field(default: Any, legacy: Any) -> Any:
+    """A dataclass field defaulting to ``default`` that is left out of cell hashes while it equals ``legacy``."""
+    return dataclasses.field(default=default, metadata={LEGACY_VALUE: legacy})
+
 
 def parse_params(params_type: type[P], values: Mapping[str, Any], owner: str) -> P:
     """Build ``params_type`` from ``values``, checking names, types and choices.

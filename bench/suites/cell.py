@@ -5,8 +5,9 @@ parameters), the model (name, version, resolved hyperparameters), the seed, the 
 the thread count, the training precision when it is not the default fp32 (so cells computed before
 the key existed keep their hashes), the version of a dataset's generated pairs for a method that trains
 on them, and the crlbench version. Defaults are resolved before hashing, so spelling out a
-default value does not change the hash. The device is hashed as the suite names it (``cpu``,
-``cuda``, ``auto``), not as it resolved: which GPU a worker took (``cuda:1``) does not change the hash,
+default value does not change the hash; an option added later is left out at its legacy value (the one
+that trains as before it existed, :func:`crlbench.core.params.legacy_field`), so earlier cells keep theirs.
+The device is hashed as the suite names it (``cpu``, ``cuda``, ``auto``), not as it resolved: which GPU a worker took (``cuda:1``) does not change the hash,
 and the record's ``device`` says where the cell ran. The label, the metrics and the evaluation sizes are not part
 of it: a new metric or a relabelled model reuses the trained cell.
 
@@ -35,7 +36,7 @@ from typing import Any
 import crlbench
 from crlbench.core import registry
 from crlbench.core.errors import ConfigError, unknown_name
-from crlbench.core.params import parse_params
+from crlbench.core.params import LEGACY_VALUE, parse_params
 from crlbench.training.budget import Budget
 from crlbench.training.precision import DEFAULT_PRECISION
 
@@ -155,4 +156,10 @@ def content_hash(cell: Cell) -> str:
 
 
 def _resolved(params_type: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
-    return dataclasses.asdict(parse_params(params_type, values, owner=owner))
+    """The parameters with every default filled in, less the options at their legacy value
+    (:func:`crlbench.core.params.legacy_field`: cells recorded before such an option existed keep their hashes)."""
+    resolved = dataclasses.asdict(parse_params(params_type, values, owner=owner))
+    for item in dataclasses.fields(params_type):
+        if LEGACY_VALUE in item.metadata and resolved[item.name] == item.metadata[LEGACY_VALUE]:
+            del resolved[item.name]
+    return resolved
