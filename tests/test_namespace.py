@@ -27,7 +27,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"crlbench": "bench", "crlbench.datasets": "datasets", "crlbench.baselines": "baselines",
            "crlbench.icmvae": "icmvae"}
-PROJECT_FILES = ("pyproject.toml", "README.md", *FOLDERS.values())
+# data-only folders installed inside the package: the model files `crlbench run` reads (crlbench.suites.model_files)
+DATA_FOLDERS = {"crlbench.configs": "configs"}
+DATA_PACKAGES = {"crlbench.reports.templates": ["*.j2"], "crlbench.configs.models": ["*.yaml"]}
+PROJECT_FILES = ("pyproject.toml", "README.md", *FOLDERS.values(), *DATA_FOLDERS.values())
 
 STUB = '"""Another project\'s top-level package of the same name."""\nNAME = "stub"\n'
 
@@ -38,6 +41,7 @@ CHECK_BOTH = textwrap.dedent(
     import crlbench.datasets, crlbench.baselines, crlbench.icmvae
     import crlbench.datasets.pendulum, crlbench.baselines.betavae, crlbench.icmvae.model
     from crlbench.core import registry
+    from crlbench.suites.model_files import model_file
     from jinja2 import Environment, PackageLoader
 
     template = Environment(loader=PackageLoader("crlbench.reports", "templates")).get_template("report.html.j2")
@@ -47,7 +51,7 @@ CHECK_BOTH = textwrap.dedent(
         "crlbench": crlbench.__file__, "crlbench.datasets": crlbench.datasets.__file__,
         "crlbench.baselines": crlbench.baselines.__file__, "crlbench.icmvae": crlbench.icmvae.__file__,
         "pendulum": type(dataset).__module__, "models": registry.registry("model").names(),
-        "template": template.filename,
+        "template": template.filename, "model_file": str(model_file("ivae")),
         "after": sys.modules["datasets"].NAME,              # importing crlbench left the stub in place
     }))
     """
@@ -95,8 +99,10 @@ def test_a_real_install_shares_an_environment_with_top_level_datasets_and_baseli
         installed = site.joinpath(*package.split("."), "__init__.py")
         assert Path(seen[package]) == installed, (package, seen[package])
     assert seen["pendulum"] == "crlbench.datasets.pendulum"
-    assert seen["models"] == ["beta_vae", "causal_vae", "dear", "icm_vae", "ilcm", "ivae", "scm_vae"]  # entry points of the installed copy
+    assert seen["models"] == ["beta_vae", "causal_vae", "copy", "dear", "icm_vae", "ilcm", "ivae", "mean_image",
+                              "scm_vae", "supervised", "untrained"]  # entry points of the installed copy (4 reference rows)
     assert Path(seen["template"]) == site / "crlbench" / "reports" / "templates" / "report.html.j2"
+    assert Path(seen["model_file"]) == site / "crlbench" / "configs" / "models" / "ivae.yaml"  # shipped, not the source's
     assert seen["after"] == "stub"
 
     command = subprocess.run([python.parent / "crlbench", "list", "datasets"], capture_output=True, text=True,
@@ -126,7 +132,7 @@ def test_the_editable_install_maps_the_folders_and_takes_no_other_top_level_name
 def test_the_package_list_names_every_folder_of_the_package():
     tomllib = pytest.importorskip("tomllib")
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert setuptools["package-dir"] == FOLDERS
+    assert setuptools["package-dir"] == {**FOLDERS, **DATA_FOLDERS}
     expected = set()
     for package, folder in FOLDERS.items():
         for path in (ROOT / folder).rglob("*"):
@@ -135,11 +141,11 @@ def test_the_package_list_names_every_folder_of_the_package():
                 relative = path.relative_to(ROOT / folder).parts
                 expected.add(".".join((package, *relative)))
         expected.add(package)
-    assert set(setuptools["packages"]) == expected
-    for package in expected - {"crlbench.reports.templates"}:
+    assert set(setuptools["packages"]) == expected | set(DATA_PACKAGES)
+    for package in expected - set(DATA_PACKAGES):
         folder = FOLDERS.get(package) or "/".join(["bench", *package.split(".")[1:]])
         assert (ROOT / folder / "__init__.py").is_file(), package
-    assert setuptools["package-data"] == {"crlbench.reports.templates": ["*.j2"]}
+    assert setuptools["package-data"] == DATA_PACKAGES
 
 
 # --- what each part may import (the "May import" line of its __init__ docstring) ----------------

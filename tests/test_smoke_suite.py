@@ -32,13 +32,16 @@ def smoke(tmp_path_factory):
 
 def test_every_cell_of_the_smoke_suite_finishes(smoke):
     records = load_records(smoke / "cells")
-    assert len(records) == len(load_suite(SMOKE).cells()) == 42  # 7 models x 3 datasets x 2 seeds
+    assert len(records) == len(load_suite(SMOKE).cells()) == 66  # (7 models + 4 reference rows) x 3 datasets x 2 seeds
     assert all(r["status"] == "ok" for r in records), [r["error"] for r in records if r["status"] != "ok"]
-    assert {r["cell"]["model"] for r in records} == {"icm_vae", "causal_vae", "dear", "beta_vae", "scm_vae", "ivae", "ilcm"}
+    assert not [r["cell"]["label"] for r in records if r.get("partial")]
+    assert {r["cell"]["model"] for r in records} == {"icm_vae", "causal_vae", "dear", "beta_vae", "scm_vae", "ivae", "ilcm",
+                                                     "copy", "mean_image", "supervised", "untrained"}
     graph = {(r["cell"]["model"], "graph@card.shd" in r["scores"], "graph@card" in r.get("not_applicable", {}))
              for r in records}  # scored where a model learns a graph, not applicable elsewhere, never failed
     assert graph == {("causal_vae", True, False), ("dear", True, False), ("ilcm", True, False),
-                     *((model, False, True) for model in ("icm_vae", "beta_vae", "scm_vae", "ivae"))}
+                     *((model, False, True) for model in ("icm_vae", "beta_vae", "scm_vae", "ivae", "copy", "mean_image",
+                                                          "supervised", "untrained"))}
 
 
 def test_mlflow_holds_a_parent_run_and_a_child_run_per_cell(smoke):
@@ -48,11 +51,12 @@ def test_mlflow_holds_a_parent_run_and_a_child_run_per_cell(smoke):
     runs = mlflow.search_runs(experiment_names=["crlbench/smoke"])
     children = runs[runs["tags.mlflow.parentRunId"].notna()]
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
-    assert len(parents) == 1 and len(children) == 42
+    assert len(parents) == 1 and len(children) == 66
     assert set(children["tags.mlflow.parentRunId"]) == set(parents["run_id"])
     assert children["status"].eq("FINISHED").all()
-    assert children["tags.crlbench.cell_hash"].nunique() == 42
-    assert children.filter(like="metrics.dci").notna().all().all()
+    assert children["tags.crlbench.cell_hash"].nunique() == 66
+    latent = children[~children["params.model"].isin(["copy", "mean_image"])]  # those two stand for do() alone
+    assert latent.filter(like="metrics.dci").notna().all().all()
 
 
 def test_the_report_writes_every_file(smoke):
@@ -68,7 +72,7 @@ def test_the_report_writes_every_file(smoke):
 def test_rerunning_the_finished_suite_trains_nothing(smoke):
     run = crlbench("suite", str(SMOKE), "--workdir", str(smoke), "--no-tracking")
     assert run.returncode == 0
-    assert "0 ran, 42 already done, 0 failed" in run.stdout
+    assert "0 ran, 66 already done, 0 failed" in run.stdout
 
 
 def test_an_unreachable_tracking_server_fails_before_any_work(tmp_path):

@@ -206,25 +206,38 @@ SMOKE_HASHES = {
     "pendulum/icm_vae/seed0": "935f44a7bee26d09", "pendulum/icm_vae/seed1": "392e851ad5cb0968",
     "pendulum/causal_vae/seed0": "015bb591de3e6770", "pendulum/causal_vae/seed1": "812abac76b85ae3c",
     "pendulum/dear/seed0": "da42f9438fe09b52", "pendulum/dear/seed1": "23c3e6fff6ddd7e8",
-    "pendulum/beta_vae/seed0": "188fd575b9ae9b77", "pendulum/beta_vae/seed1": "374da40a8e78d5f5",
+    "pendulum/beta_vae/seed0": "84e83fa47e3b4afa", "pendulum/beta_vae/seed1": "69b888eb251cf5d2",
     "flow/icm_vae/seed0": "c14c498cec6c6a86", "flow/icm_vae/seed1": "9daade00cfb3f3ec",
     "flow/causal_vae/seed0": "d4e4bf78222e4a00", "flow/causal_vae/seed1": "8df5e33344bc1327",
     "flow/dear/seed0": "581218599858b47f", "flow/dear/seed1": "f6b59393b5bbc041",
-    "flow/beta_vae/seed0": "f364aaf69532ce21", "flow/beta_vae/seed1": "1803469a0873d4e6",
+    "flow/beta_vae/seed0": "d94ae6984eca6e4c", "flow/beta_vae/seed1": "acd74c3a3463a8f5",
     "causal_circuit/icm_vae/seed0": "8236db6e7015be5c", "causal_circuit/icm_vae/seed1": "999875c50fe6756a",
     "causal_circuit/causal_vae/seed0": "0604172d672de2ab", "causal_circuit/causal_vae/seed1": "2db9d0e3208014ab",
     "causal_circuit/dear/seed0": "a390d4d2b96e5ae4", "causal_circuit/dear/seed1": "0a214b3378fd8b6b",
-    "causal_circuit/beta_vae/seed0": "6b6e2c69353f596a", "causal_circuit/beta_vae/seed1": "8ebbfd02f9f48316",
+    "causal_circuit/beta_vae/seed0": "292fca4d909a5fe6", "causal_circuit/beta_vae/seed1": "12e2e4efeededef2",
     # added with issue 16; ILCM's record the version of the pairs it trains on (generated on Pendulum and Flow)
     "pendulum/scm_vae/seed0": "ead5211ce0a2bee1", "pendulum/scm_vae/seed1": "36a74f32fd10dc8a",
-    "pendulum/ivae/seed0": "49c6fb11d3b17e43", "pendulum/ivae/seed1": "3d57f3db0baa54db",
-    "pendulum/ilcm/seed0": "0d717f48384c67f6", "pendulum/ilcm/seed1": "300487c20371602a",
+    "pendulum/ivae/seed0": "956f30643901cc57", "pendulum/ivae/seed1": "119d16ecfe12ccf5",
+    "pendulum/ilcm/seed0": "4927e536653fc3c4", "pendulum/ilcm/seed1": "ffdbcf00ce09517d",
     "flow/scm_vae/seed0": "839cdc59ee8bdfb7", "flow/scm_vae/seed1": "583c8589d8cfadbe",
-    "flow/ivae/seed0": "c227fa1b3a2a399f", "flow/ivae/seed1": "0f55b78c00613d50",
-    "flow/ilcm/seed0": "bd7597a5b6df337a", "flow/ilcm/seed1": "5323dc2803b0687e",
+    "flow/ivae/seed0": "7aa51887734d812b", "flow/ivae/seed1": "62f6918cff83ab67",
+    "flow/ilcm/seed0": "9ba189cadd452754", "flow/ilcm/seed1": "54075828a376d5ea",
     "causal_circuit/scm_vae/seed0": "10ef26c25f5a0e5f", "causal_circuit/scm_vae/seed1": "552c574350071aed",
-    "causal_circuit/ivae/seed0": "39e9c3a1d41eac5b", "causal_circuit/ivae/seed1": "db5eeb50d1111936",
-    "causal_circuit/ilcm/seed0": "df4c777e2d8105b2", "causal_circuit/ilcm/seed1": "062425d46e0fa374",
+    "causal_circuit/ivae/seed0": "24fe6013dd9533ff", "causal_circuit/ivae/seed1": "a3abe44c1073f42f",
+    "causal_circuit/ilcm/seed0": "eed1cda5286c066b", "causal_circuit/ilcm/seed1": "9da2749554918df5",
+    # added with issue 22: the reference rows (docs/protocol.md, "Reference rows")
+    "pendulum/copy/seed0": "fd79cfd58f64dd3e", "pendulum/copy/seed1": "9982ce755f4bae2d",
+    "pendulum/mean_image/seed0": "8b634e85b557f2d0", "pendulum/mean_image/seed1": "da6b5bd36cacbbd8",
+    "pendulum/supervised/seed0": "a9c06ee5e5f0513b", "pendulum/supervised/seed1": "989ba56ad6dbe877",
+    "pendulum/untrained/seed0": "9b012423a92427e5", "pendulum/untrained/seed1": "ac8c9487c251b673",
+    "flow/copy/seed0": "e76a0e3bcc23d4bc", "flow/copy/seed1": "21b12bc5f47a34d7",
+    "flow/mean_image/seed0": "ecd4e2b9832b4c67", "flow/mean_image/seed1": "b0ba2d09af5ecf4e",
+    "flow/supervised/seed0": "68fd1768ccf333f9", "flow/supervised/seed1": "ba4de9b0303901b5",
+    "flow/untrained/seed0": "94a9275e3fcf4141", "flow/untrained/seed1": "4379dc2cacec12bf",
+    "causal_circuit/copy/seed0": "181fca292a41c087", "causal_circuit/copy/seed1": "57d0f1479355834f",
+    "causal_circuit/mean_image/seed0": "f5d2790a89c865be", "causal_circuit/mean_image/seed1": "c93503ba0e51b402",
+    "causal_circuit/supervised/seed0": "b0e0c090cbf9347f", "causal_circuit/supervised/seed1": "305f18dce5ea6e78",
+    "causal_circuit/untrained/seed0": "d64c85bed326a3fa", "causal_circuit/untrained/seed1": "f3d7a78b30898566",
 }
 # Evaluated on the val split: Pendulum and Flow have none, so a validation holdout is part of the hash.
 SMOKE_VAL_HASHES = {"pendulum/icm_vae/seed0": "1a4d2cbedfc026ba", "flow/icm_vae/seed0": "ffcd4831fd7f4e7f",
@@ -272,14 +285,20 @@ def test_a_bad_training_section_names_the_key(tmp_path):
 
 @pytest.mark.parametrize("suite", ["smoke", "quick", "paper"])
 def test_leaderboard_suites_list_each_method_once_with_its_reference_settings(suite):
-    """Ablations (a second row of one method, a deviating option) live in ablations.yaml, not here."""
+    """Ablations (a second row of one method, a deviating option) live in ablations.yaml, not here. Reference
+    rows (docs/protocol.md, "Reference rows") are not methods: each is listed at most once, with its defaults."""
     config = load_suite(SUITES / f"{suite}.yaml")
-    names = [model.name for model in config.models]
+    references = [model for model in config.models if getattr(registry.model_declaration(model.name), "reference_for", ())]
+    assert sorted(model.name for model in references) == ([] if suite == "paper" else
+                                                          ["copy", "mean_image", "supervised", "untrained"])
+    assert all(model.label == model.name and not model.hyperparameters for model in references)
+    methods = [model for model in config.models if model not in references]
+    names = [model.name for model in methods]
     assert sorted(names) == ["beta_vae", "causal_vae", "dear", "icm_vae", "ilcm", "ivae", "scm_vae"]
-    assert [model.label for model in config.models] == names
+    assert [model.label for model in methods] == names
     allowed = {"schedule", "concept_dim"}  # the budget-scaled warm-up; smoke's small CausalCircuit model
     stated = {"ivae": {"lr"}}  # deviations a model's config file states (configs/models/ivae.yaml: 0.01 diverges)
-    for model in config.models:
+    for model in methods:
         defaults = dataclasses.asdict(registry.model_declaration(model.name).Config())
         changed = {key for key, value in model.hyperparameters.items() if defaults.get(key, object()) != value}
         assert changed <= allowed | stated.get(model.name, set()), (model.name, changed)

@@ -35,10 +35,17 @@ def configs() -> dict[Path, TuneConfig]:
 
 
 def built_in_models() -> set[str]:
-    """The four methods crlbench ships, and any other model its own package declares."""
+    """The four methods crlbench ships, and any other model its own package declares, reference rows aside
+    (docs/protocol.md, "Reference rows": they are exempt from tuning)."""
     provided = {entry.name for entry in registry.registry("model").entries()
-                if entry.provider.split()[0] == "crlbench"}
+                if entry.provider.split()[0] == "crlbench"
+                and not getattr(registry.model_declaration(entry.name), "reference_for", ())}
     return set(BUILT_IN_MODELS) | provided
+
+
+def test_reference_rows_are_not_counted_as_methods_to_tune():
+    assert {"copy", "mean_image", "supervised", "untrained"}.isdisjoint(built_in_models())
+    assert {"ivae", "ilcm"} <= built_in_models()  # methods declared by crlbench's entry points still are
 
 
 def test_every_built_in_model_has_exactly_one_tuning_config(configs):

@@ -33,8 +33,16 @@ Defaults a subclass may override:
   :data:`crlbench.training.train.END_OF_TRAINING_ROWS` training rows, for what a method infers from data
   after training (ILCM's graph; store it in buffers so that checkpoints keep it);
 * ``supervision()`` and ``latent_size()`` tell the leaderboard what the method is given and learns;
+* ``posterior_kl_per_code(images)`` gives, for a model whose code is sampled in training from a Gaussian
+  posterior q(z|x) penalised against a standard normal prior (beta-VAE), the mean over ``images`` of
+  KL(q(z_i|x) || N(0, 1)) per code i, in nats (a ``[codes]`` tensor), for the posterior-collapse check
+  (:mod:`crlbench.suites.checks`); None (the default) where that KL does not describe the model;
 * ``learned_graph()`` gives the graph a method learns (CausalVAE's and DEAR's A, ILCM's inferred
   graph) for the graph-recovery metric: None (the default) for a method that learns none;
+* ``reference_for`` (class attribute, default ``()``: a method) makes the model a *reference row*
+  (docs/protocol.md, "Reference rows"): the names of the metrics it stands for, and ``"reconstruction"``
+  for ``reconstruction.mse``; the runner computes only those for it and lists the others as not
+  applicable. ``architecture()`` says what a reference row runs (None, the default, for a method);
 * ``needs_pairs = True`` (class attribute, default False) asks for weakly supervised pairs: every
   training batch then also holds ``"images_after"`` [B, C, H, W], the same scene after an intervention
   on one unnamed factor or none (:meth:`crlbench.datasets.base.SCMDataset.pairs`); the target is never
@@ -79,6 +87,7 @@ class CausalModel(nn.Module):
     aligned: ClassVar[bool] = True
     manual_optimization: ClassVar[bool] = False
     needs_pairs: ClassVar[bool] = False  # trains on (image, image after an intervention) pairs
+    reference_for: ClassVar[tuple[str, ...]] = ()  # a reference row's metrics (+ "reconstruction"); () for a method
 
     def __init__(self, card: Any, **hyperparameters: Any) -> None:
         super().__init__()
@@ -109,6 +118,17 @@ class CausalModel(nn.Module):
 
     def latent_size(self) -> int | None:
         """The number of latent dimensions the method learns (None: the size of ``encode``'s output)."""
+        return None
+
+    def architecture(self) -> str | None:
+        """What a reference row runs (its network, what it trains, on what), for the record and the docs;
+        None for a method."""
+        return None
+
+    def posterior_kl_per_code(self, images: torch.Tensor) -> torch.Tensor | None:
+        """Mean over ``images`` of KL(q(z_i | x) || N(0, 1)) for each code i, in nats ([codes]), for a model
+        whose code is sampled from a Gaussian posterior that its loss holds against a standard normal prior;
+        None (the default) for any other model (a deterministic code, or a prior that is not N(0, I))."""
         return None
 
     def learned_graph(self) -> dict | None:
@@ -165,6 +185,16 @@ class CausalModel(nn.Module):
     def matched_code(self, k: int) -> int:
         """The code of ``encode``'s single block matched to factor ``k`` (unaligned models)."""
         return matched_code(self, k)
+
+
+RECONSTRUCTION = "reconstruction"  # the pseudo-metric of ``reference_for`` that stands for reconstruction.mse
+
+
+def stands_for(model: Any, name: str) -> bool:
+    """Whether ``model`` is scored on ``name`` (a metric name or :data:`RECONSTRUCTION`): a method on every
+    score, a reference row only on those in its ``reference_for``."""
+    reference_for = tuple(getattr(model, "reference_for", ()) or ())
+    return not reference_for or name in reference_for
 
 
 def model_device(model: Any) -> torch.device:
