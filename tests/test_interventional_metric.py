@@ -177,15 +177,16 @@ def test_scores_report_the_reconstruction_beside_the_counterfactual(pendulum):
     dataset, train, test = pendulum
     result = compute_with_model("counterfactual@probe", Blurry(4), dataset, train, test, n_samples=16,
                                 probe_samples=100)
-    keys = ("counterfactual_mse", "reconstruction_mse", "non_descendant_shift", "target_error")
+    keys = ("counterfactual_mse", "reconstruction_mse", "non_descendant_shift", "target_error", "copy_mse",
+            "do_change")
     assert set(result.scores) == {*keys, *(f"{key}_{k}" for key in keys for k in range(4))}
     for key in keys:
         assert result.scores[key] == pytest.approx(np.mean([result.scores[f"{key}_{k}"] for k in range(4)]))
-    assert result.info["version"] == "2"
+    assert result.info["version"] == "3"
 
 
-def test_the_variant_is_version_2():
-    assert registry.metric("counterfactual@probe").version == "2"
+def test_the_variant_is_version_3():
+    assert registry.metric("counterfactual@probe").version == "3"
 
 
 def test_model_metrics_and_latent_metrics_are_not_mixed_up(pendulum):

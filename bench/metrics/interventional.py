@@ -1,6 +1,6 @@
 """Interventional and counterfactual metrics: a model's do() against the dataset's true counterfactual.
 
-Protocol (``counterfactual@probe``, version 2), for ``n_samples`` test images x with factors y and
+Protocol (``counterfactual@probe``, version 3), for ``n_samples`` test images x with factors y and
 noise u, and each factor k:
 
 1. the target value v_k is factor k of another test sample (a seeded permutation), so it lies in
@@ -31,11 +31,18 @@ noise u, and each factor k:
        factor): how far the do() moves what a causal model should leave alone, measured against
        the null intervention, so reconstruction error alone scores 0;
        ``target_error`` = mean over samples of |F_k(read_k(x_hat)) - G_k(v_k)|: how far the
-       intervened image's reading of factor k lies from the target, in the same unit.
+       intervened image's reading of factor k lies from the target, in the same unit;
+   (d) two pixel changes that the degeneracy checks read (:mod:`crlbench.suites.checks`):
+       ``copy_mse``, the mean squared pixel error between x and x' (the error of returning the source
+       image unchanged, which is also how much the true counterfactual moves the image), and
+       ``do_change``, the mean squared pixel difference between x_hat and x_null (how much the
+       model's do() moves its own image).
 
 A model whose do() changes nothing scores 0 ``non_descendant_shift`` whatever its reconstruction;
-its failure shows in ``counterfactual_mse`` and ``target_error``, and its reconstruction error in
-``reconstruction_mse``. Scores are averaged over factors k and also given per factor (``..._<k>``).
+its failure shows in ``counterfactual_mse`` and ``target_error``, its reconstruction error in
+``reconstruction_mse``, and its inertness in ``do_change`` against ``copy_mse``. Version 3 added
+``copy_mse`` and ``do_change``; the other scores are computed as in version 2. Scores are averaged
+over factors k and also given per factor (``..._<k>``).
 Randomness: the probe's training sample, the test sample and the target values come from the seed.
 """
 
@@ -95,7 +102,7 @@ def percentiles(reference: np.ndarray, values: np.ndarray, tie_tolerance: float 
     return np.interp(np.asarray(values, dtype=np.float64), centres, (starts + counts / 2.0) / len(ordered))
 
 
-@variant("counterfactual@probe", version="2", needs_model=True, n_samples=256, probe_samples=2000)
+@variant("counterfactual@probe", version="3", needs_model=True, n_samples=256, probe_samples=2000)
 def counterfactual_probe(model, dataset, train, test, *, seed, n_samples, probe_samples):
     """do() against the true counterfactual and against the model's null do(): pixel errors, percentile shifts."""
     from sklearn.linear_model import LinearRegression
@@ -112,7 +119,8 @@ def counterfactual_probe(model, dataset, train, test, *, seed, n_samples, probe_
     def in_percentiles(readings: np.ndarray) -> np.ndarray:
         return np.stack([percentiles(factual[:, j], readings[:, j]) for j in range(readings.shape[1])], axis=1)
 
-    keys = ("counterfactual_mse", "reconstruction_mse", "non_descendant_shift", "target_error")
+    keys = ("counterfactual_mse", "reconstruction_mse", "non_descendant_shift", "target_error", "copy_mse",
+            "do_change")
     scores, per_factor = {}, {key: [] for key in keys}
     for k in range(len(card.factors)):
         values = factors[rng.permutation(len(factors)), k]
@@ -128,6 +136,8 @@ def counterfactual_probe(model, dataset, train, test, *, seed, n_samples, probe_
             "reconstruction_mse": float(((x_null - x) ** 2).mean()),
             "non_descendant_shift": float(np.abs(moved - still)[:, others].mean()) if others else 0.0,
             "target_error": float(np.abs(moved[:, k] - percentiles(factors[:, k], values)).mean()),
+            "copy_mse": float(((x - x_true) ** 2).mean()),
+            "do_change": float(((x_hat - x_null) ** 2).mean()),
         }
         for key, value in results.items():
             scores[f"{key}_{k}"] = value
