@@ -9,10 +9,14 @@ from crlbench.training.train import Budget, TrainingDiverged, build_model, train
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    dataset = registry.dataset("pendulum", cache_dir=tmp_path_factory.mktemp("data"), size=32)
-    split = dataset.split("train")
-    return dataset.card, split.images[:96], split.factors[:96]
+def pendulum32(tmp_path_factory):
+    return registry.dataset("pendulum", cache_dir=tmp_path_factory.mktemp("data"), size=32)
+
+
+@pytest.fixture(scope="module")
+def small(pendulum32):
+    split = pendulum32.split("train")
+    return pendulum32.card, split.images[:96], split.factors[:96]
 
 
 def fit(small, seed=0, epochs=2, **kwargs):
@@ -152,3 +156,52 @@ def test_on_train_end_sees_seeded_training_rows_once_when_the_budget_is_reached(
     assert torch.equal(seen[0]["images"], seen[1]["images"])  # the same seeded rows
     fit(small, epochs=2, seed=1)
     assert not torch.equal(seen[0]["images"], seen[2]["images"])  # another seed, other rows
+
+
+# --- the monitor: readings every epoch and every k steps, training unchanged ----------------------
+
+
+@pytest.fixture(scope="module")
+def validation(pendulum32):
+    """The runner's monitor sample for a Pendulum cell evaluated on test: 64 generated rows."""
+    from crlbench.suites.monitor import validation_sample
+
+    return validation_sample(pendulum32, "test", pendulum32.split("train"), pendulum32.split("test"), rows=64)
+
+
+def monitored_fit(small, validation, model="beta_vae", epochs=2, monitor=True, **kwargs):
+    from crlbench.suites.monitor import ValidationMonitor
+
+    card, images, factors = small
+    network = build_model(model, card, seed=0)
+    reader = ValidationMonitor(validation, "cpu", seed=0) if monitor else None
+    history = train(network, images, factors, budget=Budget(epochs=epochs, batch_size=32), seed=0, progress=False,
+                    monitor=reader, **kwargs)
+    return network, history
+
+
+@pytest.mark.parametrize("model", ["beta_vae", "icm_vae"])  # an unaligned and an aligned model
+def test_the_validation_monitor_leaves_training_bit_identical(small, validation, model):
+    plain, _ = monitored_fit(small, validation, model, monitor=False)
+    monitored, history = monitored_fit(small, validation, model, monitor_every=2)
+    assert same_weights(plain, monitored)
+    assert [reading["step"] for reading in history.evaluations] == [2, 3, 4, 6]  # every 2 steps and every epoch end
+    assert history.evaluations[0]["epoch"] == pytest.approx(2 / 3)
+    scores = history.evaluations[-1]["scores"]
+    assert set(scores) == {"dci@reg.disentanglement", "dci@reg.completeness", "mcc@pearson.mcc",
+                           "heldout_reconstruction_mse"}
+    assert 0 <= scores["dci@reg.disentanglement"] <= 1 and 0 <= scores["mcc@pearson.mcc"] <= 1
+    assert history.epochs[-1]["mcc@pearson.mcc"] == scores["mcc@pearson.mcc"]  # an epoch end joins its record
+
+
+def test_a_resumed_run_ends_with_the_readings_of_an_unbroken_one(small, validation, tmp_path):
+    _, unbroken = monitored_fit(small, validation, epochs=3, monitor_every=2)
+    monitored_fit(small, validation, epochs=1, monitor_every=2, checkpoint_dir=tmp_path)  # stopped after epoch 1
+    _, resumed = monitored_fit(small, validation, epochs=3, monitor_every=2, checkpoint_dir=tmp_path)
+    assert [reading["step"] for reading in resumed.evaluations] == [2, 3, 4, 6, 8, 9]
+    assert resumed.evaluations == unbroken.evaluations
+
+
+def test_a_bad_reading_cadence_is_refused(small):
+    with pytest.raises(ConfigError, match="monitor_every must be a positive number of steps or None; got 0"):
+        fit(small, monitor=lambda model: {}, monitor_every=0)

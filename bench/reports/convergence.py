@@ -1,10 +1,12 @@
 """Which cells converged, from each record's ``convergence`` verdict, tallied per method for the tables.
 
-The runner judges every run by one stated rule (crlbench.training.convergence) and stores ``convergence`` =
-``{converged, share, relative_change, window_epochs, schedule_finished, reason, rule}`` in its record (``converged`` is null when the run
-was not judged, e.g. too few monitored epochs). Records written before that field existed count as
-not judged; nothing here fails on them. A method's row is marked with :data:`MARK` when one of its
-seeds did not converge.
+The runner judges every run by one stated rule (crlbench.training.convergence: the trend of the scores
+read on a validation sample during training) and stores ``convergence`` = ``{converged, reason, rule,
+schedule_finished, scores, reconstruction, ...}`` in its record; ``converged`` is null when the run was
+not judged (too few readings in the last third of a short run). Records written before that field
+existed count as not judged too, and are counted apart (``unrecorded``); records of the earlier
+reconstruction-only rule keep their verdict and name their rule. Nothing here fails on any of them. A
+method's row is marked with :data:`MARK` when one of its seeds did not converge.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Tally:
     unconverged: int = 0
     not_judged: int = 0
     rules: list[str] = field(default_factory=list)
+    unrecorded: int = 0  # of not_judged: records without any convergence verdict (written before the monitor)
 
     @property
     def total(self) -> int:
@@ -37,6 +40,7 @@ class Tally:
         state = verdict.get("converged")
         if state is None:
             self.not_judged += 1
+            self.unrecorded += not verdict
         elif state:
             self.converged += 1
         else:
@@ -47,7 +51,7 @@ class Tally:
 
     def merge(self, other: "Tally") -> "Tally":
         merged = Tally(self.converged + other.converged, self.unconverged + other.unconverged,
-                       self.not_judged + other.not_judged, list(self.rules))
+                       self.not_judged + other.not_judged, list(self.rules), self.unrecorded + other.unrecorded)
         merged.rules += [rule for rule in other.rules if rule not in merged.rules]
         return merged
 
@@ -66,10 +70,11 @@ class Tally:
 
 
 def tallies(records: list[dict]) -> dict[tuple[str, str], Tally]:
-    """Per (dataset, label), the convergence of its ok records."""
+    """Per (dataset, label), the convergence of its ok records; reference rows (the record's ``reference``) are
+    not methods and are left out (copy and mean_image read no watched score, so none could be judged)."""
     result: dict[tuple[str, str], Tally] = {}
     for record in records:
-        if record.get("status") == "ok":
+        if record.get("status") == "ok" and record.get("reference") is None:
             cell = record["cell"]
             result.setdefault((cell["dataset"], cell.get("label") or cell["model"]), Tally()).add(record)
     return result
@@ -94,14 +99,26 @@ def summary_text(total: Tally) -> str:
     """The protocol's sentence: ``3 of 48 cells did not converge by the rule: ...``, or why none was judged."""
     if total.total == 0:
         return "no finished cells"
-    if total.not_judged == total.total:
+    if total.unrecorded == total.total:
         return (f"not judged: none of the {total.total} finished cells records a convergence verdict "
                 "(records written before the per-epoch held-out monitor)")
     rules = " / ".join(total.rules) or "not stated in the records"
+    if total.not_judged == total.total:
+        return f"not judged: none of the {total.total} finished cells could be judged ({_not_judged_text(total)}); the rule: {rules}"
     text = f"{total.unconverged} of {total.total} cells did not converge by the rule: {rules}"
     if total.not_judged:
-        text += f"; {total.not_judged} not judged"
+        text += f"; {total.not_judged} not judged ({_not_judged_text(total)})"
     return text
+
+
+def _not_judged_text(total: Tally) -> str:
+    """Why cells were not judged: runs too short for the rule, and records without a verdict."""
+    parts = []
+    if total.not_judged > total.unrecorded:
+        parts.append(f"{total.not_judged - total.unrecorded} with too few score readings: runs too short for the rule")
+    if total.unrecorded:
+        parts.append(f"{total.unrecorded} written before the per-epoch monitor")
+    return "; ".join(parts)
 
 
 def legend_line(total: Tally) -> str | None:
@@ -110,5 +127,5 @@ def legend_line(total: Tally) -> str | None:
         return None
     rules = " / ".join(total.rules) or "not stated in the records"
     return (f"{MARK} k/n: k of the method's n finished seeds did not converge. The rule ({rules}) is the "
-            "trainer's; seeds without a verdict (too few monitored epochs, older records) are not counted as "
-            "unconverged.")
+            "trainer's; seeds without a verdict (too few score readings in a short run, older records) are not "
+            "counted as unconverged.")

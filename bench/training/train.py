@@ -44,7 +44,7 @@ from crlbench.training.precision import Precision
 log = logging.getLogger(__name__)
 
 Callback = Callable[[int, dict[str, float]], None]  # (epoch, mean losses of that epoch)
-Monitor = Callable[[CausalModel], dict[str, float]]  # the model after an epoch -> values for that epoch's record
+Monitor = Callable[[CausalModel], dict[str, float]]  # the model at a reading -> its values (scores, held-out error)
 CHECKPOINT = "last.pt"
 PREVIOUS = ".prev"  # last.pt.prev: the checkpoint before the latest
 INITIAL_WEIGHTS, SAMPLE_ORDER, TRAINING_NOISE = 0, 1, 2  # independent streams of a cell's seed
@@ -74,11 +74,13 @@ class TrainingDiverged(CrlbenchError):
 
 @dataclass
 class History:
-    """Mean loss terms per epoch, and the number of optimisation steps taken; ``notes`` say what was
+    """Mean loss terms per epoch, the number of optimisation steps taken, and the monitor's readings
+    (``{"step", "epoch", "scores"}``, ``epoch`` = steps / batches per epoch); ``notes`` say what was
     recovered (an unreadable checkpoint) and are not stored in checkpoints."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     compact: bool = False  # the checkpoint on disk is compacted (resumed from one and not saved since)
 
@@ -105,13 +107,16 @@ def train(
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
     images_after: np.ndarray | None = None,
+    monitor_every: int | None = None,
 ) -> History:
     """Train ``model`` on ``images`` uint8 [N, H, W, C] and ``factors`` [N, K] within ``budget``.
 
     With ``checkpoint_dir``, the state is saved every ``checkpoint_every`` epochs and training
-    resumes from the latest checkpoint found there. ``monitor`` runs after every epoch, under its own
-    copy of the random state (training continues exactly as without it), and its values join that
-    epoch's record (the runner's held-out reconstruction error). When the budget is reached, the model's
+    resumes from the latest checkpoint found there. ``monitor`` runs after every epoch, and with
+    ``monitor_every`` also after every step that is a multiple of it, under its own copy of the random
+    state (training continues exactly as without it); each reading joins ``History.evaluations``, and an
+    epoch end's values also join that epoch's record (the runner's held-out scores and reconstruction
+    error; checkpoints keep both). When the budget is reached, the model's
     ``on_train_end`` gets a seeded batch of training rows (:func:`end_of_training_batch`) before the last
     checkpoint is saved. Callbacks run after it and may raise
     to stop (Optuna pruning attaches here). Batches are moved to ``device``, where the model must be.
@@ -121,6 +126,8 @@ def train(
     """
     if len(images) != len(factors) or len(images) == 0:
         raise ConfigError(f"train: need as many images as factor rows, at least one; got {len(images)} and {len(factors)}")
+    if monitor_every is not None and (not isinstance(monitor_every, int) or monitor_every < 1):
+        raise ConfigError(f"train: monitor_every must be a positive number of steps or None; got {monitor_every!r}")
     if getattr(model, "needs_pairs", False):
         if images_after is None:
             raise NotApplicable(f"model {model.name!r} trains on pairs (an image and the same scene after an "
@@ -168,14 +175,16 @@ def train(
                 sums[term] = sums.get(term, 0.0) + value
             bar.update(1)
             bar.set_postfix(loss=f"{losses.get('loss', float('nan')):.4g}", refresh=False)
+            epoch_ends = start + budget.batch_size >= len(images) or history.steps >= total_steps
+            if monitor is not None and monitor_every and history.steps % monitor_every == 0 and not epoch_ends:
+                _read(monitor, model, history, batches_per_epoch, device)  # a mid-epoch reading
         epoch += 1
         if history.steps >= total_steps:  # the budget is reached: post-hoc inference, saved with the last checkpoint
             with torch.random.fork_rng(devices=_accelerators(device)):  # training's random state stays as it was
                 model.on_train_end(end_of_training_batch(model, images, factors, images_after, mean, std, seed, device))
         record = {term: total / batches for term, total in sums.items()}
         if monitor is not None:
-            with torch.random.fork_rng(devices=_accelerators(device)):
-                record.update(monitor(model))
+            record.update(_read(monitor, model, history, batches_per_epoch, device))
         history.epochs.append(record)
         if path is not None and (epoch % checkpoint_every == 0 or history.steps >= total_steps):
             _save(path, model, optimizers, epoch, history)
@@ -184,6 +193,19 @@ def train(
             callback(epoch, record)
     bar.close()
     return history
+
+
+def _read(monitor: Monitor, model: CausalModel, history: History, batches_per_epoch: int, device) -> dict[str, float]:
+    """One monitor reading, under a copy of the random state (training's stream stays as it was), added to
+    ``history.evaluations``; the model's train/eval mode is restored."""
+    training = model.training
+    try:
+        with torch.random.fork_rng(devices=_accelerators(device)):
+            values = {name: float(value) for name, value in monitor(model).items()}
+    finally:
+        model.train(training)
+    history.evaluations.append({"step": int(history.steps), "epoch": history.steps / batches_per_epoch, "scores": values})
+    return values
 
 
 def end_of_training_batch(model: CausalModel, images: np.ndarray, factors: np.ndarray, images_after: np.ndarray | None,
@@ -237,7 +259,10 @@ def _save(path: Path, model, optimizers, epoch: int, history: History) -> None:
         "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
         "epoch": int(epoch),
         "history": {"epochs": [{term: float(value) for term, value in record.items()} for record in history.epochs],
-                    "steps": int(history.steps)},
+                    "steps": int(history.steps),
+                    "evaluations": [{"step": int(reading["step"]), "epoch": float(reading["epoch"]),
+                                     "scores": {name: float(value) for name, value in reading["scores"].items()}}
+                                    for reading in history.evaluations]},
         "torch_rng": torch.get_rng_state(),
     }
     device = model_device(model)
@@ -363,7 +388,8 @@ def _restore(path: Path, model, optimizers) -> tuple[int, History]:
             if state.get("compact") and name not in state["optimizers"]:
                 continue  # compacted after it finished: this optimiser starts afresh if training goes on
             optimizer.load_state_dict(state["optimizers"][name])
-        history = History(epochs=list(state["history"]["epochs"]), steps=int(state["history"]["steps"]))
+        history = History(epochs=list(state["history"]["epochs"]), steps=int(state["history"]["steps"]),
+                          evaluations=list(state["history"].get("evaluations", [])))  # older checkpoints: none
         history.compact = bool(state.get("compact"))
         torch.set_rng_state(state["torch_rng"].cpu())
         if "cuda_rng" in state and device.type == "cuda":
