@@ -26,12 +26,14 @@ $(STAMP): pyproject.toml
 # The main job on embedded defaults: run $(SUITE) (the quick suite: every model on every dataset,
 # three seeds, within an hour on 2 cores) into $(WORKDIR) with MLflow on $(WORKDIR)/mlflow.db, write
 # its report to $(WORKDIR)/reports/<suite>, and draw each dataset's sample grid to $(WORKDIR)/samples.
-# A rerun skips finished cells. CI runs it with SUITE=configs/suites/smoke.yaml.
+# A rerun skips finished cells. CI runs it with SUITE=configs/suites/smoke.yaml. Exit status 3 of
+# `crlbench suite` (no cell failed, some are partial: a metric failed, the other scores stand) is
+# accepted: the report lists the partial cells; a failed cell (10 + N) still fails the target.
 bench: setup
 	for name in pendulum flow causal_circuit; do \
 	  $(BIN)/crlbench data show $$name --workdir $(WORKDIR) --out $(WORKDIR)/samples/$$name.png || exit 1; \
 	done
-	$(BIN)/crlbench suite $(SUITE) --workdir $(WORKDIR) --workers $(WORKERS)
+	$(BIN)/crlbench suite $(SUITE) --workdir $(WORKDIR) --workers $(WORKERS) || test $$? -eq 3
 	$(BIN)/crlbench report $(SUITE) --workdir $(WORKDIR) --out $(WORKDIR)/reports/$(basename $(notdir $(SUITE)))
 
 test: setup

@@ -82,7 +82,9 @@ def test_every_report_file_exists_and_is_not_empty(suite):
     pngs = list((out / "figures").glob("*.png"))
     assert len(pngs) >= 8 and all(path.stat().st_size > 0 for path in pngs)
     assert {path.name for path in pngs} >= {"interventions_pendulum.png", "training_curves.png",
-                                            "reconstruction_vs_disentanglement.png", "cd_dci-reg-disentanglement.png"}
+                                            "reconstruction_vs_disentanglement.png"}
+    for name in ("effects.csv", "scores.csv"):
+        assert (out / name).stat().st_size > 0 and out / name in paths
 
 
 @pytest.mark.parametrize("dataset", ["pendulum", "flow"])
@@ -117,9 +119,15 @@ def test_a_partial_cell_is_listed_with_the_parts_that_failed(suite, tmp_path):
     partial["partial"] = True
     partial["metric_errors"] = {"intervention_grid": {"type": "ConfigError", "message": "the learned graph has a cycle"}}
     report.write_report(records, tmp_path, title="partial", metrics=METRICS)
-    failed = (tmp_path / "leaderboard.md").read_text().split("## Failed cells", 1)[1].split("##", 1)[0]
-    assert "partial (its other scores stand): intervention_grid: ConfigError: the learned graph has a cycle" in failed
-    assert partial["hash"] in failed and "loss became NaN at epoch 3" in failed  # the failed cell stays listed
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    failed = markdown.split("## Failed cells", 1)[1].split("##", 1)[0]
+    listed = markdown.split("## Partial cells", 1)[1].split("##", 1)[0]
+    assert "partial (its other scores stand): intervention_grid: ConfigError: the learned graph has a cycle" in listed
+    assert partial["hash"] in listed and partial["hash"] not in failed  # partial, not failed
+    assert "loss became NaN at epoch 3" in failed  # the failed cell stays listed
+    box = markdown.split("## Leaderboard", 1)[0]
+    assert "1 partial" in box and "1 failed" in box
+    assert "Partial cells" in (tmp_path / "index.html").read_text()
 
 
 def test_html_is_self_contained(suite):
@@ -309,6 +317,12 @@ def test_cells_print_the_half_width_to_two_significant_digits_and_the_mean_to_ma
     cells = [cell for dataset in ("pendulum", "flow") for row in table_rows(
         (suite[1] / "leaderboard.md").read_text(), dataset).values() for cell in row]
     for cell in cells:
+        interval = re.match(r"\**(-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]", cell)
+        if interval:  # too asymmetric for a ±: each bound keeps two significant digits, and the mean's decimals
+            mean, *bounds = interval.groups()
+            assert all(len(bound.lstrip("-0.")) >= 2 for bound in bounds), cell
+            assert all(len(bound.partition(".")[2]) >= len(mean.partition(".")[2]) for bound in bounds), cell
+            continue
         mean, spread = re.match(r"\**(-?[\d.]+) ± ([\d.]+)", cell).groups()
         digits = spread.lstrip("0.")
         assert len(digits) == 2 or spread == "0", cell  # two significant digits
@@ -412,7 +426,7 @@ def test_every_figure_has_a_caption_not_a_file_name(suite):
     figures_html = re.findall(r"<figure id=\"figure-\d+\">.*?</figure>", html, flags=re.S)
     captions = [re.search(r"<figcaption><b>Figure \d+\.</b> (.*?)</figcaption>", item, flags=re.S).group(1)
                 for item in figures_html]
-    assert len(captions) == len(suite[2]) - 4 and all(len(caption) > 40 for caption in captions)
+    assert len(captions) == len(suite[2]) - 6 and all(len(caption) > 40 for caption in captions)
     assert not any(".png" in caption or re.search(r"\b(point|cd|matrix)_", caption) for caption in captions)
     markdown = (suite[1] / "leaderboard.md").read_text()
     images = re.findall(r"!\[Figure (\d+)\]\((figures/[^)]+\.png)\)\n\n\*Figure (\d+)\.\* (.+)", markdown)

@@ -80,3 +80,22 @@ def test_an_outlier_seed_is_left_outside_the_axis_limits():
     low, high = axis.limits
     assert low > -1 and high < 1 and all(low <= value <= high for value in values[:-1])
     assert axis.clip(-40.0) == low and axis.clip(0.5) is None
+
+
+def test_the_issues_asymmetric_interval_prints_as_an_interval_not_a_plus_minus():
+    assert numbers.interval_text(0.00012, 0.000018, 0.00042) == "0.00012 [0.000018, 0.00042]"
+    assert "± 0.00020" not in numbers.interval_text(0.00012, 0.000018, 0.00042)
+
+
+def test_a_plus_minus_never_crosses_zero_when_the_interval_does_not():
+    # arms 0.012 and 0.017 are within a factor 1.5, but 0.013 ± 0.0145 would reach below zero
+    mean, low, high = 0.013, 0.001, 0.030
+    assert not numbers.symmetric_enough(mean, low, high)
+    assert numbers.interval_text(mean, low, high) == "0.013 [0.0010, 0.030]"
+    assert numbers.interval_text(0.01, -0.005, 0.02) == "0.010 ± 0.013"  # both cross zero: the ± is fine
+
+
+def test_a_symmetric_interval_keeps_its_plus_minus_text():
+    assert numbers.interval_text(0.5, 0.38, 0.62) == numbers.plus_minus(0.5, 0.12) == "0.50 ± 0.12"
+    assert numbers.interval_text(0.0123, 0.0123, 0.0123) == "0.0123 ± 0"
+    assert numbers.interval_text(math.nan, math.nan, math.nan) == "–"

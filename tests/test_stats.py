@@ -151,3 +151,85 @@ def test_one_dataset_gives_nan_friedman():
 def test_all_ties_give_nan_friedman_without_raising():
     frame = cell_frame({"a": 0.5, "b": 0.5, "c": 0.5}, spread=0.0)
     assert math.isnan(stats.rank_test(frame, HIGH).friedman_p)
+
+
+# --- rank tests that say their population ---------------------------------------------------------
+
+
+def test_friedman_over_two_datasets_gives_the_exact_permutation_p_not_the_chi_square_one():
+    # 4 labels ranked the same on 2 datasets: chi-square says 0.11, the exact permutation p is 1/24
+    frame = cell_frame({"icm_vae": 0.9, "causal_vae": 0.6, "dear": 0.5, "beta_vae": 0.3},
+                       datasets=("pendulum", "flow"))
+    result = stats.rank_test(frame, HIGH)
+    assert result.friedman_p == pytest.approx(1 / 24)
+    assert result.p_method.startswith("exact permutation") and "576" in result.p_method
+    assert result.blocks == "datasets" and "datasets" in result.population
+
+
+def test_the_exact_friedman_p_counts_every_arrangement_by_brute_force():
+    rng = np.random.default_rng(4)
+    ranks = np.array([rng.permutation(3) + 1 for _ in range(4)], dtype=float)
+    ranks[1] = [1.5, 1.5, 3]  # a tie inside a block
+    observed = np.sum(ranks.sum(axis=0) ** 2)
+    import itertools
+    orderings = [list(itertools.permutations(row)) for row in ranks]
+    totals = [np.sum(np.sum(np.array(choice), axis=0) ** 2) for choice in itertools.product(*orderings)]
+    expected = np.mean(np.array(totals) >= observed - 1e-9)
+    p_value, method = stats.friedman_permutation_p(ranks)
+    assert p_value == pytest.approx(expected) and method.startswith("exact")
+
+
+def test_many_arrangements_give_a_seeded_monte_carlo_p_that_says_so():
+    ranks = np.tile(np.arange(1.0, 5.0), (3, 1))
+    p_value, method = stats.friedman_permutation_p(ranks, exact_limit=100, permutations=999, seed=2)
+    again, _ = stats.friedman_permutation_p(ranks, exact_limit=100, permutations=999, seed=2)
+    assert p_value == again and "Monte Carlo" in method and "999" in method
+    exact, _ = stats.friedman_permutation_p(ranks)
+    assert 1 / 1000 <= p_value and p_value == pytest.approx(exact, abs=0.01)
+
+
+def test_ranks_within_a_dataset_use_matched_seeds_as_blocks():
+    frame = cell_frame({"icm_vae": 0.9, "dear": 0.5, "beta_vae": 0.3}, datasets=("flow",), seeds=range(5))
+    frame = frame[~((frame["label"] == "dear") & (frame["seed"] == 4))]  # seed 4 is not matched
+    result = stats.seed_rank_test(frame, "flow", HIGH)
+    assert result.blocks == "seeds" and result.dataset == "flow" and "not other datasets" in result.population
+    assert list(result.per_dataset.index) == [0, 1, 2, 3]
+    assert result.average_ranks.to_dict() == {"icm_vae": 1.0, "dear": 2.0, "beta_vae": 3.0}
+    assert result.friedman_p == pytest.approx(1 / 6 ** 3)  # the same order in 4 seeds: 3! ** (4 - 1) arrangements
+    assert any("1 seed(s)" in note for note in result.notes)
+
+
+def test_a_critical_difference_beyond_k_minus_1_is_said_unreachable():
+    frame = cell_frame({"icm_vae": 0.9, "causal_vae": 0.6, "dear": 0.5, "beta_vae": 0.3},
+                       datasets=("pendulum", "flow"))
+    result = stats.rank_test(frame, HIGH)
+    assert result.critical_difference > 3 and not result.reachable
+    assert "no critical-difference diagram" in result.unreachable_text()
+    many = stats.rank_test(cell_frame({"a": 0.9, "b": 0.6, "c": 0.3}, datasets=[f"d{i}" for i in range(6)]), HIGH)
+    assert many.reachable and many.unreachable_text() is None
+
+
+# --- paired effect sizes and the Holm design ------------------------------------------------------
+
+
+def test_paired_tests_carry_the_mean_paired_difference_with_its_interval():
+    frame = cell_frame({"icm_vae": 0.9, "beta_vae": 0.3}, datasets=("pendulum",), seeds=range(8))
+    row = stats.paired_tests(frame, [HIGH]).table.iloc[0]
+    seeds = stats.seed_table(frame, HIGH)
+    differences = seeds["beta_vae"] - seeds["icm_vae"]
+    assert row["mean_difference"] == pytest.approx(differences.mean())
+    assert row["difference_low"] <= row["mean_difference"] <= row["difference_high"] < 0
+    assert row["difference_method"] == "BCa"
+    again = stats.paired_tests(frame, [HIGH]).table.iloc[0]
+    assert (again["difference_low"], again["difference_high"]) == (row["difference_low"], row["difference_high"])
+
+
+def test_the_smallest_holm_p_of_a_design_is_m_times_two_over_two_to_the_n():
+    assert stats.smallest_holm_p(8, 3) == pytest.approx(3 * 2 / 256)
+    assert stats.smallest_holm_p(3, 3) == 0.75 and stats.smallest_holm_p(2, 3) == 1.0 and math.isnan(stats.smallest_holm_p(1, 3))
+    frame = cell_frame({"icm_vae": 0.9, "a": 0.3, "b": 0.2, "c": 0.1}, datasets=("pendulum",), seeds=range(8))
+    table = stats.paired_tests(frame, [HIGH]).table
+    assert (table["family_size"] == 3).all() and np.allclose(table["smallest_p_holm"], 3 * 2 / 256)
+    assert table["p_holm"].min() == pytest.approx(3 * 2 / 256)  # a clear difference reaches the floor
+    (line,) = stats.design_text(table)
+    assert "n = 8" in line and "m = 3" in line and "0.023" in line

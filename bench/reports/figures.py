@@ -15,8 +15,9 @@ caption), or an empty list / None when its inputs are absent; none of them raise
 - matrix heatmaps: a metric's matrix (rows = codes, columns = factors), averaged over seeds, with a box
   around the codes of each factor's concept block;
 - reconstruction against disentanglement; training curves (the held-out reconstruction error per epoch
-  on a log axis, or each model's training loss scaled to its own range); intervention grids; and the
-  critical-difference diagram of Demsar (2006) from average ranks.
+  on a log axis, or each model's training loss scaled to its own range); scores per epoch (DCI and MCC read
+  on the validation sample during training, with the leaderboard's own final reading); intervention grids;
+  and the critical-difference diagram of Demsar (2006) from average ranks.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ MAX_CODE_LABELS = 16  # code labels on a heatmap's y axis
 LOG_SPAN_DECADES = 1.5  # positive values spanning more than this many decades get a log axis
 FAR_OUT = 3.0  # Tukey's far-out fence, in interquartile ranges beyond the quartiles
 MONITOR = "heldout_reconstruction_mse"  # per-epoch held-out reconstruction error of the trainer
+SCORE_CURVES = ("dci@reg.disentanglement", "mcc@pearson.mcc")  # scores read during training (their curves)
 VALUE_DIGITS = 3  # significant digits of the do() values printed on intervention grids
 
 
@@ -439,6 +441,89 @@ def _curve(ax, curves: np.ndarray, name: str, colour: str, dashed: bool = False)
     ax.fill_between(epochs, mean - spread, mean + spread, color=colour, alpha=0.2, linewidth=0)
 
 
+# --- scores per epoch ----------------------------------------------------------------------------
+
+
+def score_readings(records: list[dict], score: str) -> tuple[np.ndarray, np.ndarray]:
+    """The epochs read during training (the union over ``records``) and each record's ``score`` at them
+    [seeds, epochs] (NaN where a seed has no reading), from ``history.evaluations``."""
+    per_seed = [{round(float(reading["epoch"]), 6): reading["scores"][score]
+                 for reading in (record.get("history") or {}).get("evaluations") or []
+                 if score in (reading.get("scores") or {})} for record in records]
+    epochs = np.array(sorted({epoch for seed in per_seed for epoch in seed}), dtype=float)
+    values = np.array([[seed.get(epoch, np.nan) for epoch in epochs] for seed in per_seed], dtype=float)
+    return epochs, values.reshape(len(per_seed), len(epochs))
+
+
+def full_weight_epoch(records: list[dict]) -> float | None:
+    """The epoch where the records' schedule reaches full weight (``convergence.full_weight_step`` turned into
+    epochs by the readings' own step/epoch ratio), or None."""
+    for record in records:
+        step = (record.get("convergence") or {}).get("full_weight_step")
+        readings = (record.get("history") or {}).get("evaluations") or []
+        if step is not None and readings and readings[-1]["step"] > 0:
+            return float(step) * float(readings[-1]["epoch"]) / float(readings[-1]["step"])
+    return None
+
+
+def score_curves(records: list[dict], out_dir: Path, scores: tuple[str, ...] = SCORE_CURVES,
+                 convergence: dict[tuple[str, str], Tally] | None = None) -> list[Drawn]:
+    """One figure per score read during training: a panel per dataset, each model's readings on the
+    validation sample against the epoch, mean over seeds with a +-1 sd band (a single seed: its line), the
+    leaderboard's own final reading (test split, full evaluation sample; mean over seeds) as a diamond at
+    the end, and a dotted line where a schedule reaches full weight. Records without readings draw
+    nothing; no readings at all, no figure."""
+    groups = cells_by_group(records)
+    convergence = convergence or {}
+    drawn = []
+    for score in scores:
+        read = {key: score_readings(group, score) for key, group in groups.items()}
+        read = {key: value for key, value in read.items() if value[0].size}
+        if not read:
+            continue
+        datasets = ordered_unique(key[0] for key in read)
+        figure = new_figure(1.2 + 3.6 * len(datasets), 3.4)
+        axes = figure.subplots(1, len(datasets), squeeze=False)[0]
+        marked = False
+        for ax, dataset in zip(axes, datasets):
+            for (name, label), (epochs, values) in read.items():
+                if name != dataset:
+                    continue
+                colour, tally = model_colour(label), convergence.get((dataset, label))
+                reference = any(record.get("reference") for record in groups[(name, label)])
+                marked |= bool(tally and tally.marked)
+                shown = (label + (" (reference)" if reference else "")
+                         + (f" {tally.mark()}" if tally and tally.marked else ""))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no seed read: NaN, not drawn
+                    mean, spread = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+                style = ":" if reference else "--" if tally and tally.marked else "-"
+                ax.plot(epochs, mean, color=colour, linestyle=style, label=shown, marker="o" if epochs.size == 1 else None)
+                ax.fill_between(epochs, mean - spread, mean + spread, color=colour, alpha=0.15, linewidth=0)
+                final = [record["scores"][score] for record in groups[(name, label)] if score in record.get("scores", {})]
+                if final:
+                    ax.scatter([epochs[-1]], [float(np.mean(final))], marker="D", s=36, color=colour,
+                               edgecolors="black", linewidths=0.6, zorder=4)
+                full = full_weight_epoch(groups[(name, label)])
+                if full is not None and full <= epochs[-1]:
+                    ax.axvline(full, color=colour, linestyle=":", linewidth=1)
+            ax.set_title(dataset, fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.ticklabel_format(axis="x", useOffset=False)
+            ax.set_ylabel(short_name(score), fontsize=8)
+            ax.legend(fontsize=7)
+        path = save(figure, out_dir / f"curve_{slug(score)}.png")
+        caption = (f"{named(score)} read during training on the fixed validation sample (never the test split), "
+                   "mean over seeds with a ±1 sd band; diamonds: the leaderboard's own reading at the end of "
+                   "training (test split, the full evaluation sample, mean over seeds). The readings use fewer rows"
+                   + (" and cheaper trees than the leaderboard's DCI" if score.startswith("dci@") else "")
+                   + ", so a curve need not end on its diamond. A dotted vertical line: where the model's schedule "
+                   "reaches full weight (readings before it are left out of the convergence rule)."
+                   + (f" Dashed, {UNCONVERGED} k/n: k of the model's n seeds did not converge." if marked else ""))
+        drawn.append(Drawn(path, caption))
+    return drawn
+
+
 # --- intervention grids --------------------------------------------------------------------------
 
 
@@ -552,9 +637,11 @@ def _label_rows(ax, row_names: list[str], truth_rows: list, height: int, width: 
 
 
 def critical_difference(ranks: RankTest, out_dir: Path) -> Drawn | None:
-    """The critical-difference diagram of one metric; None with fewer than 2 datasets or 3 models."""
+    """The critical-difference diagram of one metric; None with fewer than 2 datasets or 3 models, or when the
+    critical difference exceeds k - 1 and no two models could differ by it (the report says so instead:
+    :func:`crlbench.reports.tables.unreachable_sentences`)."""
     blocks, groups = ranks.per_dataset.shape
-    if ranks.nemenyi is None or blocks < 2 or groups < 3:
+    if ranks.nemenyi is None or blocks < 2 or groups < 3 or not ranks.reachable:
         return None
     figure = new_figure(6, 0.9 + 0.3 * groups)
     ax = figure.add_subplot()

@@ -2,7 +2,8 @@
 from ``templates/report.html.j2``. Tables scroll inside their own box, header cells wrap, and every
 table sorts by a click on a column header (again: the other way), with ``aria-sort`` and ▲/▼ showing
 the order; the rank table's Friedman p and critical difference sit in a ``<tfoot>`` that sorting
-leaves in place."""
+leaves in place, and a leaderboard's reference rows in a second ``<tbody>`` under the methods that
+sorting leaves in place too."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader
 
 from crlbench.reports.convergence import MARK as UNCONVERGED
-from crlbench.reports.tables import ARROWS, MARKER, TRAINING_COLUMNS, ReportData, rank_rows, training_rows
+from crlbench.reports.tables import (ARROWS, MARKER, REFERENCE_TAG, TRAINING_COLUMNS, ReportData, effect_tables,
+                                     effect_text, rank_rows, rank_text, training_rows)
 
 
 def png_data_uri(path: Path) -> str:
@@ -31,4 +33,7 @@ def render(data: ReportData) -> str:
             sections.append((name, shown))
     return environment.get_template("report.html.j2").render(
         data=data, marker=MARKER, unconverged=UNCONVERGED, arrows=ARROWS, ranks=rank_rows(data.ranks),
-        figure_sections=sections, training_columns=TRAINING_COLUMNS, training_rows=training_rows(data.tables))
+        rank_text=rank_text(data.ranks), figure_sections=sections, training_columns=TRAINING_COLUMNS,
+        training_rows=training_rows(data.tables), reference_tag=REFERENCE_TAG,
+        effect_tables=effect_tables(data.paired, data.metrics), effect_text=effect_text(data.paired),
+        seed_ranks=[(dataset, rank_rows(tests), rank_text(tests)) for dataset, tests in data.seed_ranks.items()])

@@ -2,8 +2,10 @@ r"""``leaderboard.tex``: one booktabs table per dataset, sized for one column of
 
 Rows are the scores (short names, crlbench.reports.columns) and columns the methods, so the width grows
 with the number of methods, not of scores. Each entry takes two lines: the mean (bold when best or
-tied, ``$^\dagger$`` when the paired test is significant), and under it ``±`` the half-width in
-``\scriptsize``. The table is set at ``\small`` for the 229.5 pt ``\columnwidth`` of a 10 pt two-column
+tied, ``$^\dagger$`` when the paired test is significant), and under it ``±`` the half-width, or
+``[low, high]`` when the interval is too asymmetric for a ``±``, in ``\scriptsize``, with ``\S k/n``
+when seeds are flagged by a degeneracy check. Reference rows follow the methods as columns headed
+``(ref.)``, never bold. The table is set at ``\small`` for the 229.5 pt ``\columnwidth`` of a 10 pt two-column
 ``article``: its width is estimated from Computer Modern's glyph widths (:data:`GLYPHS`, measured with
 ``\settowidth``); when it does not fit with LaTeX's 6 pt ``\tabcolsep`` it gets 3 pt (four methods
 with five-digit means need that), and when it does not fit even then it becomes a ``table*`` spanning
@@ -24,7 +26,7 @@ from crlbench.reports import stats
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
            "±": r"$\pm$", "–": "--", "×": r"$\times$", "²": r"$^2$", "‡": r"$^\ddagger$", "†": r"$^\dagger$",
-           "≥": r"$\geq$", "≤": r"$\leq$", "<": r"$<$", ">": r"$>$", "|": r"$|$"}
+           "≥": r"$\geq$", "§": r"\S{}", "≤": r"$\leq$", "<": r"$<$", ">": r"$>$", "|": r"$|$"}
 ARROWS = {"max": r"$\uparrow$", "min": r"$\downarrow$"}
 COLUMN_WIDTH_PT = 229.5  # \columnwidth of \documentclass[twocolumn]{article} at 10 pt
 TEXT_WIDTH_PT = 469.0  # its \textwidth, which a table* spans
@@ -69,7 +71,7 @@ def table_lines(data: ReportData, table: Table) -> list[str]:
 
 def tabular_lines(data: ReportData, table: Table, labels: list[str]) -> list[str]:
     """A tabular of ``labels``' columns: the header, the latent sizes, then each score's mean and spread rows."""
-    header = [""] + [escape(label) + (LATEX_MARK if table.facts(label).convergence.marked else "") for label in labels]
+    header = [""] + [header_text(table, label) for label in labels]
     lines = [f"\\begin{{tabular}}{{@{{}}l{'r' * len(labels)}@{{}}}}", "\\toprule", " & ".join(header) + " \\\\",
              "\\midrule", " & ".join(["latent"] + [escape(table.facts(label).latent_size) for label in labels])
              + " \\\\", "\\midrule"]
@@ -83,6 +85,21 @@ def tabular_lines(data: ReportData, table: Table, labels: list[str]) -> list[str
     return lines + ["\\bottomrule", "\\end{tabular}"]
 
 
+def header_text(table: Table, label: str) -> str:
+    """A column's method name, with the convergence mark, or ``(ref.)`` for a reference row."""
+    if label in table.references:
+        return escape(label) + " (ref.)"
+    return escape(label) + (LATEX_MARK if table.facts(label).convergence.marked else "")
+
+
+def spread_line(entry: Entry) -> str:
+    """What the second line of an entry holds, unescaped: ``±0.12``, ``[0.000018, 0.00042]``, the counts and
+    the flag."""
+    _, rest = entry.shown()
+    rest = rest.replace("± ", "±")
+    return rest + entry.counts() + (f" {entry.flag()}" if entry.flag() else "")
+
+
 def mean_text(entry: Entry | None) -> str:
     if entry is None:
         return ""
@@ -94,8 +111,7 @@ def mean_text(entry: Entry | None) -> str:
 def spread_text(entry: Entry | None) -> str:
     if entry is None:
         return ""
-    _, spread = entry.shown()
-    text = (r"$\pm$" + spread if spread else "") + entry.counts()
+    text = escape(spread_line(entry))
     return r"{\scriptsize " + text + "}" if text else ""
 
 
@@ -115,12 +131,12 @@ def column_widths(data: ReportData, table: Table) -> list[float]:
     """The estimated content width of each tabular column: the score names, then each method."""
     widths = [max([text_width(data.column(metric).short) for metric in table.metrics] + [text_width("latent")])]
     marks = GLYPHS["small"]["mark"]
-    for label in table.labels:
+    for label in table.rows:
         entries = [entry for entry in (table.entries.get((label, metric)) for metric in table.metrics) if entry]
         means = [text_width(entry.shown()[0], bold=entry.bold) + marks * entry.significant for entry in entries]
-        spreads = [text_width(("±" + entry.shown()[1] if entry.shown()[1] else "") + entry.counts(), "scriptsize")
-                   for entry in entries]
-        header = text_width(label) + marks * table.facts(label).convergence.marked
+        spreads = [text_width(spread_line(entry), "scriptsize") for entry in entries]
+        header = (text_width(label) + marks * table.facts(label).convergence.marked
+                  + text_width(" (ref.)") * (label in table.references))
         widths.append(max([header] + means + spreads))
     return widths
 
@@ -146,10 +162,10 @@ def layout(data: ReportData, table: Table) -> Layout:
     for environment, limit in (("table", COLUMN_WIDTH_PT), ("table*", TEXT_WIDTH_PT)):
         for tabcolsep in TABCOLSEP_PT:
             if fits([first, *methods], tabcolsep, limit):
-                return Layout(environment, None if tabcolsep == TABCOLSEP_PT[0] else tabcolsep, [list(table.labels)])
+                return Layout(environment, None if tabcolsep == TABCOLSEP_PT[0] else tabcolsep, [list(table.rows)])
     blocks: list[list[str]] = [[]]
-    for label, width in zip(table.labels, methods):
-        if blocks[-1] and not fits([first, *(methods[table.labels.index(other)] for other in blocks[-1]), width],
+    for label, width in zip(table.rows, methods):
+        if blocks[-1] and not fits([first, *(methods[table.rows.index(other)] for other in blocks[-1]), width],
                                    TABCOLSEP_PT[0], TEXT_WIDTH_PT):
             blocks.append([])
         blocks[-1].append(label)
@@ -167,8 +183,10 @@ def caption(data: ReportData, table: Table) -> str:
         f"{escape(facts.get('seeds', '?'))}; budget {escape(facts.get('budget', '?'))}; images "
         f"{escape(facts.get('image size', '?'))}; evaluation: {escape(facts.get('evaluation', '?'))}.",
         "Each entry is the mean over seeds and, below it, $\\pm$ the half-width of its 95\\% bootstrap interval "
-        "(half-width to 2 significant digits, the mean to the same decimal place); (ok/total) when seeds failed. "
-        "Bold: best, with ties at the printed precision; $\\uparrow$ higher, $\\downarrow$ lower is better; "
+        "(half-width to 2 significant digits, the mean to the same decimal place), or the interval [low, high] when "
+        "it is too asymmetric for a $\\pm$; (ok/total) when seeds failed; \\S{} k/n: k of n seeds flagged by a "
+        "degeneracy check. Bold: best among the unflagged methods with the most seeds, with ties at the printed "
+        "precision; (ref.): a reference row, never bold; $\\uparrow$ higher, $\\downarrow$ lower is better; "
         f"$^\\dagger$: Wilcoxon $p < {stats.ALPHA}$ against {escape(data.reference)}, Holm-corrected per score.",
         f"Given besides the images: {escape(given)}.",
     ]

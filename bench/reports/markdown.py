@@ -1,11 +1,14 @@
-"""``leaderboard.md``: the protocol, a leaderboard per dataset with its legend, the training table, average
-ranks, failed cells, notes, captioned figures and provenance (GitHub-flavoured markdown tables)."""
+"""``leaderboard.md``: the protocol, a leaderboard per dataset with its legend (reference rows in their own
+group under the methods), the paired differences against the comparison method, the training table,
+ranks across datasets and within each dataset across seeds, failed and partial cells, notes, captioned
+figures and provenance (GitHub-flavoured markdown tables)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from crlbench.reports.tables import ARROWS, MARKER, TRAINING_COLUMNS, Entry, ReportData, rank_rows, training_rows
+from crlbench.reports.tables import (ARROWS, MARKER, REFERENCE_TAG, TRAINING_COLUMNS, Entry, ReportData,
+                                     effect_tables, effect_text, rank_rows, rank_text, training_rows)
 
 
 def row(cells: list[str]) -> str:
@@ -16,7 +19,7 @@ def cell(entry: Entry | None) -> str:
     if entry is None:
         return ""
     text = f"**{entry.text()}**" if entry.bold else entry.text()
-    return text + (f" {MARKER}" if entry.significant else "")
+    return text + (f" {entry.flag()}" if entry.flag() else "") + (f" {MARKER}" if entry.significant else "")
 
 
 def label_cell(label: str, mark: str) -> str:
@@ -31,18 +34,41 @@ def render(data: ReportData, out_dir: Path | None = None) -> str:
                                                  for m in table.metrics]
         lines += [f"### {table.dataset}", "", row(header), row(["---"] * 3 + ["---:"] * len(table.metrics))]
         for label in table.labels:
-            method = table.facts(label)
-            lines.append(row([label_cell(label, method.convergence.mark()), method.given, method.latent_size]
-                             + [cell(table.entries.get((label, metric))) for metric in table.metrics]))
+            lines.append(table_row(table, label, label_cell(label, table.facts(label).convergence.mark())))
+        if table.references:
+            lines.append(row(["*reference rows*"] + [""] * (2 + len(table.metrics))))
+            lines += [table_row(table, label, f"{label} {REFERENCE_TAG}") for label in table.references]
         lines.append("")
     lines += ["Columns:", ""] + [f"- {column.short}: `{column.key}`, {column.better}" for column in data.columns] + [""]
     lines += [f"- {line}" for line in data.legend] + [""]
-    lines += training(data) + ranks(data) + failed(data.failed)
+    lines += training(data) + effects(data) + ranks(data) + seed_ranks(data) + failed(data.failed)
+    lines += partial(data.partial)
     if data.notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in data.notes] + [""]
     lines += figures(data, out_dir)
     lines += ["## Provenance", ""] + [f"- {key}: {value}" for key, value in data.provenance.items()] + [""]
     return "\n".join(lines)
+
+
+def table_row(table, label: str, name: str) -> str:
+    method = table.facts(label)
+    return row([name, method.given, method.latent_size] + [cell(table.entries.get((label, metric)))
+                                                           for metric in table.metrics])
+
+
+def effects(data: ReportData) -> list[str]:
+    """The paired differences against the comparison method, a table per dataset."""
+    tables = effect_tables(data.paired, data.metrics)
+    if not tables:
+        return []
+    lines = [f"## Paired differences against {data.reference}", ""]
+    lines += [line for text in effect_text(data.paired) for line in (text, "")]
+    for table in tables:
+        shorts = [f"Δ {data.column(m).short} {ARROWS[data.column(m).direction]}" for m in table.metrics]
+        lines += [f"### {table.dataset}", "", row(["model"] + shorts), row(["---"] + ["---:"] * len(shorts))]
+        lines += [row([label] + [table.cells.get((label, metric), "") for metric in table.metrics])
+                  for label in table.labels] + [""]
+    return lines
 
 
 def protocol(data: ReportData) -> list[str]:
@@ -65,11 +91,23 @@ def training(data: ReportData) -> list[str]:
 
 
 def ranks(data: ReportData) -> list[str]:
-    table = rank_rows(data.ranks)
+    return ["## Average ranks across datasets", ""] + rank_table(data, data.ranks)
+
+
+def seed_ranks(data: ReportData) -> list[str]:
+    """Per dataset, the average ranks across matched seeds and their Friedman permutation p."""
+    if not data.seed_ranks:
+        return []
+    lines = ["## Average ranks within each dataset, across seeds", ""]
+    for dataset, tests in data.seed_ranks.items():
+        lines += [f"### {dataset}", ""] + rank_table(data, tests)
+    return lines
+
+
+def rank_table(data: ReportData, tests) -> list[str]:
+    table = rank_rows(tests)
     shorts = [data.column(metric).short for metric in table.metrics]
-    lines = ["## Average ranks across datasets", "", "Rank 1 is best; Friedman test over datasets, Nemenyi "
-             "critical difference at alpha 0.05 (Demsar 2006).", "", row(["model"] + shorts),
-             row(["---"] + ["---:"] * len(shorts))]
+    lines = [rank_text(tests), "", row(["model"] + shorts), row(["---"] + ["---:"] * len(shorts))]
     for label, values in table.body:
         tally = data.convergence.get(label)
         lines.append(row([label_cell(label, tally.mark() if tally else "")] + [shown for shown, _ in values]))
@@ -80,6 +118,17 @@ def failed(cells: list[dict]) -> list[str]:
     if not cells:
         return ["## Failed cells", "", "None.", ""]
     lines = ["## Failed cells", "", row(["dataset", "model", "seed", "hash", "error"]), row(["---"] * 5)]
+    lines += [row([str(entry[key]) for key in ("dataset", "label", "seed", "hash")]
+                  + [" ".join(str(entry["error"]).split())]) for entry in cells]
+    return lines + [""]
+
+
+def partial(cells: list[dict]) -> list[str]:
+    """Partial cells (some metrics failed, the other scores stand), when there are any."""
+    if not cells:
+        return []
+    lines = ["## Partial cells", "", "Finished cells some of whose metrics failed; their other scores stand in the "
+             "tables.", "", row(["dataset", "model", "seed", "hash", "failed metrics"]), row(["---"] * 5)]
     lines += [row([str(entry[key]) for key in ("dataset", "label", "seed", "hash")]
                   + [" ".join(str(entry["error"]).split())]) for entry in cells]
     return lines + [""]

@@ -6,6 +6,13 @@ rounded to two significant digits and the mean to the same decimal place, so ``0
 prints ``0.00120 ± 0.00031`` and ``1787.136 ± 12.4`` prints ``1787 ± 12``. A mean without spread
 (one seed, or equal seeds) keeps three significant digits. Two means tie when they print the same at
 the coarser of their two precisions: the best cell of a column and every cell tied with it are bold.
+
+A ``±`` states a symmetric interval. A bootstrap interval need not be one, so an interval prints as
+``mean ± half-width`` only when it is symmetric enough that the ``±`` does not misstate it
+(:func:`symmetric_enough`: the longer arm at most :data:`ARM_RATIO` times the shorter, and ``mean ±
+half-width`` crosses zero only when the interval does); otherwise as ``mean [low, high]``, the mean to
+two significant digits of its shorter arm and each bound to two significant digits of its own (never
+fewer decimals than the mean): ``0.00012 [0.000018, 0.00042]``, not ``0.00012 ± 0.00020``.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import math
 
 SPREAD_DIGITS = 2  # significant digits of an uncertainty
 MEAN_DIGITS = 3  # significant digits of a value printed without uncertainty
+ARM_RATIO = 1.5  # an interval whose longer arm exceeds this multiple of the shorter prints as [low, high]
 
 
 def magnitude(value: float) -> int:
@@ -83,14 +91,65 @@ def ties(first: float, first_places: int, second: float, second_places: int) -> 
     return fixed(first, places) == fixed(second, places)
 
 
-def best_and_ties(means: list[float], spreads: list[float], maximise: bool) -> list[bool]:
-    """Per entry, whether it is the best mean (max or min) or ties with it as printed; NaN is never best."""
-    finite = [index for index, mean in enumerate(means) if math.isfinite(mean)]
+def best_and_ties(means: list[float], spreads: list[float], maximise: bool, *, places: list[int] | None = None,
+                  eligible: list[bool] | None = None) -> list[bool]:
+    """Per entry, whether it is the best mean (max or min) or ties with it as printed; NaN is never best.
+
+    ``places`` are the decimal places each mean prints with (by default :func:`mean_places` of its spread);
+    entries not ``eligible`` are neither best nor tied (a reference row, a flagged score, fewer seeds)."""
+    places = places if places is not None else [mean_places(mean, spread) for mean, spread in zip(means, spreads)]
+    eligible = eligible if eligible is not None else [True] * len(means)
+    finite = [index for index, mean in enumerate(means) if math.isfinite(mean) and eligible[index]]
     if not finite:
         return [False] * len(means)
     pick = max if maximise else min
     best = pick(finite, key=lambda index: means[index])
-    best_places = mean_places(means[best], spreads[best])
-    return [index in finite and ties(means[index], mean_places(means[index], spreads[index]),
-                                     means[best], best_places)
+    return [index in finite and ties(means[index], places[index], means[best], places[best])
             for index in range(len(means))]
+
+
+def symmetric_enough(mean: float, low: float, high: float) -> bool:
+    """Whether ``mean ± (high - low) / 2`` states the interval ``[low, high]`` without misstating it: its arms
+    (``mean - low``, ``high - mean``) differ by at most a factor :data:`ARM_RATIO`, and the ``±`` form crosses
+    zero only when the interval does. Zero-width and undefined intervals count as symmetric."""
+    if not all(math.isfinite(value) for value in (mean, low, high)) or high <= low:
+        return True
+    below, above = max(mean - low, 0.0), max(high - mean, 0.0)
+    if min(below, above) * ARM_RATIO < max(below, above):
+        return False
+    halfwidth = (high - low) / 2
+    return (mean - halfwidth < 0) == (low < 0) and (mean + halfwidth > 0) == (high > 0)
+
+
+def interval_places(mean: float, low: float, high: float) -> int:
+    """The decimal places of a mean printed with its interval: those of the half-width when the interval prints
+    as ``±`` (:func:`mean_places`), else those of its shorter arm at two significant digits."""
+    halfwidth = (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
+    if symmetric_enough(mean, low, high):
+        return mean_places(mean, halfwidth)
+    return places_for(min(mean - low, high - mean), SPREAD_DIGITS)
+
+
+def bound_text(value: float, places: int) -> str:
+    """A bound of an interval: two significant digits of its own, never fewer decimals than ``places``."""
+    own = places_for(value, SPREAD_DIGITS) if value else places
+    return fixed(value, max(places, own))
+
+
+def interval_parts(mean: float, low: float, high: float) -> tuple[str, str]:
+    """The printed mean and what follows it: ``("0.50", "± 0.12")``, ``("0.00012", "[0.000018, 0.00042]")``,
+    ``("0.0123", "± 0")`` for an interval without width, ``("–", "")`` for an undefined mean."""
+    if not math.isfinite(mean):
+        return "–", ""
+    if symmetric_enough(mean, low, high):
+        halfwidth = (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
+        shown_mean, shown_spread = mean_and_spread(mean, halfwidth)
+        return shown_mean, f"± {shown_spread}"
+    places = interval_places(mean, low, high)
+    return fixed(mean, places), f"[{bound_text(low, places)}, {bound_text(high, places)}]"
+
+
+def interval_text(mean: float, low: float, high: float, sign: str = "±") -> str:
+    """``mean ± half-width`` or ``mean [low, high]`` by the rule above; ``–`` for an undefined mean."""
+    shown_mean, rest = interval_parts(mean, low, high)
+    return f"{shown_mean} {rest.replace('±', sign, 1)}" if rest else shown_mean

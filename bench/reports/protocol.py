@@ -158,14 +158,17 @@ def describe(records: list[dict], suite: Mapping[str, Any] | None = None) -> Pro
     provenance = [record.get("provenance") or {} for record in records]
     failed = sum(record.get("status") not in ("ok", "not_applicable") for record in records)
     skipped = sum(record.get("status") == "not_applicable" for record in records)
+    partial = sum(record.get("status") == "ok" and bool(record.get("partial") or record.get("metric_errors"))
+                  for record in records)
     planned = f" of {suite['cells']} planned" if suite.get("cells") else ""
     budget = budget_text(suite["budget"]) + images_text(suite["budget"]) if suite.get("budget") else None
     per_method = distinct({group: budget_text(cell.get("budget")) for group, cell in by_group.items()},
                           lambda pairs: methods_on(pairs, list(by_dataset)))
     facts = [
         ("suite", suite.get("name") or _joined(cell.get("suite") for cell in cells)),
-        ("cells", f"{len(records)}{planned} ({len(records) - failed - skipped} finished, {failed} failed"
-                  + (f", {skipped} not applicable)" if skipped else ")")),
+        ("cells", f"{len(records)}{planned} ({len(records) - failed - skipped - partial} finished"
+                  + (f", {partial} partial (some metrics failed, the other scores stand)" if partial else "")
+                  + f", {failed} failed" + (f", {skipped} not applicable)" if skipped else ")")),
         ("budget", f"{budget}; trained: {per_method}" if budget else per_method),
         ("image size", distinct({name: image_size(cell) for name, cell in by_dataset.items()})),
         ("seeds", seeds_text(cells, list(by_dataset))),

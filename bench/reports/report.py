@@ -2,17 +2,24 @@
 
 :func:`write_report` turns the records of :func:`crlbench.suites.results.load_records` into one folder::
 
-    leaderboard.md    the protocol, a table per dataset, average ranks, failed cells, notes, captioned figures
+    leaderboard.md    the protocol, a table per dataset, paired differences, ranks, failed and partial cells, notes,
+                      captioned figures
     leaderboard.csv   long form: one row per (dataset, label, metric) with every number behind a cell, at full precision
+    effects.csv       one row per (dataset, label, metric): the paired test and difference against the comparison label
+    scores.csv        one row per cell and score (docs/protocol.md names its columns), for tools that read results
     leaderboard.tex   a booktabs table per dataset that fits one column of a two-column paper (crlbench.reports.latex)
     index.html        self-contained: the protocol box, figures as base64 PNG, sortable tables, provenance footer
     figures/*.png
 
 A table cell reads ``mean ± halfwidth`` of the 95% bootstrap interval over seeds (crlbench.reports.stats),
-the half-width at two significant digits and the mean to its decimal place (crlbench.reports.numbers),
-with ``(ok/total)`` when some seeds failed or lack the score; the best mean of a column and those that
-print the same are bold (for the score's direction), and ``†`` marks a Holm-corrected Wilcoxon p < 0.05
-against the reference label. ``‡ k/n`` after a method's name: k of its n seeds did not converge by the
+the half-width at two significant digits and the mean to its decimal place, or ``mean [low, high]`` when
+the interval is too asymmetric for a ``±`` (crlbench.reports.numbers), with ``(ok/total)`` when some seeds
+failed or lack the score and ``§ k/n`` when k of its n seeds are flagged by a degeneracy check (the
+record's ``checks``) that invalidates the score; among the methods with the most seeds in a column and
+no flagged seed, the best mean and those that print the same are bold (for the score's direction), and
+``†`` marks a Holm-corrected Wilcoxon p < 0.05 against the comparison label. Reference rows (the
+record's ``reference``: copy, mean image...) are shown under the methods and never ranked, bolded or
+tested. ``‡ k/n`` after a method's name: k of its n seeds did not converge by the
 trainer's rule (crlbench.reports.convergence). Every table names what each method is given (labels, the
 true graph, an initial graph, pairs, or nothing) and its latent size; the protocol box at the top
 states the suite, budget, image size, seeds, evaluation split and sizes, each method's resolved
@@ -22,6 +29,7 @@ hyperparameters, and the crlbench version and commit (crlbench.reports.protocol)
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import importlib.metadata
 import json
 import os
@@ -34,9 +42,9 @@ import pandas as pd
 from crlbench.core.files import atomic_write
 from crlbench.reports import convergence, figures, html, latex, markdown, numbers, protocol, stats
 from crlbench.reports.columns import columns as score_columns
-from crlbench.reports.protocol import given_text
+from crlbench.reports.protocol import budget_text, given_text
 from crlbench.reports.tables import MARKER  # noqa: F401 (re-exported: the significance mark)
-from crlbench.reports.tables import Drawn, Entry, MethodFacts, ReportData, Table, legend_lines
+from crlbench.reports.tables import (Drawn, Entry, MethodFacts, ReportData, Table, flag_legend, legend_lines)
 
 DEFAULT_METRICS = [
     "dci@reg.disentanglement", "dci@reg.completeness", "dci@reg.informativeness_test", "mcc@pearson.mcc",
@@ -65,7 +73,8 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
                                           for name, part in parts.items()) or None,
                # the metric variants that do not apply ("*": none does, the method does not apply to the dataset)
                "not_applicable": "*" if record["status"] == "not_applicable"
-               else " ".join(sorted(record.get("not_applicable") or {})) or None}
+               else " ".join(sorted(record.get("not_applicable") or {})) or None,
+               "reference": is_reference(record)}
         row.update(record.get("scores") or {})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -73,6 +82,72 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         if column not in frame:
             frame[column] = pd.Series(dtype=object)
     return frame[list(stats.ID_COLUMNS) + stats.score_columns(frame)]
+
+
+def is_reference(record: dict) -> bool:
+    """Whether the record is a reference row (its ``reference`` is set), not a method."""
+    return record.get("reference") is not None
+
+
+def is_partial(record: dict) -> bool:
+    """Whether the record finished with some of its metrics failed (its other scores stand)."""
+    return record.get("status") == "ok" and bool(record.get("partial") or record.get("metric_errors"))
+
+
+def flagged_checks(record: dict) -> dict[str, list[str]]:
+    """Per score of the record, the checks with ``flagged: true`` whose ``invalidates`` patterns match it
+    (``fnmatch.fnmatchcase``); scores no check flags are left out. Reference rows are exempt."""
+    if is_reference(record):
+        return {}
+    fired = [(name, check.get("invalidates") or []) for name, check in (record.get("checks") or {}).items()
+             if isinstance(check, dict) and check.get("flagged") is True]
+    flags = {}
+    for score in record.get("scores") or {}:
+        names = [name for name, patterns in fired if any(fnmatch.fnmatchcase(score, pattern) for pattern in patterns)]
+        if names:
+            flags[score] = names
+    return flags
+
+
+def flag_counts(records: list[dict], metrics: list[str]) -> dict[tuple[str, str, str], int]:
+    """Per (dataset, label, metric), how many ok seeds with a finite score have it flagged."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        cell, flags = record["cell"], flagged_checks(record)
+        for metric in metrics:
+            value = (record.get("scores") or {}).get(metric)
+            if metric in flags and isinstance(value, (int, float)) and np.isfinite(value):
+                key = (cell["dataset"], cell.get("label") or cell["model"], metric)
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def fired_checks(records: list[dict], metrics: list[str]) -> dict[str, dict]:
+    """The checks that flagged a tabulated score of some method's cell: name -> ``{cells, invalidates, reason}``
+    (the reason of the first such cell)."""
+    fired: dict[str, dict] = {}
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        names = {name for score, checks in flagged_checks(record).items() if score in metrics for name in checks}
+        for name in sorted(names):
+            check = record["checks"][name]
+            entry = fired.setdefault(name, {"cells": 0, "invalidates": list(check.get("invalidates") or []),
+                                            "reason": str(check.get("reason") or "no reason recorded")})
+            entry["cells"] += 1
+    return fired
+
+
+def reference_architectures(records: list[dict]) -> dict[str, str]:
+    """Per reference row label, what it runs (its record's ``reference.architecture``)."""
+    found: dict[str, str] = {}
+    for record in records:
+        if is_reference(record):
+            label = record["cell"].get("label") or record["cell"]["model"]
+            found.setdefault(label, str((record["reference"] or {}).get("architecture") or "not stated"))
+    return found
 
 
 def check_records(records: list[dict]) -> None:
@@ -102,9 +177,11 @@ def select_metrics(frame: pd.DataFrame, metrics: list[str] | None) -> list[str]:
 
 
 def label_order(frame: pd.DataFrame, reference: str) -> list[str]:
-    """The reference label first, then the others in order of appearance."""
+    """The comparison label (``reference``) first, then the other methods in order of appearance, then the
+    reference rows."""
     labels = list(dict.fromkeys(frame["label"]))
-    return sorted(labels, key=lambda label: label != reference)
+    references = set(frame.loc[frame["reference"].fillna(False).astype(bool), "label"])
+    return sorted(labels, key=lambda label: (label in references, label != reference))
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -153,17 +230,31 @@ def _facts(records: list[dict]) -> MethodFacts:
     return facts
 
 
-def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
-    """The summary with the paired tests and the bold / significant flags of each cell. ``best`` marks the
-    best mean of its (dataset, metric) and every mean that prints the same (crlbench.reports.numbers)."""
-    merged = summary.merge(tests[["dataset", "label", "metric", "n_pairs", "p_value", "p_holm"]],
+def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame,
+                      flags: dict[tuple[str, str, str], int] | None = None,
+                      references: set[str] = frozenset()) -> pd.DataFrame:
+    """The summary with the paired tests and the bold / significant / flagged marks of each cell.
+
+    ``best`` is decided on matched seeds: among the methods (not ``references``) of a (dataset, metric) whose
+    count of seeds with the score is the most any method of that column has, and that no check flags
+    (``flags``: flagged seeds per (dataset, label, metric)), the best mean and every mean that prints the
+    same (crlbench.reports.numbers) are bold."""
+    flags = flags or {}
+    merged = summary.merge(tests[["dataset", "label", "metric", "n_pairs", "p_value", "p_holm", "mean_difference",
+                                  "difference_low", "difference_high"]],
                            on=["dataset", "label", "metric"], how="left")
+    merged["reference"] = merged["label"].isin(references)
+    merged["flagged"] = [flags.get(key, 0) for key in zip(merged["dataset"], merged["label"], merged["metric"])]
     merged["best"] = False
     for _, index in merged.groupby(["dataset", "metric"], sort=False).groups.items():
         group = merged.loc[index]
-        halfwidths = ((group["ci_high"] - group["ci_low"]) / 2).tolist()
-        merged.loc[index, "best"] = numbers.best_and_ties(group["mean"].tolist(), halfwidths,
-                                                          maximise=group["direction"].iloc[0] == "max")
+        methods = group[~group["reference"]]
+        most = int(methods["n_ok"].max()) if len(methods) else 0
+        eligible = ((~group["reference"]) & (group["flagged"] == 0) & (group["n_ok"] == most)).tolist()
+        places = [numbers.interval_places(mean, low, high)
+                  for mean, low, high in zip(group["mean"], group["ci_low"], group["ci_high"])]
+        merged.loc[index, "best"] = numbers.best_and_ties(group["mean"].tolist(), [], group["direction"].iloc[0] == "max",
+                                                          places=places, eligible=eligible)
     merged["best"] = merged["best"].astype(bool)
     merged["significant"] = merged["p_holm"] < stats.ALPHA
     return merged
@@ -171,13 +262,18 @@ def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFram
 
 def not_applicable_scores(frame: pd.DataFrame, metrics: list[str]) -> set[tuple[str, str, str]]:
     """(dataset, label, metric) whose score applies to none of the group's cells: each is a not-applicable
-    cell, or lists the metric's variant (``graph@card`` of ``graph@card.shd``) as not applicable."""
+    cell, or lists the metric's variant (``graph@card`` of ``graph@card.shd``) as not applicable; for a
+    reference row, also a score none of its ok cells has (it stands for other scores)."""
     found = set()
     for (dataset, label), group in frame.groupby(["dataset", "label"], sort=False):
         listed = [set(str(value).split()) for value in group["not_applicable"].fillna("")]
+        reference = bool(group["reference"].fillna(False).any())
+        ok = group[group["status"] == "ok"]
         for metric in metrics:
             variant = metric.split(".", 1)[0]
             if all("*" in names or variant in names for names in listed):
+                found.add((dataset, label, metric))
+            elif reference and len(ok) and pd.to_numeric(ok[metric], errors="coerce").isna().all():
                 found.add((dataset, label, metric))
     return found
 
@@ -190,23 +286,55 @@ def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], m
     for dataset in datasets:
         rows = merged[merged["dataset"] == dataset]
         present = [label for label in labels if label in set(rows["label"])]
+        references = set(rows.loc[rows["reference"], "label"]) if "reference" in rows else set()
         entries = {(row.label, row.metric): Entry(row.mean, (row.ci_high - row.ci_low) / 2, int(row.n_ok),
                                                   int(row.n_total), bool(row.best), bool(row.significant),
-                                                  (dataset, row.label, row.metric) in not_applicable)
+                                                  (dataset, row.label, row.metric) in not_applicable,
+                                                  row.ci_low, row.ci_high, int(getattr(row, "flagged", 0)))
                    for row in rows.itertuples()}
         methods = {label: facts.get((dataset, label), MethodFacts()) for label in present}
-        tables.append(Table(dataset, present, metrics, entries, methods))
+        tables.append(Table(dataset, [label for label in present if label not in references], metrics, entries,
+                            methods, [label for label in present if label in references]))
     return tables
 
 
 def failed_cells(frame: pd.DataFrame) -> list[dict]:
-    """Failed cells, and partial ones (some metrics failed, the others' scores stand) marked as such."""
-    partial = frame["metric_errors"].notna() if "metric_errors" in frame else False
-    failed = frame[((frame["status"] != "ok") & (frame["status"] != "not_applicable")) | partial]
+    """Failed cells (not the partial ones: :func:`partial_cells`)."""
+    failed = frame[(frame["status"] != "ok") & (frame["status"] != "not_applicable")]
     return [{"dataset": row.dataset, "label": row.label, "seed": row.seed, "hash": row.hash,
-             "error": row.error if isinstance(row.error, str) else
-             f"partial (its other scores stand): {row.metric_errors}" if isinstance(row.metric_errors, str) else row.status}
+             "error": row.error if isinstance(row.error, str) else row.status}
             for row in failed.itertuples()]
+
+
+def partial_cells(frame: pd.DataFrame) -> list[dict]:
+    """Partial cells: finished, some of their metrics failed (listed), the other scores stand."""
+    partial = frame[(frame["status"] == "ok") & frame["metric_errors"].notna()]
+    return [{"dataset": row.dataset, "label": row.label, "seed": row.seed, "hash": row.hash,
+             "error": f"partial (its other scores stand): {row.metric_errors}"}
+            for row in partial.itertuples()]
+
+
+SCORES_COLUMNS = ["suite", "budget", "seed", "method", "model", "dataset", "score", "value", "status", "flags",
+                  "reference", "converged", "hash"]
+
+
+def scores_frame(records: list[dict]) -> pd.DataFrame:
+    """``scores.csv``: one row per cell and score (a cell without scores, failed or not applicable, gets one row
+    with an empty score), columns :data:`SCORES_COLUMNS`; status is ok, partial, failed or not_applicable."""
+    rows = []
+    for record in records:
+        cell = record["cell"]
+        status = "partial" if is_partial(record) else record["status"]
+        converged = (record.get("convergence") or {}).get("converged")
+        flags = flagged_checks(record)
+        base = {"suite": cell.get("suite"), "budget": budget_text(cell.get("budget")), "seed": cell["seed"],
+                "method": cell.get("label") or cell["model"], "model": cell.get("model"), "dataset": cell["dataset"],
+                "status": status, "reference": is_reference(record),
+                "converged": "" if converged is None else bool(converged), "hash": record.get("hash")}
+        scores = record.get("scores") or {}
+        for score, value in (sorted(scores.items()) or [("", None)]):
+            rows.append({**base, "score": score, "value": value, "flags": ";".join(flags.get(score, []))})
+    return pd.DataFrame(rows, columns=SCORES_COLUMNS)
 
 
 # --- provenance ----------------------------------------------------------------------------------
@@ -271,6 +399,8 @@ def make_figures(records: list[dict], frame: pd.DataFrame, summary: pd.DataFrame
         ("Reconstruction against disentanglement", present(figures.reconstruction_scatter(frame, folder))),
         ("Matrices (rows = codes, columns = factors, mean over seeds)", matrices),
         ("Training curves", present(figures.training_curves(records, folder, convergence.tallies(records)))),
+        ("Scores during training (validation sample)",
+         figures.score_curves(records, folder, convergence=convergence.tallies(records))),
         ("Interventions (lowest seed)", figures.intervention_grids(records, folder)),
     ]
 
@@ -294,22 +424,30 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
     datasets, labels = list(dict.fromkeys(frame["dataset"])), label_order(frame, reference_label)
     frame = frame.iloc[np.lexsort((frame["seed"], frame["label"].map(labels.index),
                                    frame["dataset"].map(datasets.index)))].reset_index(drop=True)
+    references = set(frame.loc[frame["reference"].astype(bool), "label"])
+    methods = frame[~frame["label"].isin(references)]  # reference rows are never tested or ranked
     summary = stats.summarise(frame, metrics)
-    tests = stats.paired_tests(frame, metrics, reference=reference_label)
-    ranks = [stats.rank_test(frame, metric) for metric in metrics]
-    merged = merged_statistics(summary, tests.table)
+    tests = stats.paired_tests(methods, metrics, reference=reference_label)
+    ranks = [stats.rank_test(methods, metric) for metric in metrics]
+    seed_ranks = {dataset: [stats.seed_rank_test(methods, dataset, metric) for metric in metrics]
+                  for dataset in datasets if dataset in set(methods["dataset"])}
+    merged = merged_statistics(summary, tests.table, flag_counts(records, metrics), references)
     facts = method_facts(records)
     tallies = convergence.tallies(records)
     records = ordered_records(records, datasets, labels)
+    architectures = reference_architectures(records)
     data = ReportData(title, reference_label, metrics, score_columns(metrics),
                       build_tables(merged, datasets, labels, metrics, facts, not_applicable_scores(frame, metrics)),
                       ranks, failed_cells(frame),
-                      tests.notes + [note for rank in ranks for note in rank.notes],
+                      tests.notes + [note for rank in ranks for note in rank.notes]
+                      + [note for tests_of in seed_ranks.values() for rank in tests_of for note in rank.notes],
                       collect_provenance(records, provenance), protocol.describe(records, suite),
                       convergence.per_label(tallies),
-                      legend_lines(reference_label, convergence.legend_line(convergence.overall(tallies))))
+                      legend_lines(reference_label, convergence.legend_line(convergence.overall(tallies)),
+                                   flag_legend(fired_checks(records, metrics)), architectures),
+                      paired=tests, seed_ranks=seed_ranks, partial=partial_cells(frame), references=architectures)
     data.figures = make_figures(records, frame, summary, metrics, ranks, out_dir / "figures")
-    written = _write_texts(out_dir, data, with_facts(merged, facts, data))
+    written = _write_texts(out_dir, data, with_facts(merged, facts, data), tests.table, scores_frame(records))
     return written + [item.path for _, items in data.figures for item in items]
 
 
@@ -328,10 +466,13 @@ def with_facts(merged: pd.DataFrame, facts: dict[tuple[str, str], MethodFacts], 
     return merged
 
 
-def _write_texts(out_dir: Path, data: ReportData, merged: pd.DataFrame) -> list[Path]:
+def _write_texts(out_dir: Path, data: ReportData, merged: pd.DataFrame, effects: pd.DataFrame,
+                 scores: pd.DataFrame) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    effects = effects.assign(comparison=data.reference)
     texts = {"leaderboard.md": markdown.render(data, out_dir), "leaderboard.tex": latex.render(data),
-             "index.html": html.render(data), "leaderboard.csv": merged.to_csv(index=False)}
+             "index.html": html.render(data), "leaderboard.csv": merged.to_csv(index=False),
+             "effects.csv": effects.to_csv(index=False), "scores.csv": scores.to_csv(index=False)}
     for name, text in texts.items():
         write_text(out_dir / name, text)
     return [out_dir / name for name in texts]

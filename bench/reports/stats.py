@@ -1,27 +1,40 @@
-"""Cross-seed statistics for the leaderboard: bootstrap intervals, paired tests and average ranks.
+"""Cross-seed statistics for the leaderboard: bootstrap intervals, paired tests and effect sizes, ranks.
 
 All functions take a tidy frame with one row per cell (columns ``dataset``, ``label``, ``seed``,
 ``status`` and one column per score, as built by :func:`crlbench.reports.report.records_frame`). Only rows with
-``status == "ok"`` and a finite score enter a statistic; failed cells are only counted.
+``status == "ok"`` and a finite score enter a statistic; failed cells are only counted. The report
+passes the methods' rows only: reference rows are never tested or ranked.
 
 - Means carry a 95% bootstrap interval over seeds (Efron & Tibshirani 1993, ch. 14: BCa;
   ``scipy.stats.bootstrap``). With one seed the interval is the single value (zero width, method
   ``"single"``); with two seeds the percentile bootstrap is used, whose interval is the range of the
   two values (method ``"percentile"``), a description of the spread rather than a real 95% interval;
   seeds with identical values give a zero-width interval (method ``"constant"``).
-- Each label is compared with a reference label on matched seeds by the Wilcoxon signed-rank test
+- Each label is compared with a comparison label on matched seeds by the Wilcoxon signed-rank test
   (Wilcoxon 1945; Demsar 2006, sec. 3.1.3), Holm-corrected (Holm 1979) across the comparisons of one
-  metric on one dataset (each other label against the reference: the family a reader of one column
-  draws conclusions from). With n pairs the exact two-sided p is at least 2 / 2**n, so fewer than
-  6 seeds can never reach p < 0.05, and with m comparisons Holm needs 2 / 2**n < 0.05 / m (7 seeds
-  for 3 comparisons).
-- Labels are ranked within each dataset and the ranks averaged; the Friedman test and the Nemenyi
-  post-hoc (Demsar 2006, sec. 3.2.2) say whether the average ranks differ, and the critical
-  difference CD = q_alpha * sqrt(k (k + 1) / (6 N)) draws the diagram.
+  metric on one dataset (each other label against the comparison label: the family a reader of one
+  column draws conclusions from). With n pairs the exact two-sided p is at least 2 / 2**n, so fewer
+  than 6 seeds can never reach p < 0.05, and with m comparisons the smallest Holm-adjusted p is
+  min(1, m * 2 / 2**n) (:func:`smallest_holm_p`; 7 seeds for 3 comparisons). Each comparison carries
+  its effect size: the mean paired difference (label minus comparison label) with the same bootstrap
+  interval over the matched seeds.
+- Rank tests say which population they speak for. Across datasets (:func:`rank_test`, blocks =
+  datasets, each label's mean over seeds ranked within a dataset): a p-value speaks for datasets like
+  these. Within a dataset across seeds (:func:`seed_rank_test`, blocks = matched seeds): it speaks for
+  the training randomness of this setup on this dataset, not for other datasets. Both use the
+  Friedman statistic with a permutation p (ranks permuted within each block; Friedman 1937): exact,
+  over every arrangement, when there are at most :data:`EXACT_ARRANGEMENTS` of them ((k!)^N for k labels
+  and N blocks), else Monte Carlo with :data:`PERMUTATIONS` seeded permutations, p = (1 + b) / (1 +
+  PERMUTATIONS) with b the permuted statistics at least the observed (Phipson & Smyth 2010). The
+  chi-square approximation is not used: it is poor for few blocks (2 datasets and 4 labels: chi-square
+  p = 0.11 where the exact p is 1/24). Across datasets, the Nemenyi post-hoc (Demsar 2006, sec. 3.2.2)
+  gives the critical difference CD = q_alpha * sqrt(k (k + 1) / (6 N)); a diagram is drawn only when CD
+  is at most k - 1, the largest gap two average ranks can have.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -34,11 +47,14 @@ from statsmodels.stats.multitest import multipletests
 
 Direction = Literal["max", "min"]
 
-ID_COLUMNS = ("dataset", "label", "model", "seed", "status", "error", "hash", "metric_errors", "not_applicable")
+ID_COLUMNS = ("dataset", "label", "model", "seed", "status", "error", "hash", "metric_errors", "not_applicable",
+              "reference")
 LOWER_IS_BETTER = ("mse", "error", "shift", "loss", "shd")  # shd: graph@card's structural Hamming distance
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
 ALPHA = 0.05
+EXACT_ARRANGEMENTS = 10 ** 6  # a Friedman p is exact when (k!)^N rank arrangements are at most this many
+PERMUTATIONS = 9999  # else Monte Carlo with this many seeded permutations
 
 
 def direction(column: str) -> Direction:
@@ -129,10 +145,17 @@ def summarise(frame: pd.DataFrame, metrics: list[str], *, seed: int = 0) -> pd.D
 
 @dataclass
 class PairedTests:
-    """Wilcoxon tests of each label against the reference, one row per (dataset, label, metric)."""
+    """Wilcoxon tests and paired differences of each label against the comparison label, one row per
+    (dataset, label, metric)."""
 
-    table: pd.DataFrame  # dataset, label, metric, n_pairs, statistic, p_value, p_holm
+    table: pd.DataFrame  # PAIRED_COLUMNS
     notes: list[str] = field(default_factory=list)
+    comparison: str = "icm_vae"
+
+
+PAIRED_COLUMNS = ["dataset", "label", "metric", "n_pairs", "statistic", "p_value", "mean_difference",
+                  "difference_low", "difference_high", "difference_method", "family_size", "p_holm",
+                  "smallest_p_holm"]
 
 
 def seed_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -172,8 +195,19 @@ def holm(p_values: pd.Series) -> pd.Series:
     return adjusted
 
 
-def paired_tests(frame: pd.DataFrame, metrics: list[str], *, reference: str = "icm_vae") -> PairedTests:
-    """Each label against ``reference`` per dataset and metric; Holm across the labels of one dataset and metric."""
+def smallest_holm_p(pairs: int, comparisons: int) -> float:
+    """The smallest Holm-adjusted p a design can reach: m * 2 / 2**n (the exact two-sided Wilcoxon floor for
+    n pairs, times the m comparisons of the family), at most 1; NaN below 2 pairs or without comparisons."""
+    if pairs < 2 or comparisons < 1:
+        return math.nan
+    return min(1.0, comparisons * 2.0 / 2 ** pairs)
+
+
+def paired_tests(frame: pd.DataFrame, metrics: list[str], *, reference: str = "icm_vae",
+                 seed: int = 0) -> PairedTests:
+    """Each label against ``reference`` (the comparison label) per dataset and metric, on matched seeds: the
+    Wilcoxon test, Holm across the labels of one dataset and metric (the family), and the mean paired
+    difference (label minus reference) with its bootstrap interval (seeded with ``seed``)."""
     notes: list[str] = []
     rows = []
     for dataset, group in frame.groupby("dataset", sort=False):
@@ -186,14 +220,39 @@ def paired_tests(frame: pd.DataFrame, metrics: list[str], *, reference: str = "i
             for label in others:
                 x, y = matched_pairs(seeds, label, reference)
                 statistic, p_value = wilcoxon_pair(x, y)
+                difference = bootstrap_interval(x - y, seed=seed)
                 rows.append({"dataset": dataset, "label": label, "metric": metric, "n_pairs": len(x),
-                             "statistic": statistic, "p_value": p_value})
-    table = pd.DataFrame(rows, columns=["dataset", "label", "metric", "n_pairs", "statistic", "p_value"])
+                             "statistic": statistic, "p_value": p_value, "mean_difference": difference.mean,
+                             "difference_low": difference.low, "difference_high": difference.high,
+                             "difference_method": difference.method})
+    table = pd.DataFrame(rows, columns=PAIRED_COLUMNS[:10])
+    table["family_size"] = pd.Series(dtype=int)
     table["p_holm"] = pd.Series(dtype=float)
     for _, index in table.groupby(["dataset", "metric"], sort=False).groups.items():
         table.loc[index, "p_holm"] = holm(table.loc[index, "p_value"])
+        table.loc[index, "family_size"] = int(table.loc[index, "p_value"].notna().sum())
+    table["family_size"] = table["family_size"].astype(int)
+    table["smallest_p_holm"] = [smallest_holm_p(int(n), int(m)) for n, m in
+                                zip(table["n_pairs"], table["family_size"].fillna(0))]
     notes.extend(_power_notes(table))
-    return PairedTests(table, notes)
+    return PairedTests(table[PAIRED_COLUMNS], notes, reference)
+
+
+def design_text(table: pd.DataFrame) -> list[str]:
+    """One sentence per design (matched seeds n, comparisons m) in the paired tests: its smallest Wilcoxon p
+    and smallest Holm-adjusted p."""
+    designs = table[table["family_size"] > 0].groupby(["n_pairs", "family_size"]).size()
+    lines = []
+    for (pairs, comparisons), count in sorted(designs.items(), key=lambda item: (-item[0][0], item[0][1])):
+        pairs, comparisons = int(pairs), int(comparisons)
+        if pairs < 2:
+            lines.append(f"{count} comparison(s) with fewer than 2 matched seeds: untested.")
+            continue
+        floor = 2.0 / 2 ** pairs
+        lines.append(f"n = {pairs} matched seeds, m = {comparisons} comparisons ({count} in all): smallest "
+                     f"two-sided Wilcoxon p 2/2^{pairs} = {floor:.2g}, smallest Holm-adjusted p "
+                     f"min(1, {comparisons} x {floor:.2g}) = {smallest_holm_p(pairs, comparisons):.2g}.")
+    return lines
 
 
 def _power_notes(table: pd.DataFrame) -> list[str]:
@@ -215,21 +274,47 @@ def _power_notes(table: pd.DataFrame) -> list[str]:
     return []
 
 
-# --- ranks across datasets -----------------------------------------------------------------------
+# --- rank tests ----------------------------------------------------------------------------------
+
+
+ACROSS_DATASETS = ("datasets", "the datasets of this suite as a sample of datasets like them: each label's "
+                   "mean over seeds is ranked within each dataset")
+WITHIN_DATASET = ("seeds", "the training randomness of this setup on this dataset (other seeds of the same "
+                  "configuration), not other datasets: labels are ranked within each seed they all finished")
 
 
 @dataclass
 class RankTest:
-    """Average ranks of labels over datasets for one metric, with Friedman and Nemenyi tests."""
+    """Average ranks of labels over blocks (datasets, or the seeds of one dataset) for one metric, with the
+    Friedman statistic, its permutation p and (across datasets) the Nemenyi critical difference."""
 
     metric: str
-    per_dataset: pd.DataFrame  # datasets x labels, rank 1 = best
+    per_dataset: pd.DataFrame  # blocks x labels, rank 1 = best (blocks: datasets, or seeds)
     average_ranks: pd.Series  # label -> average rank
     friedman_statistic: float = math.nan
     friedman_p: float = math.nan
+    p_method: str = ""  # how friedman_p was computed: "exact permutation over ..." or "Monte Carlo, ..."
     nemenyi: pd.DataFrame | None = None  # labels x labels p-values
     critical_difference: float = math.nan
     notes: list[str] = field(default_factory=list)
+    blocks: str = "datasets"  # what a block is: "datasets" or "seeds"
+    population: str = ACROSS_DATASETS[1]  # which population the test speaks for
+    dataset: str | None = None  # the dataset, for a test within one
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the critical difference can be reached: at most k - 1, the largest possible average-rank gap."""
+        groups = self.per_dataset.shape[1]
+        return math.isfinite(self.critical_difference) and self.critical_difference <= groups - 1
+
+    def unreachable_text(self) -> str | None:
+        """The sentence the report prints instead of a diagram whose difference cannot be reached, else None."""
+        if self.reachable or not math.isfinite(self.critical_difference):
+            return None
+        groups, blocks = self.per_dataset.shape[1], self.per_dataset.shape[0]
+        return (f"{self.metric}: the Nemenyi critical difference {self.critical_difference:.3g} for {groups} labels "
+                f"over {blocks} {self.blocks} exceeds {groups - 1}, the largest gap two average ranks can have: no "
+                "two labels can differ by it, so no critical-difference diagram is drawn.")
 
 
 def mean_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -239,8 +324,9 @@ def mean_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return ok.pivot_table(index="dataset", columns="label", values=metric, aggfunc="mean", sort=False)
 
 
-def rank_test(frame: pd.DataFrame, metric: str, *, alpha: float = ALPHA) -> RankTest:
-    """Rank labels within each dataset (1 = best for the metric's direction) and test the ranks.
+def rank_test(frame: pd.DataFrame, metric: str, *, alpha: float = ALPHA, seed: int = 0) -> RankTest:
+    """Rank labels within each dataset (1 = best for the metric's direction) and test the ranks (blocks =
+    datasets).
 
     Datasets missing a label's mean are dropped. With fewer than 2 datasets or 3 labels the tests
     are not defined: p-values stay NaN and a note says why.
@@ -258,17 +344,96 @@ def rank_test(frame: pd.DataFrame, metric: str, *, alpha: float = ALPHA) -> Rank
         result.notes.append(f"{metric}: Friedman and Nemenyi need at least 2 datasets and 3 models "
                             f"(have {blocks} and {groups}); p-values are NaN.")
         return result
-    _friedman_nemenyi(result, complete, alpha)
+    _friedman(result, seed)
+    _nemenyi(result, complete, alpha)
     return result
 
 
-def _friedman_nemenyi(result: RankTest, means: pd.DataFrame, alpha: float) -> None:
-    blocks, groups = result.per_dataset.shape
+def seed_rank_test(frame: pd.DataFrame, dataset: str, metric: str, *, seed: int = 0) -> RankTest:
+    """Rank labels within each seed of ``dataset`` that every label finished (blocks = matched seeds) and test
+    the ranks with the Friedman permutation p. No Nemenyi: the diagram is drawn across datasets only."""
+    group = frame[frame["dataset"] == dataset]
+    seeds = seed_table(group, metric) if metric in group else pd.DataFrame()
+    complete = seeds.dropna(axis=0, how="any")
+    ranks = complete.rank(axis=1, ascending=direction(metric) == "min", method="average")
+    result = RankTest(metric, ranks, ranks.mean(axis=0).sort_values(), blocks=WITHIN_DATASET[0],
+                      population=WITHIN_DATASET[1], dataset=dataset)
+    if len(complete) < len(seeds):
+        result.notes.append(f"{dataset}, {metric}: {len(seeds) - len(complete)} seed(s) without a score for every "
+                            "label left out of the ranks across seeds.")
+    blocks, groups = ranks.shape
+    if blocks < 2 or groups < 2:
+        result.notes.append(f"{dataset}, {metric}: the Friedman test across seeds needs at least 2 matched seeds "
+                            f"and 2 labels (have {blocks} and {groups}); p is NaN.")
+        return result
+    _friedman(result, seed)
+    return result
+
+
+def _friedman(result: RankTest, seed: int) -> None:
+    ranks = result.per_dataset.to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        friedman = scipy.stats.friedmanchisquare(*result.per_dataset.to_numpy().T)
-    result.friedman_statistic, result.friedman_p = float(friedman.statistic), float(friedman.pvalue)
-    if not np.isfinite(result.friedman_p):
-        result.notes.append(f"{result.metric}: all labels tie in every dataset; Friedman p is undefined.")
+        result.friedman_statistic = friedman_statistic(ranks)
+    result.friedman_p, result.p_method = friedman_permutation_p(ranks, seed=seed)
+    if not np.isfinite(result.friedman_statistic):
+        where = f"{result.dataset}, " if result.dataset else ""
+        result.notes.append(f"{where}{result.metric}: all labels tie in every block; Friedman p is undefined.")
+        result.friedman_p = math.nan
+
+
+def friedman_statistic(ranks: np.ndarray) -> float:
+    """The Friedman chi-square statistic of within-block ranks [blocks, labels], corrected for ties (as
+    ``scipy.stats.friedmanchisquare``); NaN when every block ties throughout."""
+    blocks, groups = ranks.shape
+    sums = ranks.sum(axis=0)
+    statistic = 12.0 / (blocks * groups * (groups + 1)) * np.sum(sums ** 2) - 3.0 * blocks * (groups + 1)
+    ties = sum(int(count) ** 3 - int(count) for row in ranks for count in np.unique(row, return_counts=True)[1])
+    correction = 1.0 - ties / (blocks * groups * (groups ** 2 - 1))
+    return float(statistic / correction) if correction > 0 else math.nan
+
+
+def friedman_permutation_p(ranks: np.ndarray, *, seed: int = 0, exact_limit: int = EXACT_ARRANGEMENTS,
+                           permutations: int = PERMUTATIONS) -> tuple[float, str]:
+    """The permutation p of the Friedman statistic of ``ranks`` [blocks, labels] and how it was computed.
+
+    Under the null hypothesis the labels are exchangeable within each block, so each block's ranks are
+    permuted independently; the statistic is an increasing function of the sum of squared rank sums, which
+    is what is compared. Exact (every arrangement, block 1 held fixed: relabelling all blocks at once leaves
+    the statistic unchanged) when (k!)^N <= ``exact_limit``, else Monte Carlo with ``permutations``
+    permutations seeded with ``seed``: p = (1 + b) / (1 + permutations).
+    """
+    blocks, groups = ranks.shape
+    observed = float(np.sum(ranks.sum(axis=0) ** 2))
+    tolerance = 1e-9 * max(observed, 1.0)
+    arrangements = math.factorial(groups) ** blocks
+    if arrangements <= exact_limit:
+        sums, counts = _rank_sum_distribution(ranks)
+        at_least = counts[np.sum(sums ** 2, axis=1) >= observed - tolerance].sum()
+        return float(at_least / counts.sum()), f"exact permutation over all (k!)^N = {arrangements:,} rank arrangements"
+    rng = np.random.default_rng(seed)
+    totals = np.zeros((permutations, groups))
+    for row in ranks:
+        totals += rng.permuted(np.tile(row, (permutations, 1)), axis=1)
+    exceed = int(np.sum(np.sum(totals ** 2, axis=1) >= observed - tolerance))
+    return ((1 + exceed) / (1 + permutations),
+            f"Monte Carlo, {permutations:,} seeded permutations (seed {seed}) of (k!)^N = {arrangements:.3g} arrangements")
+
+
+def _rank_sum_distribution(ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct vectors of rank sums over blocks, and how many arrangements give each, with block 1 fixed
+    and each other block taking each of its distinct orderings (each as often as any other: equal weights)."""
+    sums, counts = ranks[:1].copy(), np.ones(1, dtype=np.int64)
+    for row in ranks[1:]:
+        orderings = np.unique(np.array(list(itertools.permutations(row))), axis=0)
+        combined = (sums[:, None, :] + orderings[None, :, :]).reshape(-1, ranks.shape[1])
+        weights = np.repeat(counts, len(orderings))
+        sums, inverse = np.unique(np.round(combined, 9), axis=0, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=weights).astype(np.int64)
+    return sums, counts
+
+
+def _nemenyi(result: RankTest, means: pd.DataFrame, alpha: float) -> None:
+    blocks, groups = result.per_dataset.shape
     # Nemenyi ranks the values itself; its p-values are symmetric, so direction does not matter.
     with np.errstate(divide="ignore", invalid="ignore"):
         nemenyi = scikit_posthocs.posthoc_nemenyi_friedman(means.to_numpy())

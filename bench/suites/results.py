@@ -10,7 +10,7 @@ Layout under a work directory (``./runs`` by default; ``--workdir`` or ``CRLBENC
         interventions.npz    a small grid: the model's do() next to the true counterfactual:
                              source uint8 [S, H, W, C], truth and model uint8 [K, S, H, W, C]
                              (factor k set to values float [K, S]), factor_names [K]
-        history.json         mean loss terms per epoch
+        history.json         mean loss terms per epoch, the monitor's readings (``evaluations``) and its sample
 
 The record (``schema`` 1) is plain JSON::
 
@@ -21,8 +21,15 @@ The record (``schema`` 1) is plain JSON::
      "error": null | {"type", "message", "traceback"},   # not_applicable: {"type": "NotApplicable", "message"}
      "scores": {"<variant>.<score>": float},   # flat, e.g. "dci@reg.disentanglement"
      "metrics": {"<variant>": {"scores", "notes", "info", "matrices": [names in the .npz]}},
-     "history": {"epochs": [{"loss": float, ...}], "steps": int},
-     "timings": {"train_s", "encode_s", "metrics_s", "total_s"},
+     "history": {"epochs": [{"loss": float, ...}], "steps": int,
+                 "evaluations": [{"step", "epoch", "scores": {name: float}}], "monitor": {...}},  # readings
+                 # of the validation sample during training (crlbench.suites.monitor); absent in older records
+     "convergence": {"converged": bool | null, "reason", "rule", "schedule_finished", "scores", "reconstruction", ...},
+     "checks": {"<check>": {"flagged", "value", "threshold", "reference_value", "invalidates", "reason"}},
+               # degeneracy checks (crlbench.suites.checks); absent in older records: not recorded
+     "reference": null | {"for": [metric names, "reconstruction"], "architecture": str},  # a reference row
+     "partial": true, "metric_errors": {"<variant>": {"type", "message", "traceback"}},  # only when a metric failed
+     "timings": {"train_s", "monitor_s", "encode_s", "metrics_s", "checks_s", "total_s"},
      "provenance": {"versions": {...}, "git_commit": str | null, "host": str, "finished_at": ISO 8601},
      "ran_on": {"executor": "local" | "slurm" | "ray", "host": str, "task_id": str | null, ...},
      "not_applicable": {"<variant>": reason},   # only when a metric does not apply (graph@card, no graph)

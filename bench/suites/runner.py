@@ -7,15 +7,18 @@ finished suite is computed from the stored latents without retraining.
 
 Random streams of a cell's seed (spawn keys of ``numpy.random.SeedSequence``): 0-2 and 6 belong to the
 trainer (:mod:`crlbench.training.train`; 6 picks the rows given to ``on_train_end``), 3 picks the
-evaluation sample, 4 seeds the metrics and the intervention grid. Stream 5 of seed 0 picks the held-out
-monitor sample: the same images for every cell of a dataset.
+evaluation sample, 4 seeds the metrics and the intervention grid. Stream 5 of seed 0 picks the
+monitor's validation sample: the same images for every cell of a dataset.
 
-After every epoch the trainer records the reconstruction error of that monitor sample (256 images of
-the evaluation split, ``heldout_reconstruction_mse``); it never stops or selects anything, and the
-record's ``convergence`` is judged from it (:mod:`crlbench.training.convergence`).
+After every epoch (and every k steps in runs of fewer than 20 epochs) the trainer reads DCI, MCC and
+the reconstruction error of that validation sample, never the test split (:mod:`crlbench.suites.monitor`),
+into the history's ``evaluations``; it never stops or selects anything, and the record's
+``convergence`` is judged from it (:mod:`crlbench.training.convergence`).
 
 Latent metrics read one representation, the same for every model (:func:`evaluation_representation`,
-docs/protocol.md). Any exception becomes a ``failed`` record naming the error; the caller goes on with
+docs/protocol.md). The record's ``checks`` say which scores a degenerate run invalidates
+(:mod:`crlbench.suites.checks`).
+Any exception becomes a ``failed`` record naming the error; the caller goes on with
 other cells. A method that does not apply to the dataset (:class:`crlbench.core.errors.NotApplicable`:
 ILCM on a dataset without pairs, found before any training) gives a ``not_applicable`` record with the
 reason, which a suite counts as finished, not failed; a metric that does not apply (``graph@card`` for a
@@ -23,8 +26,12 @@ model that learns no graph) is listed under the record's ``not_applicable`` and 
 metric that raises fails alone: the record keeps status ``ok`` and every score that was computed, and
 adds ``"partial": true`` and ``metric_errors`` (metric name -> ``{type, message, traceback}``; the
 intervention grid's failure under ``intervention_grid``, e.g. a do() refused on a learned graph with a
-cycle); the suite plans such a cell as *failed*, so ``--retry-failed`` computes the failed metrics again
+cycle); the suite plans such a cell as *partial*, and ``--retry-failed`` computes the failed metrics again
 (the stored latents and the other metrics' results are reused, nothing is trained).
+A reference row (a model with ``reference_for``: docs/protocol.md, "Reference rows") is scored only on what
+it stands for: its other metrics are listed under ``not_applicable`` and not computed, ``reconstruction.mse``
+only where it stands for ``reconstruction``, the intervention grid only where it stands for
+``counterfactual@probe``; its record's ``reference`` says what it stands for and runs (None for a method).
 A full disk (:class:`crlbench.core.errors.DiskFullError`) is raised instead: no record is written,
 so the files of a finished cell stay as they were and a rerun after freeing space picks the cell up.
 
@@ -63,11 +70,12 @@ from crlbench.core.files import ensure_folder, sweep_temporaries
 from crlbench.metrics import compute, compute_with_model
 from crlbench.metrics.interventional import concept_value
 from crlbench.suites.cell import VALIDATION_FRACTION, Cell
+from crlbench.suites.checks import cell_checks
 from crlbench.suites.executor import cell_threads, device_index, worker_slot
 from crlbench.suites.results import NOT_APPLICABLE, RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
-from crlbench.training.convergence import MONITOR_KEY, verdict
-from crlbench.training.model import model_device, source_fingerprint
-from crlbench.training.train import Monitor, build_model, compact_checkpoint, keep_checkpoints, train
+from crlbench.training.convergence import reading_cadence, verdict
+from crlbench.training.model import RECONSTRUCTION, model_device, source_fingerprint, stands_for
+from crlbench.training.train import build_model, compact_checkpoint, keep_checkpoints, train
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +84,6 @@ VALIDATION_SEED = 0  # the holdout is the same for every cell seed: trials are c
 ENCODE_BATCH = 256
 RECONSTRUCTION_SAMPLES = 256
 INTERVENTION_GRID = "intervention_grid"  # its failure is recorded beside the metrics' in metric_errors
-MONITOR_SAMPLES = 256  # held-out images whose reconstruction error is recorded after every epoch
 DEFAULT_FACTOR_BINS = 20  # disentanglement_lib's binning of continuous factors for discrete-only metrics
 EpochHook = Callable[[str, int, int], None]  # (cell hash, epochs done, epochs in the budget)
 ModelHook = Callable[[Any, int, dict[str, float]], None]  # (model, epochs done, mean losses of that epoch)
@@ -136,16 +143,21 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         epochs = min(epochs, -(-cell.budget.steps // batches_per_epoch))
     callbacks = [lambda epoch, losses: on_epoch(cell.hash, epoch, epochs)] if on_epoch else []
     callbacks += [lambda epoch, losses, hook=hook: hook(model, epoch, losses) for hook in epoch_hooks]
+    monitor, monitor_sample = heldout_monitor(cell, dataset, train_split, eval_split, device)
+    total_steps = min(epochs * batches_per_epoch, cell.budget.steps or epochs * batches_per_epoch)
+    cadence = reading_cadence(total_steps, batches_per_epoch)
     history = train(model, train_split.images, train_split.factors, budget=cell.budget, seed=cell.seed,
                     checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
                     callbacks=callbacks, progress=progress, device=device, precision=cell.precision,
-                    monitor=heldout_monitor(eval_split, device), images_after=train_split.extras.get("images_after"))
+                    monitor=monitor, monitor_every=cadence, images_after=train_split.extras.get("images_after"))
     timings["train_s"] = time.perf_counter() - start
+    timings["monitor_s"] = monitor.seconds  # of train_s: the readings of the validation sample
     # a finished cell keeps its weights, not its optimiser state (--keep-checkpoints); an already compacted
     # checkpoint (a rerun that trained nothing) is not read again
     if not keep_checkpoints() and not history.compact:
         compact_checkpoint(directory / "checkpoint")
-    history_data = {"epochs": history.epochs, "steps": history.steps}
+    history_data = {"epochs": history.epochs, "steps": history.steps, "evaluations": history.evaluations,
+                    "monitor": {**monitor_sample, "every_steps": cadence, "epoch_ends": True}}
     write_json(directory / "history.json", history_data)
     model = model.cpu().eval()
     notes = list(history.notes)  # what was stored but unreadable, and redone
@@ -155,11 +167,16 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     timings["encode_s"] = time.perf_counter() - start
     alignment = _align(model, latents)
     representation = evaluation_representation(latents, alignment, cell.evaluation.representation)
-    scores = {"reconstruction.mse": reconstruction_error(model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])}
+    scores = {}
+    if stands_for(model, RECONSTRUCTION):  # a reference row is scored only on what it stands for
+        scores["reconstruction.mse"] = reconstruction_error(model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])
 
     metric_seed = _stream_seed(cell.seed, METRIC_STREAM)
     metrics, metric_times, metric_errors, not_applicable = {}, {}, {}, {}
     for spec in cell.metrics:
+        if not stands_for(model, spec.name):  # a reference row's other metrics are not computed
+            not_applicable[spec.name] = _not_standing_for(model)
+            continue
         start = time.perf_counter()
         try:
             metrics[spec.name] = _metric(spec, cell, model, dataset, train_split, eval_split, latents, representation,
@@ -179,13 +196,22 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         scores.update({f"{spec.name}.{key}": value for key, value in metrics[spec.name]["scores"].items()})
     timings["metrics_s"] = metric_times
     try:
-        _intervention_grid(cell, model, dataset, eval_split, latents["test_rows"], metric_seed, directory, notes)
+        if stands_for(model, "counterfactual@probe"):  # the grid draws do(); a reference row without one has none
+            _intervention_grid(cell, model, dataset, eval_split, latents["test_rows"], metric_seed, directory, notes)
     except Exception as error:  # noqa: BLE001 - a do() the model refuses (a cyclic learned graph) keeps the scores
         if isinstance(error, (*propagate, DiskFullError)):
             raise
         log.warning("cell %s: the intervention grid failed: %s: %s", cell.title, type(error).__name__, error)
         metric_errors[INTERVENTION_GRID] = {"type": type(error).__name__, "message": str(error),
                                             "traceback": traceback.format_exc()}
+    start = time.perf_counter()  # the degeneracy checks (docs/protocol.md): what a score cannot mean
+    names = [spec.name for spec in cell.metrics]
+    checks = cell_checks(model, train_images=train_split.images, codes=representation.z_test, scores=scores,
+                         reconstruction_images=eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]],
+                         evaluation_images=eval_split.images[latents["test_rows"]], suite_metrics=names,
+                         latent_metrics=[name for name in names if not registry.metric(name).needs_model],
+                         metric_errors=metric_errors, not_applicable=not_applicable)
+    timings["checks_s"] = time.perf_counter() - start
     return {
         "factors": list(dataset.card.factor_names),
         "adjacency": np.asarray(dataset.card.adjacency).tolist(),
@@ -194,17 +220,30 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         "given": model.supervision(),
         "latent_size": model.latent_size() or int(np.prod(latents["blocks"])),
         "schedule": model.schedule(),
-        "convergence": verdict(history.epochs, model.schedule()),
+        "convergence": verdict(history.epochs, model.schedule(), history.evaluations),
         "budget_fraction": budget_fraction(cell, history.steps, len(train_split)),
         "device": device,
         "scores": scores,
+        "checks": checks,
         "metrics": metrics,
         "history": history_data,
         "model_source": source,
+        "reference": reference_row(model),
         **({"partial": True, "metric_errors": metric_errors} if metric_errors else {}),
         **({"not_applicable": not_applicable} if not_applicable else {}),
         **({"notes": notes} if notes else {}),
     }
+
+
+def reference_row(model) -> dict[str, Any] | None:
+    """The record's ``reference``: None for a method; for a reference row (docs/protocol.md, "Reference
+    rows") the scores it stands for and what it runs."""
+    reference_for = tuple(getattr(model, "reference_for", ()) or ())
+    return {"for": list(reference_for), "architecture": model.architecture()} if reference_for else None
+
+
+def _not_standing_for(model) -> str:
+    return f"reference row {model.name!r} stands for {', '.join(model.reference_for)} only"
 
 
 def training_and_evaluation_splits(dataset, split: str, pairs: bool = False):
@@ -321,27 +360,36 @@ def reconstruction_error(model, images: np.ndarray | torch.Tensor) -> float:
         model.train(training)
 
 
-def heldout_monitor(split, device: str) -> Monitor:
-    """The trainer's per-epoch monitor: the reconstruction error of a fixed sample of ``split``
-    (:data:`MONITOR_SAMPLES` images, the same rows for every cell seed), as ``heldout_reconstruction_mse``."""
-    stream = np.random.default_rng(np.random.SeedSequence(VALIDATION_SEED, spawn_key=(MONITOR_STREAM,)))
-    rows = np.sort(stream.choice(len(split), size=min(MONITOR_SAMPLES, len(split)), replace=False))
-    x = as_model_images(split.images[rows]).to(device)
-    return lambda model: {MONITOR_KEY: reconstruction_error(model, x)}
+def heldout_monitor(cell: Cell, dataset, train_split, eval_split, device: str) -> tuple[Any, dict[str, Any]]:
+    """The trainer's monitor (:mod:`crlbench.suites.monitor`: DCI, MCC and the reconstruction error of a fixed
+    validation sample, never the test split) and its description for the record's history."""
+    from crlbench.suites.monitor import MONITOR_METRICS, ValidationMonitor, validation_sample
+
+    sample = validation_sample(dataset, cell.evaluation.split, train_split, eval_split)
+    options = {spec.name: dict(spec.options) for spec in cell.metrics if spec.name in MONITOR_METRICS}
+    monitor = ValidationMonitor(sample, device, seed=_stream_seed(cell.seed, METRIC_STREAM),
+                                representation=cell.evaluation.representation, options=options)
+    return monitor, sample.description()
 
 
 def _align(model, latents: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Which codes go with which factor: concept blocks for aligned models; for an unaligned model
-    the Hungarian matching of ``mcc@pearson`` on the training sample, also given to its do()."""
+    """Which codes go with which factor (:func:`factor_alignment`); an unaligned model's matching is also
+    given to its do()."""
+    alignment = factor_alignment(model.aligned, latents)
+    if alignment["kind"] == "matched" and hasattr(model, "set_alignment"):
+        model.set_alignment(alignment["codes"])
+    return alignment
+
+
+def factor_alignment(aligned: bool, latents: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Which codes go with which factor: concept blocks for aligned models; for an unaligned model the
+    Hungarian matching of ``mcc@pearson`` on ``latents``' training sample. Changes nothing in the model."""
     blocks, size = (int(v) for v in latents["blocks"])
     factors = latents["y_train"].shape[1]
-    if model.aligned:
+    if aligned:
         return {"kind": "supervised", "block_size": size, "codes": list(range(factors * size))}
     matched = compute("mcc@pearson", latents["z_train"], latents["y_train"]).info["alignment"]["blocks"]
-    codes = [int(block[0]) for block in matched]
-    if hasattr(model, "set_alignment"):
-        model.set_alignment(codes)
-    return {"kind": "matched", "block_size": 1, "codes": codes}
+    return {"kind": "matched", "block_size": 1, "codes": [int(block[0]) for block in matched]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,8 @@ A cell is *done* when its record exists with status ``ok`` and was evaluated wit
 metrics and evaluation settings; *stale* when it has a record made with other settings (the runner
 then computes the new metrics from the stored latents and checkpoint, without training; a record
 that failed under other settings is tried again under the new ones); *failed* when its record says
-so, or when one of its metrics failed (a partial record; skipped unless ``retry_failed``); *running*
+so; *partial* when it finished but one of its metrics failed (its other scores stand); failed and
+partial cells are skipped unless ``retry_failed`` (which computes what is missing); *running*
 while another launcher holds its lease; *pending* otherwise (a killed cell resumes from its latest
 checkpoint). Planning warns about each finished cell whose model's source file changed since it was
 computed (its record's ``model_source``): its ``version`` was not bumped, so the cell is reused.
@@ -53,7 +54,8 @@ from crlbench.suites.suite_config import SuiteConfig
 
 log = logging.getLogger(__name__)
 
-STATES = ("done", "stale", "failed", "pending", "running")
+STATES = ("done", "stale", "partial", "failed", "pending", "running")
+RETRIED = ("failed", "partial")  # the record states ``retry_failed`` runs again
 POLL_S = 2.0  # how often a launcher looks at cells running elsewhere while it waits for them
 
 
@@ -62,7 +64,7 @@ class PlannedCell:
     cell: Cell
     state: str  # one of STATES
     resumable: bool = False  # a checkpoint exists
-    record_state: str = ""  # what its record says (done, stale, failed or pending), running or not
+    record_state: str = ""  # what its record says (done, stale, partial, failed or pending), running or not
     holder: str | None = None  # who runs it, when running elsewhere
     signature: tuple | None = field(default=None, compare=False)  # its record file when planned
 
@@ -76,6 +78,7 @@ class SuiteSummary:
     in_flight: int = 0  # submitted (or running elsewhere) and not awaited: a detached launcher's
     logged: int = 0  # cells finished before this invocation and logged to MLflow by it (--ingest)
     not_applicable: int = 0  # cells whose method does not apply to their dataset (run now or before)
+    partial: int = 0  # finished cells (counted in ok, cached or elsewhere too) some of whose metrics failed
     records: list[dict[str, Any]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (cell title, error)
 
@@ -83,6 +86,8 @@ class SuiteSummary:
         """Count a finished cell's ``record``: run by this invocation, or (``finished_before`` "cached" or
         "elsewhere") finished before it or by another launcher meanwhile; failures are listed by ``title``."""
         self.records.append(record)
+        if record["status"] == "ok" and (record.get("partial") or record.get("metric_errors")):
+            self.partial += 1
         if record["status"] == NOT_APPLICABLE:
             self.not_applicable += 1
         elif record["status"] != "ok":
@@ -137,7 +142,7 @@ def cell_state(cell: Cell, record: dict[str, Any] | None) -> str:
         return "stale"
     if (record["status"] == "ok" and not record.get("metric_errors")) or record["status"] == NOT_APPLICABLE:
         return "done"
-    return "failed"  # a partial record (a metric failed) too: --retry-failed computes what is missing
+    return "partial" if record["status"] == "ok" else "failed"
 
 
 def _warn_if_source_changed(cell: Cell, record: dict[str, Any] | None, sources: dict[str, Any]) -> None:
@@ -221,7 +226,7 @@ class _SuiteRun:
     def wanted(self, p: PlannedCell) -> bool:
         """Whether the cell is this launcher's to run (or to wait for)."""
         return p.state == "running" or p.record_state in ("pending", "stale") or \
-            (self.retry_failed and p.record_state == "failed")
+            (self.retry_failed and p.record_state in RETRIED)
 
     def work(self, todo: list[PlannedCell], unlogged: list[tuple[dict[str, Any], Path]]) -> None:
         for record, folder in unlogged:  # finished before, not in the experiment yet
@@ -303,7 +308,7 @@ class _SuiteRun:
         changed = _signature(directory) != p.signature
         record = read_result(directory) if changed else None
         state_now = cell_state(p.cell, record) if changed else p.record_state
-        if state_now in ("pending", "stale") or (state_now == "failed" and self.retry_failed and not changed):
+        if state_now in ("pending", "stale") or (state_now in RETRIED and self.retry_failed and not changed):
             return "run"
         record = record or read_result(directory)
         self.collect(p.cell, record, elsewhere=changed)
@@ -334,7 +339,7 @@ class _SuiteRun:
         changed = _signature(directory) != p.signature  # another launcher wrote its record meanwhile
         record = read_result(directory) if changed else None
         state = cell_state(p.cell, record) if changed else p.record_state
-        if state in ("pending", "stale") or (state == "failed" and self.retry_failed and not changed):
+        if state in ("pending", "stale") or (state in RETRIED and self.retry_failed and not changed):
             return "run"
         try:
             record = record or read_result(directory)
