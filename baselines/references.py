@@ -137,8 +137,20 @@ class MeanImage(UntrainedBackbone):
         return self.reconstruct(images)
 
 
+class LatentOnly:
+    """A reference row for the latent metrics only: it has no decoder and no do() (both raise NotApplicable)."""
+
+    name: str
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotApplicable(f"model {self.name!r} has no decoder: it stands for the latent metrics only")
+
+    def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
+        raise NotApplicable(f"model {self.name!r} has no do(): it stands for the latent metrics only")
+
+
 @register_model("untrained")
-class Untrained(UntrainedBackbone):
+class Untrained(LatentOnly, UntrainedBackbone):
     name = "untrained"
     Config = UntrainedConfig
     reference_for = REFERENCE_FOR["Untrained"]
@@ -146,15 +158,9 @@ class Untrained(UntrainedBackbone):
     def architecture(self) -> str:
         return f"{self.untrained_codes()}; codes matched to factors as beta-VAE's (Hungarian on |Pearson r|)"
 
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotApplicable("model 'untrained' has no decoder: it stands for the latent metrics only")
-
-    def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
-        raise NotApplicable("model 'untrained' has no do(): it stands for the latent metrics only")
-
 
 @register_model("supervised")
-class Supervised(CausalModel):
+class Supervised(LatentOnly, CausalModel):
     name = "supervised"
     Config = SupervisedConfig
     version = VERSION
@@ -188,9 +194,3 @@ class Supervised(CausalModel):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """The predicted standardised factors as concept blocks [N, K, 1]."""
         return self.encoder(images).unsqueeze(2)
-
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotApplicable("model 'supervised' has no decoder: it stands for the latent metrics only")
-
-    def intervene(self, images: torch.Tensor, target: int, value: float | torch.Tensor) -> torch.Tensor:
-        raise NotApplicable("model 'supervised' has no do(): it stands for the latent metrics only")

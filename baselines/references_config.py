@@ -9,14 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crlbench.core.params import require
+from crlbench.core.references import LATENT, RECONSTRUCTION
 
-RECONSTRUCTION = "reconstruction"  # reference_for's pseudo-name for reconstruction.mse
 COUNTERFACTUAL = "counterfactual@probe"
-# The metrics that read the representation: every built-in variant with needs_model False
-# (tests/test_references.py checks the list against the metric registry).
-LATENT_METRICS = ("dci@dlib", "dci@reg", "irs@dlib", "irs@icmvae", "irs@suter", "mcc@pearson", "mcc@spearman",
-                  "mic@aligned", "mic@flat", "mic@matched", "mig", "modularity", "r2@linear", "sap@continuous",
-                  "sap@discrete")
 UNTRAINED_CODES = 16  # beta-VAE's latent size (baselines/betavae_config.py)
 
 
@@ -70,8 +65,8 @@ VERSION = "1"  # in the cell hash: bump it when a change alters training
 REFERENCE_FOR = {
     "Copy": (COUNTERFACTUAL,),
     "MeanImage": (RECONSTRUCTION, COUNTERFACTUAL),
-    "Supervised": LATENT_METRICS,
-    "Untrained": LATENT_METRICS,
+    "Supervised": (LATENT,),  # every registered metric that reads the representation, plugins' too
+    "Untrained": (LATENT,),
 }
 
 # What the registry reads for each model class of crlbench.baselines.references, without importing it.

@@ -201,8 +201,27 @@ def test_cells_too_short_for_the_rule_are_said_to_be_so_not_called_old_records()
     mixed = report.overall(report.tallies([ok_record(short), ok_record(None),
                                            ok_record(verdict([], None, readings(0.01 * np.arange(30))))]))
     assert report.summary_text(mixed).endswith(
-        "; 2 not judged (1 with too few score readings: runs too short for the rule; 1 written before the per-epoch monitor)")
+        "; 2 not judged (1 with too few score readings for the rule (runs too short, or readings at one epoch); "
+        "1 written before the per-epoch monitor)")
     assert mixed.unconverged == 1 and mixed.marked
+
+
+def test_a_score_read_non_finite_is_said_unreadable_not_too_few_readings():
+    """A run with readings enough whose watched score read NaN in its window is not judged because the score is
+    unreadable: the report says that, not that the run was too short."""
+    from crlbench.reports import convergence as report
+
+    history = readings(noisy([0.5] * 30))
+    for reading in history:
+        reading["scores"][WATCHED[0]] = math.nan
+    unreadable = verdict([], None, history)
+    assert unreadable["converged"] is None
+    short = verdict([], None, readings([0.5] * 3))
+    text = report.summary_text(report.overall(report.tallies([ok_record(unreadable), ok_record(short)])))
+    assert "(1 with too few score readings for the rule" in text
+    assert "1 with a watched score unreadable: too few finite readings in the window" in text
+    alone = report.summary_text(report.overall(report.tallies([ok_record(unreadable)])))
+    assert "too few score readings" not in alone and "unreadable" in alone
 
 
 def test_records_without_any_verdict_still_read_as_written_before_the_monitor():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from crlbench.baselines.references_config import LATENT_METRICS, RECONSTRUCTION
 from crlbench.core import registry
+from crlbench.core.references import LATENT, RECONSTRUCTION, expanded, latent_metrics
 from crlbench.core.errors import NotApplicable
 from crlbench.metrics import compute
 from crlbench.suites.results import cell_dir
@@ -90,12 +90,53 @@ def test_a_reference_without_a_do_raises_not_applicable(pendulum, name):
         model.intervene(random_batch(count=2)["images"], 0, torch.zeros(2))
 
 
+# The built-in metrics that read the representation (the list the supervised and untrained records name).
+BUILT_IN_LATENT = ("dci@dlib", "dci@reg", "irs@dlib", "irs@icmvae", "irs@suter", "mcc@pearson", "mcc@spearman",
+                   "mic@aligned", "mic@flat", "mic@matched", "mig", "modularity", "r2@linear", "sap@continuous",
+                   "sap@discrete")
+
+
 def test_the_latent_metrics_are_every_metric_that_reads_the_representation():
     metrics = registry.registry("metric")
     built_in = [entry.name for entry in metrics.entries() if entry.provider.split()[0] == "crlbench"]
     reads_the_representation = {name for name in built_in if not metrics.get(name).needs_model}
-    assert set(LATENT_METRICS) == reads_the_representation
+    assert set(BUILT_IN_LATENT) == reads_the_representation
+    assert expanded([LATENT]) == tuple(name for name in latent_metrics() if name in BUILT_IN_LATENT) == BUILT_IN_LATENT
     assert RECONSTRUCTION == model_contract.RECONSTRUCTION
+
+
+def test_a_plugins_latent_metric_applies_to_the_supervised_and_untrained_rows():
+    """The latent metrics are read from the registry at run time: a metric registered by a plugin that reads
+    only the representation is one, and the supervised and untrained rows stand for it; copy does not."""
+    from crlbench.metrics.base import variant
+
+    @variant("latent@plugin_test")
+    def _plugin(z_train, y_train, **_):
+        """A plugin's latent metric."""
+        return None
+
+    try:
+        assert "latent@plugin_test" in latent_metrics()
+        for name in ("supervised", "untrained"):
+            model_class = registry.registry("model").get(name)
+            assert model_contract.stands_for(model_class, "latent@plugin_test")
+            assert "latent@plugin_test" in model_contract.stood_for(model_class)
+            assert not model_contract.stands_for(model_class, "counterfactual@probe")
+            assert not model_contract.stands_for(model_class, RECONSTRUCTION)
+        assert not model_contract.stands_for(registry.registry("model").get("copy"), "latent@plugin_test")
+    finally:
+        metrics = registry.registry("metric")
+        metrics._objects.pop("latent@plugin_test")
+        metrics._registered_by.pop("latent@plugin_test")
+
+
+def test_a_listed_metric_that_cannot_be_loaded_is_left_out_of_the_latent_metrics_with_a_warning(monkeypatch, caplog):
+    metrics = registry.registry("metric")
+    monkeypatch.setattr(metrics, "_registered_by", {**metrics._registered_by, "ghost@test": "gone.module:ghost"})
+    with caplog.at_level("WARNING", logger="crlbench.core.references"):
+        found = latent_metrics()
+    assert "ghost@test" not in found and set(BUILT_IN_LATENT) <= set(found)
+    assert "'ghost@test' is listed but cannot be loaded" in caplog.text
 
 
 @pytest.mark.parametrize("name", REFERENCES)
@@ -138,7 +179,7 @@ def test_the_record_says_what_a_reference_row_stands_for_and_runs(suite):
     assert records["beta_vae"]["reference"] is None
     assert records["copy"]["reference"]["for"] == ["counterfactual@probe"]
     assert records["mean_image"]["reference"]["for"] == ["reconstruction", "counterfactual@probe"]
-    assert records["supervised"]["reference"]["for"] == records["untrained"]["reference"]["for"] == list(LATENT_METRICS)
+    assert records["supervised"]["reference"]["for"] == records["untrained"]["reference"]["for"] == list(BUILT_IN_LATENT)
     assert "ConvEncoder" in records["supervised"]["reference"]["architecture"]
     assert "never trained" in records["copy"]["reference"]["architecture"]
 

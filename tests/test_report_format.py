@@ -95,6 +95,15 @@ def test_a_plus_minus_never_crosses_zero_when_the_interval_does_not():
     assert numbers.interval_text(0.01, -0.005, 0.02) == "0.010 ± 0.013"  # both cross zero: the ± is fine
 
 
+def test_a_mean_on_a_bound_of_its_interval_keeps_the_longer_arms_places():
+    """The shorter arm is 0 when the mean sits on a bound (BCa can put it there): the mean keeps the places of
+    the longer arm, not one decimal."""
+    assert numbers.interval_places(0.00012, 0.00012, 0.00042) == numbers.interval_places(0.00012, -0.00018, 0.00012) == 5
+    assert numbers.interval_text(0.00012, 0.00012, 0.00042) == "0.00012 [0.00012, 0.00042]"
+    assert numbers.interval_text(0.00012, -0.00018, 0.00012) == "0.00012 [-0.00018, 0.00012]"
+    assert numbers.interval_text(0.5, 0.5, 0.9) == "0.50 [0.50, 0.90]"
+
+
 def test_a_symmetric_interval_keeps_its_plus_minus_text():
     assert numbers.interval_text(0.5, 0.38, 0.62) == numbers.plus_minus(0.5, 0.12) == "0.50 ± 0.12"
     assert numbers.interval_text(0.0123, 0.0123, 0.0123) == "0.0123 ± 0"

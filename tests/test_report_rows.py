@@ -113,6 +113,41 @@ def test_a_flagged_score_is_marked_k_of_n_and_never_bold_and_the_legend_names_th
     assert r"\S{} 2/4" in rows[1].joinpath("leaderboard.tex").read_text()
 
 
+def rank_row(text: str, label: str) -> list[str]:
+    """The cells of ``label``'s row in the first table of ``text``."""
+    line = next(line for line in text.splitlines() if line.startswith(f"| {label}"))
+    return line.strip("| ").split(" | ")[1:]
+
+
+def test_ranks_and_paired_differences_of_a_flagged_score_say_so(rows):
+    """beta_vae's DCI-D on flow is flagged in 2 of its 4 seeds: its rank across datasets reads § 2/8 (over both
+    datasets' seeds), its rank across flow's seeds and its difference on flow § 2/4, each with a legend line;
+    nothing is marked on pendulum, nor the unflagged CF MSE."""
+    across = section(rows[2], "Average ranks across datasets")
+    assert rank_row(across, "beta_vae")[0].endswith("§ 2/8") and "§" not in rank_row(across, "beta_vae")[1]
+    assert "§" not in rank_row(across, "icm_vae")[0] and "§ k/n after a rank" in across
+    within = section(rows[2], "Average ranks within each dataset, across seeds")
+    pendulum, flow = within.split("### flow", 1)
+    assert rank_row(flow, "beta_vae")[0].endswith("§ 2/4") and "§" not in pendulum
+    effects = section(rows[2], "Paired differences against icm_vae")
+    pendulum, flow = effects.split("### flow", 1)
+    assert rank_row(flow, "beta_vae")[0].endswith("§ 2/4") and "§" not in pendulum
+    assert "the difference involves a flagged score" in flow
+    html = rows[1].joinpath("index.html").read_text()
+    assert "§ 2/8" in html and "§ k/n after a rank" in html
+
+
+def test_a_flagged_comparison_is_named_under_its_paired_differences(rows):
+    from crlbench.reports import stats, tables
+
+    frame = report.records_frame(rows[0])
+    paired = stats.paired_tests(frame[~frame["reference"].astype(bool)], METRICS, reference="icm_vae")
+    flags = {("flow", "icm_vae", HIGH): (1, 4)}
+    flow = next(table for table in tables.effect_tables(paired, METRICS, flags) if table.dataset == "flow")
+    assert any("icm_vae's own scores are flagged (dci@reg.disentanglement § 1/4)" in line for line in flow.legend)
+    assert not any("§" in text for text in flow.cells.values())
+
+
 def test_scores_csv_has_one_row_per_cell_and_score_with_flags_and_references(rows):
     records = rows[0]
     scores = pd.read_csv(rows[1] / "scores.csv", keep_default_na=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crlbench.reports import stats
+from crlbench.reports import stats, tables
 
 HIGH, LOW = "dci@reg.disentanglement", "counterfactual@probe.counterfactual_mse"
 
@@ -204,9 +204,10 @@ def test_a_critical_difference_beyond_k_minus_1_is_said_unreachable():
                        datasets=("pendulum", "flow"))
     result = stats.rank_test(frame, HIGH)
     assert result.critical_difference > 3 and not result.reachable
-    assert "no critical-difference diagram" in result.unreachable_text()
+    (sentence,) = tables.unreachable_sentences([result])
+    assert "no critical-difference diagram" in sentence and HIGH in sentence
     many = stats.rank_test(cell_frame({"a": 0.9, "b": 0.6, "c": 0.3}, datasets=[f"d{i}" for i in range(6)]), HIGH)
-    assert many.reachable and many.unreachable_text() is None
+    assert many.reachable and tables.unreachable_sentences([many]) == []
 
 
 # --- paired effect sizes and the Holm design ------------------------------------------------------

@@ -289,8 +289,7 @@ def test_leaderboard_suites_list_each_method_once_with_its_reference_settings(su
     rows (docs/protocol.md, "Reference rows") are not methods: each is listed at most once, with its defaults."""
     config = load_suite(SUITES / f"{suite}.yaml")
     references = [model for model in config.models if getattr(registry.model_declaration(model.name), "reference_for", ())]
-    assert sorted(model.name for model in references) == ([] if suite == "paper" else
-                                                          ["copy", "mean_image", "supervised", "untrained"])
+    assert sorted(model.name for model in references) == ["copy", "mean_image", "supervised", "untrained"]
     assert all(model.label == model.name and not model.hyperparameters for model in references)
     methods = [model for model in config.models if model not in references]
     names = [model.name for model in methods]

@@ -30,6 +30,12 @@ PROVENANCE = {"versions": {"crlbench": "0.1.0", "python": "3.11.7", "torch": "2.
               "git_commit": "abc123", "host": "testhost", "finished_at": "2026-01-02T03:04:05+00:00"}
 
 
+def _reading(step: int) -> dict[str, float]:
+    """The monitor's reading of the validation sample at ``step``; the trainer also copies an epoch-end
+    reading into that epoch's loss terms."""
+    return {"dci@reg.disentanglement": step / 100, "heldout_reconstruction_mse": 1.0 / step}
+
+
 def _record(cell_hash: str, seed: int, status: str) -> dict:
     record = {
         "schema": 1, "hash": cell_hash, "status": status,
@@ -47,7 +53,9 @@ def _record(cell_hash: str, seed: int, status: str) -> dict:
     if status == "ok":
         record.update(
             scores={"dci@reg.disentanglement": 0.75, "dci@reg.completeness": 0.5, "reconstruction.mse": 0.01},
-            history={"epochs": [{"loss": 10.0 - epoch, "kl": 1.0} for epoch in range(EPOCHS)], "steps": 40},
+            history={"epochs": [{"loss": 10.0 - epoch, "kl": 1.0, **_reading(10 * (epoch + 1))} for epoch in range(EPOCHS)],
+                     "steps": 40, "evaluations": [{"step": step, "epoch": step / 10, "scores": _reading(step)}
+                                                  for step in (5, 10, 20, 30, 40)]},
             timings={"train_s": 1.5, "encode_s": 0.5, "metrics_s": {"dci@reg": 0.4}, "total_s": 2.5})
     else:
         record["error"] = {"type": "FloatingPointError", "message": "loss 'kl' is nan at step 7",
@@ -190,6 +198,15 @@ def test_loss_terms_are_logged_per_epoch(store):
     history = _client(store).get_metric_history(store["ok"], "train/loss")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, EPOCHS + 1))
     assert sorted(history, key=lambda m: m.step)[0].value == 10.0
+
+
+def test_validation_readings_are_logged_under_val_by_step_not_as_training_terms(store):
+    client = _client(store)
+    dci = sorted(client.get_metric_history(store["ok"], "val/dci_reg.disentanglement"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in dci] == [(5, 0.05), (10, 0.1), (20, 0.2), (30, 0.3), (40, 0.4)]
+    assert len(client.get_metric_history(store["ok"], "val/heldout_reconstruction_mse")) == 5
+    metrics = client.get_run(store["ok"]).data.metrics
+    assert not [key for key in metrics if key.startswith("train/") and key not in ("train/loss", "train/kl")]
 
 
 def test_final_scores_and_timings_are_metrics_with_mlflow_names(store):

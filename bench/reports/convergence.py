@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from crlbench.core.records import is_reference
+
 MARK = "‡"
 LATEX_MARK = r"$^\ddagger$"
 
@@ -26,6 +28,7 @@ class Tally:
     not_judged: int = 0
     rules: list[str] = field(default_factory=list)
     unrecorded: int = 0  # of not_judged: records without any convergence verdict (written before the monitor)
+    unreadable: int = 0  # of not_judged: enough readings, but a watched score had too few finite ones in the window
 
     @property
     def total(self) -> int:
@@ -41,6 +44,7 @@ class Tally:
         if state is None:
             self.not_judged += 1
             self.unrecorded += not verdict
+            self.unreadable += unreadable(verdict)
         elif state:
             self.converged += 1
         else:
@@ -51,7 +55,8 @@ class Tally:
 
     def merge(self, other: "Tally") -> "Tally":
         merged = Tally(self.converged + other.converged, self.unconverged + other.unconverged,
-                       self.not_judged + other.not_judged, list(self.rules), self.unrecorded + other.unrecorded)
+                       self.not_judged + other.not_judged, list(self.rules), self.unrecorded + other.unrecorded,
+                       self.unreadable + other.unreadable)
         merged.rules += [rule for rule in other.rules if rule not in merged.rules]
         return merged
 
@@ -69,12 +74,21 @@ class Tally:
         return f"{MARK} {self.unconverged}/{self.total}" if self.marked else ""
 
 
+def unreadable(verdict: dict) -> bool:
+    """Whether a null verdict had readings enough in its window but a watched score had too few finite ones
+    there (a non-finite score: crlbench.training.convergence.score_trend), rather than too few readings."""
+    window = (verdict.get("window") or {}).get("readings")
+    trends = [trend for trend in (verdict.get("scores") or {}).values() if isinstance(trend, dict)]
+    return isinstance(window, int) and any(trend.get("settled") is None and (trend.get("readings") or 0) < window
+                                           for trend in trends)
+
+
 def tallies(records: list[dict]) -> dict[tuple[str, str], Tally]:
     """Per (dataset, label), the convergence of its ok records; reference rows (the record's ``reference``) are
     not methods and are left out (copy and mean_image read no watched score, so none could be judged)."""
     result: dict[tuple[str, str], Tally] = {}
     for record in records:
-        if record.get("status") == "ok" and record.get("reference") is None:
+        if record.get("status") == "ok" and not is_reference(record):
             cell = record["cell"]
             result.setdefault((cell["dataset"], cell.get("label") or cell["model"]), Tally()).add(record)
     return result
@@ -112,10 +126,14 @@ def summary_text(total: Tally) -> str:
 
 
 def _not_judged_text(total: Tally) -> str:
-    """Why cells were not judged: runs too short for the rule, and records without a verdict."""
+    """Why cells were not judged, from each record's verdict: too few score readings for the rule, a watched
+    score that read non-finite, and records without a verdict."""
     parts = []
-    if total.not_judged > total.unrecorded:
-        parts.append(f"{total.not_judged - total.unrecorded} with too few score readings: runs too short for the rule")
+    few = total.not_judged - total.unrecorded - total.unreadable
+    if few:
+        parts.append(f"{few} with too few score readings for the rule (runs too short, or readings at one epoch)")
+    if total.unreadable:
+        parts.append(f"{total.unreadable} with a watched score unreadable: too few finite readings in the window")
     if total.unrecorded:
         parts.append(f"{total.unrecorded} written before the per-epoch monitor")
     return "; ".join(parts)
@@ -127,5 +145,5 @@ def legend_line(total: Tally) -> str | None:
         return None
     rules = " / ".join(total.rules) or "not stated in the records"
     return (f"{MARK} k/n: k of the method's n finished seeds did not converge. The rule ({rules}) is the "
-            "trainer's; seeds without a verdict (too few score readings in a short run, older records) are not "
-            "counted as unconverged.")
+            "trainer's; seeds without a verdict (too few score readings in a short run, a score read non-finite, "
+            "older records) are not counted as unconverged.")

@@ -36,6 +36,7 @@ import scikit_posthocs
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from crlbench.core.records import is_reference
 from crlbench.reports import numbers
 from crlbench.reports.columns import short_name
 from crlbench.reports.convergence import MARK as UNCONVERGED, Tally
@@ -490,7 +491,7 @@ def score_curves(records: list[dict], out_dir: Path, scores: tuple[str, ...] = S
                 if name != dataset:
                     continue
                 colour, tally = model_colour(label), convergence.get((dataset, label))
-                reference = any(record.get("reference") for record in groups[(name, label)])
+                reference = any(is_reference(record) for record in groups[(name, label)])
                 marked |= bool(tally and tally.marked)
                 shown = (label + (" (reference)" if reference else "")
                          + (f" {tally.mark()}" if tally and tally.marked else ""))

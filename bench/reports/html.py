@@ -32,8 +32,8 @@ def render(data: ReportData) -> str:
         if shown:
             sections.append((name, shown))
     return environment.get_template("report.html.j2").render(
-        data=data, marker=MARKER, unconverged=UNCONVERGED, arrows=ARROWS, ranks=rank_rows(data.ranks),
+        data=data, marker=MARKER, unconverged=UNCONVERGED, arrows=ARROWS, ranks=rank_rows(data.ranks, data.flags),
         rank_text=rank_text(data.ranks), figure_sections=sections, training_columns=TRAINING_COLUMNS,
         training_rows=training_rows(data.tables), reference_tag=REFERENCE_TAG,
-        effect_tables=effect_tables(data.paired, data.metrics), effect_text=effect_text(data.paired),
-        seed_ranks=[(dataset, rank_rows(tests), rank_text(tests)) for dataset, tests in data.seed_ranks.items()])
+        effect_tables=effect_tables(data.paired, data.metrics, data.flags), effect_text=effect_text(data.paired),
+        seed_ranks=[(dataset, rank_rows(tests, data.flags), rank_text(tests)) for dataset, tests in data.seed_ranks.items()])

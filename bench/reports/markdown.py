@@ -58,7 +58,7 @@ def table_row(table, label: str, name: str) -> str:
 
 def effects(data: ReportData) -> list[str]:
     """The paired differences against the comparison method, a table per dataset."""
-    tables = effect_tables(data.paired, data.metrics)
+    tables = effect_tables(data.paired, data.metrics, data.flags)
     if not tables:
         return []
     lines = [f"## Paired differences against {data.reference}", ""]
@@ -68,6 +68,7 @@ def effects(data: ReportData) -> list[str]:
         lines += [f"### {table.dataset}", "", row(["model"] + shorts), row(["---"] + ["---:"] * len(shorts))]
         lines += [row([label] + [table.cells.get((label, metric), "") for metric in table.metrics])
                   for label in table.labels] + [""]
+        lines += [line for text in table.legend for line in (text, "")]
     return lines
 
 
@@ -105,13 +106,14 @@ def seed_ranks(data: ReportData) -> list[str]:
 
 
 def rank_table(data: ReportData, tests) -> list[str]:
-    table = rank_rows(tests)
+    table = rank_rows(tests, data.flags)
     shorts = [data.column(metric).short for metric in table.metrics]
     lines = [rank_text(tests), "", row(["model"] + shorts), row(["---"] + ["---:"] * len(shorts))]
     for label, values in table.body:
         tally = data.convergence.get(label)
         lines.append(row([label_cell(label, tally.mark() if tally else "")] + [shown for shown, _ in values]))
-    return lines + [row([name] + values) for name, values in table.foot] + [""]
+    lines += [row([name] + values) for name, values in table.foot] + [""]
+    return lines + [line for text in table.legend for line in (text, "")]
 
 
 def failed(cells: list[dict]) -> list[str]:

@@ -123,11 +123,13 @@ def symmetric_enough(mean: float, low: float, high: float) -> bool:
 
 def interval_places(mean: float, low: float, high: float) -> int:
     """The decimal places of a mean printed with its interval: those of the half-width when the interval prints
-    as ``±`` (:func:`mean_places`), else those of its shorter arm at two significant digits."""
+    as ``±`` (:func:`mean_places`), else those of its shorter arm at two significant digits, or of the longer
+    arm when the shorter is 0 (the mean sits on a bound, or outside the interval)."""
     halfwidth = (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
     if symmetric_enough(mean, low, high):
         return mean_places(mean, halfwidth)
-    return places_for(min(mean - low, high - mean), SPREAD_DIGITS)
+    below, above = max(mean - low, 0.0), max(high - mean, 0.0)
+    return places_for(min(below, above) or max(below, above), SPREAD_DIGITS)
 
 
 def bound_text(value: float, places: int) -> str:

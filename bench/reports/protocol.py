@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from crlbench.core.records import is_partial
 from crlbench.reports import convergence
 
 
@@ -158,8 +159,7 @@ def describe(records: list[dict], suite: Mapping[str, Any] | None = None) -> Pro
     provenance = [record.get("provenance") or {} for record in records]
     failed = sum(record.get("status") not in ("ok", "not_applicable") for record in records)
     skipped = sum(record.get("status") == "not_applicable" for record in records)
-    partial = sum(record.get("status") == "ok" and bool(record.get("partial") or record.get("metric_errors"))
-                  for record in records)
+    partial = sum(is_partial(record) for record in records)
     planned = f" of {suite['cells']} planned" if suite.get("cells") else ""
     budget = budget_text(suite["budget"]) + images_text(suite["budget"]) if suite.get("budget") else None
     per_method = distinct({group: budget_text(cell.get("budget")) for group, cell in by_group.items()},

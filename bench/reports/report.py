@@ -29,7 +29,6 @@ hyperparameters, and the crlbench version and commit (crlbench.reports.protocol)
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import importlib.metadata
 import json
 import os
@@ -40,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from crlbench.core.files import atomic_write
+from crlbench.core.records import flagged_checks, is_partial, is_reference
 from crlbench.reports import convergence, figures, html, latex, markdown, numbers, protocol, stats
 from crlbench.reports.columns import columns as score_columns
 from crlbench.reports.protocol import budget_text, given_text
@@ -82,31 +82,6 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         if column not in frame:
             frame[column] = pd.Series(dtype=object)
     return frame[list(stats.ID_COLUMNS) + stats.score_columns(frame)]
-
-
-def is_reference(record: dict) -> bool:
-    """Whether the record is a reference row (its ``reference`` is set), not a method."""
-    return record.get("reference") is not None
-
-
-def is_partial(record: dict) -> bool:
-    """Whether the record finished with some of its metrics failed (its other scores stand)."""
-    return record.get("status") == "ok" and bool(record.get("partial") or record.get("metric_errors"))
-
-
-def flagged_checks(record: dict) -> dict[str, list[str]]:
-    """Per score of the record, the checks with ``flagged: true`` whose ``invalidates`` patterns match it
-    (``fnmatch.fnmatchcase``); scores no check flags are left out. Reference rows are exempt."""
-    if is_reference(record):
-        return {}
-    fired = [(name, check.get("invalidates") or []) for name, check in (record.get("checks") or {}).items()
-             if isinstance(check, dict) and check.get("flagged") is True]
-    flags = {}
-    for score in record.get("scores") or {}:
-        names = [name for name, patterns in fired if any(fnmatch.fnmatchcase(score, pattern) for pattern in patterns)]
-        if names:
-            flags[score] = names
-    return flags
 
 
 def flag_counts(records: list[dict], metrics: list[str]) -> dict[tuple[str, str, str], int]:
@@ -258,6 +233,13 @@ def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame,
     merged["best"] = merged["best"].astype(bool)
     merged["significant"] = merged["p_holm"] < stats.ALPHA
     return merged
+
+
+def seed_flags(merged: pd.DataFrame) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """Per (dataset, label, metric) of :func:`merged_statistics`: (flagged seeds, seeds with the score), the
+    ``§ k/n`` of the leaderboard, for the rank and paired-difference tables."""
+    return {(dataset, label, metric): (int(flagged), int(n_ok)) for dataset, label, metric, flagged, n_ok
+            in zip(merged["dataset"], merged["label"], merged["metric"], merged["flagged"], merged["n_ok"])}
 
 
 def not_applicable_scores(frame: pd.DataFrame, metrics: list[str]) -> set[tuple[str, str, str]]:
@@ -445,7 +427,8 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
                       convergence.per_label(tallies),
                       legend_lines(reference_label, convergence.legend_line(convergence.overall(tallies)),
                                    flag_legend(fired_checks(records, metrics)), architectures),
-                      paired=tests, seed_ranks=seed_ranks, partial=partial_cells(frame), references=architectures)
+                      paired=tests, seed_ranks=seed_ranks, partial=partial_cells(frame), references=architectures,
+                      flags=seed_flags(merged))
     data.figures = make_figures(records, frame, summary, metrics, ranks, out_dir / "figures")
     written = _write_texts(out_dir, data, with_facts(merged, facts, data), tests.table, scores_frame(records))
     return written + [item.path for _, items in data.figures for item in items]

@@ -307,15 +307,6 @@ class RankTest:
         groups = self.per_dataset.shape[1]
         return math.isfinite(self.critical_difference) and self.critical_difference <= groups - 1
 
-    def unreachable_text(self) -> str | None:
-        """The sentence the report prints instead of a diagram whose difference cannot be reached, else None."""
-        if self.reachable or not math.isfinite(self.critical_difference):
-            return None
-        groups, blocks = self.per_dataset.shape[1], self.per_dataset.shape[0]
-        return (f"{self.metric}: the Nemenyi critical difference {self.critical_difference:.3g} for {groups} labels "
-                f"over {blocks} {self.blocks} exceeds {groups - 1}, the largest gap two average ranks can have: no "
-                "two labels can differ by it, so no critical-difference diagram is drawn.")
-
 
 def mean_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Datasets x labels: the mean over ok seeds of ``metric``."""
@@ -332,14 +323,11 @@ def rank_test(frame: pd.DataFrame, metric: str, *, alpha: float = ALPHA, seed: i
     are not defined: p-values stay NaN and a note says why.
     """
     means = mean_table(frame, metric) if metric in frame else pd.DataFrame()
-    complete = means.dropna(axis=0, how="any")
-    notes = []
+    complete, result = _ranked(means, metric)
     if len(complete) < len(means):
         dropped = sorted(set(means.index) - set(complete.index))
-        notes.append(f"{metric}: datasets without a mean for every label left out of the ranks: {dropped}.")
-    ranks = complete.rank(axis=1, ascending=direction(metric) == "min", method="average")
-    result = RankTest(metric, ranks, ranks.mean(axis=0).sort_values(), notes=notes)
-    blocks, groups = ranks.shape
+        result.notes.append(f"{metric}: datasets without a mean for every label left out of the ranks: {dropped}.")
+    blocks, groups = result.per_dataset.shape
     if blocks < 2 or groups < 3:
         result.notes.append(f"{metric}: Friedman and Nemenyi need at least 2 datasets and 3 models "
                             f"(have {blocks} and {groups}); p-values are NaN.")
@@ -354,20 +342,25 @@ def seed_rank_test(frame: pd.DataFrame, dataset: str, metric: str, *, seed: int 
     the ranks with the Friedman permutation p. No Nemenyi: the diagram is drawn across datasets only."""
     group = frame[frame["dataset"] == dataset]
     seeds = seed_table(group, metric) if metric in group else pd.DataFrame()
-    complete = seeds.dropna(axis=0, how="any")
-    ranks = complete.rank(axis=1, ascending=direction(metric) == "min", method="average")
-    result = RankTest(metric, ranks, ranks.mean(axis=0).sort_values(), blocks=WITHIN_DATASET[0],
-                      population=WITHIN_DATASET[1], dataset=dataset)
+    complete, result = _ranked(seeds, metric, blocks=WITHIN_DATASET[0], population=WITHIN_DATASET[1], dataset=dataset)
     if len(complete) < len(seeds):
         result.notes.append(f"{dataset}, {metric}: {len(seeds) - len(complete)} seed(s) without a score for every "
                             "label left out of the ranks across seeds.")
-    blocks, groups = ranks.shape
+    blocks, groups = result.per_dataset.shape
     if blocks < 2 or groups < 2:
         result.notes.append(f"{dataset}, {metric}: the Friedman test across seeds needs at least 2 matched seeds "
                             f"and 2 labels (have {blocks} and {groups}); p is NaN.")
         return result
     _friedman(result, seed)
     return result
+
+
+def _ranked(table: pd.DataFrame, metric: str, **where) -> tuple[pd.DataFrame, RankTest]:
+    """The blocks (rows) of ``table`` where every label has a value, and the :class:`RankTest` of their ranks
+    within each block (1 = best for the metric's direction, ties averaged); ``where`` sets its other fields."""
+    complete = table.dropna(axis=0, how="any")
+    ranks = complete.rank(axis=1, ascending=direction(metric) == "min", method="average")
+    return complete, RankTest(metric, ranks, ranks.mean(axis=0).sort_values(), **where)
 
 
 def _friedman(result: RankTest, seed: int) -> None:

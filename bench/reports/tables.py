@@ -133,6 +133,8 @@ class ReportData:
     seed_ranks: dict[str, list[stats.RankTest]] = field(default_factory=dict)  # per dataset, ranks across seeds
     partial: list[dict] = field(default_factory=list)  # finished cells some of whose metrics failed
     references: dict[str, str] = field(default_factory=dict)  # reference row label -> what it runs
+    flags: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)  # (dataset, label, metric) ->
+    # (flagged seeds, seeds with the score): what the leaderboard marks ``§ k/n``, for the rank and effect tables
 
     def column(self, metric: str) -> Column:
         return next(column for column in self.columns if column.key == metric)
@@ -150,7 +152,8 @@ def legend_lines(reference: str, convergence_line: str | None = None, flag_lines
         "interval, i.e. their range; with 1 seed no interval, shown as ± 0), printed as mean ± half-width when "
         f"the interval is symmetric enough (its longer arm at most {numbers.ARM_RATIO:g} times the shorter, and "
         "the ± crosses zero only where the interval does), else as mean [low, high]. The half-width is rounded "
-        "to 2 significant digits and the mean to the same decimal place (for [low, high]: the shorter arm's; "
+        "to 2 significant digits and the mean to the same decimal place (for [low, high]: the shorter arm's, or "
+        "the longer's when the mean sits on a bound; "
         "each bound keeps 2 significant digits); a mean without spread keeps 3 significant digits.",
         "(ok/total): seeds with a score out of all seeds, shown when some failed.",
         f"{NOT_APPLICABLE}: the score does not apply to the method (graph recovery for a method that learns no "
@@ -216,19 +219,46 @@ class RankRows:
     metrics: list[str]
     body: list[tuple[str, list[tuple[str, float]]]]  # label, (shown, sort value) per metric
     foot: list[tuple[str, list[str]]]
+    legend: list[str] = field(default_factory=list)  # the line for ``§ k/n``, when a rank carries it
 
 
-def rank_rows(ranks: list[stats.RankTest]) -> RankRows:
+def rank_rows(ranks: list[stats.RankTest], flags: dict[tuple[str, str, str], tuple[int, int]] | None = None) -> RankRows:
     """Average ranks per label; the foot holds the Friedman permutation p and, across datasets, the critical
-    difference (``> k-1`` when it cannot be reached), or, across seeds, the number of matched seeds."""
+    difference (``> k-1`` when it cannot be reached), or, across seeds, the number of matched seeds. A rank whose
+    label has flagged seeds for the score (``flags``: :attr:`ReportData.flags`) on the ranked datasets reads
+    ``§ k/n``, summed over them."""
+    flags = flags or {}
     labels = list(dict.fromkeys(label for rank in ranks for label in rank.average_ranks.index))
-    body = [(label, [_rank(rank.average_ranks.get(label, math.nan)) for rank in ranks]) for label in labels]
+    body = [(label, [_flagged_rank(rank, label, flags) for rank in ranks]) for label in labels]
     foot = [("Friedman p", [numbers.significant(rank.friedman_p, 2) for rank in ranks])]
     if ranks and ranks[0].blocks == "seeds":
         foot.append(("matched seeds", [str(rank.per_dataset.shape[0]) for rank in ranks]))
     else:
         foot.append(("critical difference", [_critical_difference(rank) for rank in ranks]))
-    return RankRows([rank.metric for rank in ranks], body, foot)
+    marked = any(FLAG in shown for _, values in body for shown, _ in values)
+    legend = [f"{FLAG} k/n after a rank: k of the label's n seeds with the score on the ranked dataset(s) are flagged "
+              "by a degeneracy check that invalidates it (as in the leaderboard): the rank orders a flagged "
+              "score."] if marked else []
+    return RankRows([rank.metric for rank in ranks], body, foot, legend)
+
+
+def ranked_datasets(rank: stats.RankTest) -> list[str]:
+    """The datasets a rank test ranks over: its blocks across datasets, its own dataset across seeds."""
+    return [rank.dataset] if rank.dataset is not None else [str(block) for block in rank.per_dataset.index]
+
+
+def flag_text(flags: dict[tuple[str, str, str], tuple[int, int]], datasets: list[str], label: str, metric: str) -> str:
+    """`` § k/n`` for ``label``'s flagged seeds of ``metric`` summed over ``datasets``, else empty."""
+    counts = [flags.get((dataset, label, metric), (0, 0)) for dataset in datasets]
+    flagged, seeds = sum(k for k, _ in counts), sum(n for _, n in counts)
+    return f" {FLAG} {flagged}/{seeds}" if flagged else ""
+
+
+def _flagged_rank(rank: stats.RankTest, label: str, flags: dict[tuple[str, str, str], tuple[int, int]]
+                  ) -> tuple[str, float]:
+    shown, value = _rank(rank.average_ranks.get(label, math.nan))
+    return (shown + flag_text(flags, ranked_datasets(rank), label, rank.metric) if math.isfinite(value) else shown,
+            value)
 
 
 def _critical_difference(rank: stats.RankTest) -> str:
@@ -286,11 +316,17 @@ class EffectTable:
     labels: list[str]
     metrics: list[str]
     cells: dict[tuple[str, str], str]
+    legend: list[str] = field(default_factory=list)  # the lines for ``§ k/n``, when a cell carries it
 
 
-def effect_tables(paired: stats.PairedTests | None, metrics: list[str]) -> list[EffectTable]:
+def effect_tables(paired: stats.PairedTests | None, metrics: list[str],
+                  flags: dict[tuple[str, str, str], tuple[int, int]] | None = None) -> list[EffectTable]:
+    """A table of paired differences per dataset; a difference whose label has flagged seeds for the score
+    (``flags``: :attr:`ReportData.flags`) reads ``§ k/n``, and the legend names the comparison's own flagged
+    scores, which every difference of that column involves."""
     if paired is None or paired.table.empty:
         return []
+    flags = flags or {}
     tables = []
     for dataset, group in paired.table.groupby("dataset", sort=False):
         cells = {}
@@ -300,8 +336,18 @@ def effect_tables(paired: stats.PairedTests | None, metrics: list[str]) -> list[
                 continue
             text = numbers.interval_text(row.mean_difference, row.difference_low, row.difference_high)
             text += f" ({row.n_pairs})" + (f" {MARKER}" if row.p_holm < stats.ALPHA else "")
-            cells[(row.label, row.metric)] = text
-        tables.append(EffectTable(str(dataset), list(dict.fromkeys(group["label"])), list(metrics), cells))
+            cells[(row.label, row.metric)] = text + flag_text(flags, [str(dataset)], row.label, row.metric)
+        table = EffectTable(str(dataset), list(dict.fromkeys(group["label"])), list(metrics), cells)
+        if any(FLAG in text for text in cells.values()):
+            table.legend.append(f"{FLAG} k/n: k of the method's n seeds with the score are flagged by a degeneracy "
+                                "check that invalidates it (as in the leaderboard): the difference involves a "
+                                "flagged score.")
+        compared = [f"{metric}{flag_text(flags, [str(dataset)], paired.comparison, metric)}" for metric in metrics
+                    if flag_text(flags, [str(dataset)], paired.comparison, metric)]
+        if compared:
+            table.legend.append(f"{paired.comparison}'s own scores are flagged ({', '.join(compared)}): every "
+                                "difference in those columns involves a flagged score.")
+        tables.append(table)
     return tables
 
 

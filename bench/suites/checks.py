@@ -81,16 +81,10 @@ def reconstruction_vs_mean_image(model_mse: float | None, mean_image_mse: float 
                                  missing: str | None = None) -> dict[str, Any]:
     """``reconstruction.mse`` against the training mean image's MSE on the same rows; fires when the model
     is not better (``model_mse >= RECONSTRUCTION_RATIO * mean_image_mse``)."""
-    invalidates = invalidated("reconstruction_vs_mean_image")
-    if model_mse is None or mean_image_mse is None:
-        return check(None, invalidates, missing or "reconstruction.mse was not computed")
-    if not_finite(model_mse, mean_image_mse):
-        return check(None, invalidates, f"reconstruction MSE {model_mse} is not finite")
-    threshold = RECONSTRUCTION_RATIO * mean_image_mse
-    flagged = model_mse >= threshold
-    return check(flagged, invalidates, value=model_mse, threshold=threshold, reference_value=mean_image_mse,
-                 reason=f"reconstruction MSE {model_mse:.4g} is {'not ' if flagged else ''}below the training "
-                        f"mean image's {mean_image_mse:.4g} on the same rows")
+    return not_better("reconstruction_vs_mean_image", model_mse, mean_image_mse, RECONSTRUCTION_RATIO,
+                      missing or "reconstruction.mse was not computed",
+                      f"reconstruction MSE {model_mse} is not finite", "reconstruction MSE",
+                      lambda baseline: f"the training mean image's {baseline:.4g} on the same rows")
 
 
 def posterior_collapse(kl_per_code: np.ndarray | None, latent_metrics: Iterable[str],
@@ -160,16 +154,26 @@ def counterfactual_vs_copy(counterfactual_mse: float | None, copy_mse: float | N
                            missing: str | None = None) -> dict[str, Any]:
     """``counterfactual_mse`` against returning the source image (``copy_mse``), on the same samples; fires
     when the model is not better (``counterfactual_mse >= COUNTERFACTUAL_RATIO * copy_mse``)."""
-    invalidates = invalidated("counterfactual_vs_copy")
-    if counterfactual_mse is None or copy_mse is None:
-        return check(None, invalidates, missing or f"{INTERVENTIONAL} gave no counterfactual_mse / copy_mse")
-    if not_finite(counterfactual_mse, copy_mse):
-        return check(None, invalidates, f"counterfactual_mse {counterfactual_mse} or copy_mse {copy_mse} is not finite")
-    threshold = COUNTERFACTUAL_RATIO * copy_mse
-    flagged = counterfactual_mse >= threshold
-    return check(flagged, invalidates, value=counterfactual_mse, threshold=threshold, reference_value=copy_mse,
-                 reason=f"counterfactual MSE {counterfactual_mse:.4g} is {'not ' if flagged else ''}below "
-                        f"copying the source image ({copy_mse:.4g}) on the same samples")
+    return not_better("counterfactual_vs_copy", counterfactual_mse, copy_mse, COUNTERFACTUAL_RATIO,
+                      missing or f"{INTERVENTIONAL} gave no counterfactual_mse / copy_mse",
+                      f"counterfactual_mse {counterfactual_mse} or copy_mse {copy_mse} is not finite",
+                      "counterfactual MSE", lambda baseline: f"copying the source image ({baseline:.4g}) on the same samples")
+
+
+def not_better(name: str, error: float | None, baseline: float | None, ratio: float, missing: str, unreadable: str,
+               what: str, against) -> dict[str, Any]:
+    """Check ``name``: a model's ``error`` against a trivial ``baseline``'s on the same rows; fires when it is not
+    better (``error >= ratio * baseline``); null, with ``missing`` or ``unreadable`` as its reason, when either is
+    absent or not finite. The reason reads ``<what> <error> is [not ]below <against(baseline)>``."""
+    invalidates = invalidated(name)
+    if error is None or baseline is None:
+        return check(None, invalidates, missing)
+    if not_finite(error, baseline):
+        return check(None, invalidates, unreadable)
+    threshold = ratio * baseline
+    flagged = error >= threshold
+    return check(flagged, invalidates, value=error, threshold=threshold, reference_value=baseline,
+                 reason=f"{what} {error:.4g} is {'not ' if flagged else ''}below {against(baseline)}")
 
 
 # --- what the checks read from a cell ------------------------------------------------------------

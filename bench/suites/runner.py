@@ -74,7 +74,7 @@ from crlbench.suites.checks import cell_checks
 from crlbench.suites.executor import cell_threads, device_index, worker_slot
 from crlbench.suites.results import NOT_APPLICABLE, RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
 from crlbench.training.convergence import reading_cadence, verdict
-from crlbench.training.model import RECONSTRUCTION, model_device, source_fingerprint, stands_for
+from crlbench.training.model import RECONSTRUCTION, model_device, source_fingerprint, stands_for, stood_for
 from crlbench.training.train import build_model, compact_checkpoint, keep_checkpoints, train
 
 log = logging.getLogger(__name__)
@@ -238,12 +238,12 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
 def reference_row(model) -> dict[str, Any] | None:
     """The record's ``reference``: None for a method; for a reference row (docs/protocol.md, "Reference
     rows") the scores it stands for and what it runs."""
-    reference_for = tuple(getattr(model, "reference_for", ()) or ())
+    reference_for = stood_for(model)
     return {"for": list(reference_for), "architecture": model.architecture()} if reference_for else None
 
 
 def _not_standing_for(model) -> str:
-    return f"reference row {model.name!r} stands for {', '.join(model.reference_for)} only"
+    return f"reference row {model.name!r} stands for {', '.join(stood_for(model))} only"
 
 
 def training_and_evaluation_splits(dataset, split: str, pairs: bool = False):

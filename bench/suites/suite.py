@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crlbench.core.records import is_partial
 from crlbench.suites.cell import Cell
 from crlbench.suites.cell_task import is_skipped
 from crlbench.suites.dispatch import Executor, LocalExecutor
@@ -86,7 +87,7 @@ class SuiteSummary:
         """Count a finished cell's ``record``: run by this invocation, or (``finished_before`` "cached" or
         "elsewhere") finished before it or by another launcher meanwhile; failures are listed by ``title``."""
         self.records.append(record)
-        if record["status"] == "ok" and (record.get("partial") or record.get("metric_errors")):
+        if is_partial(record):
             self.partial += 1
         if record["status"] == NOT_APPLICABLE:
             self.not_applicable += 1

@@ -11,7 +11,8 @@ What a cell's child run holds (named ``<dataset>/<label>/seed<seed>``):
   ``hp.<hyperparameter>``, ``data.<dataset parameter>`` (nested values flattened with ``.``; every
   resolved value, not only the suite's overrides);
 - metrics: ``train/<loss term>`` per epoch (``step`` = epoch, counted from 1 as the trainer does),
-  every final score under :func:`metric_name` of its key, and ``time/<timing>`` in seconds
+  ``val/<score>`` for each reading of the validation sample during training (the history's
+  ``evaluations``; ``step`` = training step; kept out of ``train/``), every final score under :func:`metric_name` of its key, and ``time/<timing>`` in seconds
   (``time/metrics_s/<variant>`` for the per-metric times);
 - tags: ``crlbench.cell_hash``, ``crlbench.status``, ``crlbench.suite``, :func:`provenance_tags`
   (git commit, host, ``crlbench.lib.<library>`` versions), where the cell ran
@@ -355,9 +356,17 @@ def _cell_params(cell: Mapping[str, Any]) -> list:
 def _cell_metrics(record: Mapping[str, Any], timestamp_ms: int) -> list:
     from mlflow.entities import Metric
 
-    history = (record.get("history") or {}).get("epochs") or []
+    history = record.get("history") or {}
+    evaluations = [reading for reading in history.get("evaluations") or [] if isinstance(reading, Mapping)]
+    validation = {name for reading in evaluations for name in (reading.get("scores") or {})}
+    # the loss terms per epoch (step = epoch); the trainer also copies each epoch-end validation reading into
+    # its epoch's entry: those are logged once, from ``evaluations``, below
     metrics = [Metric(metric_name(f"train/{term}"), float(value), timestamp_ms, epoch)
-               for epoch, terms in enumerate(history, start=1) for term, value in terms.items() if _is_number(value)]
+               for epoch, terms in enumerate(history.get("epochs") or [], start=1) for term, value in terms.items()
+               if term not in validation and _is_number(value)]
+    # the monitor's readings of the validation sample during training (step = training step)
+    metrics += [Metric(metric_name(f"val/{name}"), float(value), timestamp_ms, int(reading.get("step") or 0))
+                for reading in evaluations for name, value in (reading.get("scores") or {}).items() if _is_number(value)]
     metrics += _metrics({metric_name(key): value for key, value in (record.get("scores") or {}).items()}, timestamp_ms)
     timings = _flat(record.get("timings") or {}, "time", separator="/")
     metrics += _metrics({metric_name(key): value for key, value in timings.items()}, timestamp_ms)

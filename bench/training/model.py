@@ -40,8 +40,9 @@ Defaults a subclass may override:
 * ``learned_graph()`` gives the graph a method learns (CausalVAE's and DEAR's A, ILCM's inferred
   graph) for the graph-recovery metric: None (the default) for a method that learns none;
 * ``reference_for`` (class attribute, default ``()``: a method) makes the model a *reference row*
-  (docs/protocol.md, "Reference rows"): the names of the metrics it stands for, and ``"reconstruction"``
-  for ``reconstruction.mse``; the runner computes only those for it and lists the others as not
+  (docs/protocol.md, "Reference rows"): the names of the metrics it stands for, ``"reconstruction"``
+  for ``reconstruction.mse`` and ``"latent"`` for every registered metric that reads the representation
+  (crlbench.core.references); the runner computes only those for it and lists the others as not
   applicable. ``architecture()`` says what a reference row runs (None, the default, for a method);
 * ``needs_pairs = True`` (class attribute, default False) asks for weakly supervised pairs: every
   training batch then also holds ``"images_after"`` [B, C, H, W], the same scene after an intervention
@@ -66,6 +67,7 @@ from torch import nn
 
 from crlbench.core.errors import ConfigError
 from crlbench.core.params import parse_params
+from crlbench.core.references import RECONSTRUCTION, expanded, stands_for_name  # noqa: F401 (RECONSTRUCTION: re-exported)
 
 
 def adam(parameters, **options: Any) -> torch.optim.Optimizer:
@@ -187,14 +189,16 @@ class CausalModel(nn.Module):
         return matched_code(self, k)
 
 
-RECONSTRUCTION = "reconstruction"  # the pseudo-metric of ``reference_for`` that stands for reconstruction.mse
-
-
 def stands_for(model: Any, name: str) -> bool:
     """Whether ``model`` is scored on ``name`` (a metric name or :data:`RECONSTRUCTION`): a method on every
-    score, a reference row only on those in its ``reference_for``."""
-    reference_for = tuple(getattr(model, "reference_for", ()) or ())
-    return not reference_for or name in reference_for
+    score, a reference row only on those its ``reference_for`` names (crlbench.core.references)."""
+    return stands_for_name(tuple(getattr(model, "reference_for", ()) or ()), name)
+
+
+def stood_for(model: Any) -> tuple[str, ...]:
+    """The names a reference row stands for, :data:`crlbench.core.references.LATENT` expanded from the metric
+    registry; () for a method."""
+    return expanded(tuple(getattr(model, "reference_for", ()) or ()))
 
 
 def model_device(model: Any) -> torch.device:
