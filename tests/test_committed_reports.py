@@ -20,10 +20,10 @@ STANDARD = ROOT / "reports" / "standard"
 def test_every_cell_of_the_standard_suite_has_a_committed_record():
     config = load_suite(SUITE)
     planned = plan(config, STANDARD)
-    assert len(planned) == len(config.cells()) == 64
+    assert len(planned) == len(config.cells()) == 128  # 4 methods and 4 reference rows x 2 datasets x 8 seeds
     assert [p.cell.title for p in planned if p.state in ("pending", "stale")] == []  # nothing to rerun
     records = load_records(STANDARD / "cells")
-    assert len(records) == 64 and all(record["status"] == "ok" for record in records)
+    assert len(records) == 128 and all(record["status"] == "ok" for record in records)
     assert not list(STANDARD.glob("cells/*/checkpoint"))  # records and metric files, not checkpoints
 
 
