@@ -35,10 +35,14 @@ def rows_of(markdown: str, dataset: str) -> dict[str, list[str]]:
 def mutate(records: list[dict]) -> list[dict]:
     """copy becomes a reference row with the best CF MSE; causal_vae keeps the best CF MSE on pendulum from one
     seed of four; beta_vae's best-looking DCI-D on flow is flagged in two seeds by posterior_collapse; one
-    icm_vae cell on flow is partial."""
+    icm_vae cell on flow is partial. The methods' records carry checks (as the runner writes them today), so
+    none is derived from the copy row (crlbench.reports.derived_checks; tests/test_derived_checks.py)."""
     for record in records:
         cell = record["cell"]
         key = (cell["dataset"], cell["label"], cell["seed"])
+        if cell["label"] != COPY:
+            record["checks"] = {"counterfactual_vs_copy": {"flagged": False, "invalidates": ["counterfactual@probe.*"],
+                                                           "reason": "recorded by the runner"}}
         if cell["label"] == COPY:
             record["reference"] = {"for": ["counterfactual@probe"], "architecture": ARCHITECTURE}
             record["not_applicable"] = {"dci@reg": "copy stands for counterfactual@probe only"}

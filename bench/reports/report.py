@@ -15,7 +15,8 @@ A table cell reads ``mean ± halfwidth`` of the 95% bootstrap interval over seed
 the half-width at two significant digits and the mean to its decimal place, or ``mean [low, high]`` when
 the interval is too asymmetric for a ``±`` (crlbench.reports.numbers), with ``(ok/total)`` when some seeds
 failed or lack the score and ``§ k/n`` when k of its n seeds are flagged by a degeneracy check (the
-record's ``checks``) that invalidates the score; among the methods with the most seeds in a column and
+record's ``checks``; for a record written before the checks, two of them derived from the report's reference
+rows when the records are read: crlbench.reports.derived_checks) that invalidates the score; among the methods with the most seeds in a column and
 no flagged seed, the best mean and those that print the same are bold (for the score's direction), and
 ``†`` marks a Holm-corrected Wilcoxon p < 0.05 against the comparison label. Reference rows (the
 record's ``reference``: copy, mean image...) are shown under the methods and never ranked, bolded or
@@ -41,6 +42,7 @@ import pandas as pd
 from crlbench.core.files import atomic_write
 from crlbench.core.records import flagged_checks, is_partial, is_reference
 from crlbench.reports import convergence, figures, html, latex, markdown, numbers, protocol, stats
+from crlbench.reports.derived_checks import derivation_note, with_derived_checks
 from crlbench.reports.columns import columns as score_columns
 from crlbench.reports.protocol import budget_text, given_text
 from crlbench.reports.tables import MARKER  # noqa: F401 (re-exported: the significance mark)
@@ -100,8 +102,9 @@ def flag_counts(records: list[dict], metrics: list[str]) -> dict[tuple[str, str,
 
 
 def fired_checks(records: list[dict], metrics: list[str]) -> dict[str, dict]:
-    """The checks that flagged a tabulated score of some method's cell: name -> ``{cells, invalidates, reason}``
-    (the reason of the first such cell)."""
+    """The checks that flagged a tabulated score of some method's cell: name -> ``{cells, derived, invalidates,
+    reason}`` (``derived``: how many of the cells had it derived from the reference rows; the reason of the first
+    such cell)."""
     fired: dict[str, dict] = {}
     for record in records:
         if record.get("status") != "ok":
@@ -109,9 +112,10 @@ def fired_checks(records: list[dict], metrics: list[str]) -> dict[str, dict]:
         names = {name for score, checks in flagged_checks(record).items() if score in metrics for name in checks}
         for name in sorted(names):
             check = record["checks"][name]
-            entry = fired.setdefault(name, {"cells": 0, "invalidates": list(check.get("invalidates") or []),
+            entry = fired.setdefault(name, {"cells": 0, "derived": 0, "invalidates": list(check.get("invalidates") or []),
                                             "reason": str(check.get("reason") or "no reason recorded")})
             entry["cells"] += 1
+            entry["derived"] += bool(check.get("derived"))
     return fired
 
 
@@ -400,6 +404,7 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
     Returns the written paths, figures included.
     """
     check_records(records)
+    records = with_derived_checks(records)  # records that predate the checks: two derived from the reference rows
     out_dir = Path(out_dir)
     frame = records_frame(records)
     metrics = select_metrics(frame, metrics)
@@ -426,7 +431,8 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
                       collect_provenance(records, provenance), protocol.describe(records, suite),
                       convergence.per_label(tallies),
                       legend_lines(reference_label, convergence.legend_line(convergence.overall(tallies)),
-                                   flag_legend(fired_checks(records, metrics)), architectures),
+                                   flag_legend(fired_checks(records, metrics)) + derivation_note(records),
+                                   architectures),
                       paired=tests, seed_ranks=seed_ranks, partial=partial_cells(frame), references=architectures,
                       flags=seed_flags(merged))
     data.figures = make_figures(records, frame, summary, metrics, ranks, out_dir / "figures")

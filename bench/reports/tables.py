@@ -179,10 +179,16 @@ def legend_lines(reference: str, convergence_line: str | None = None, flag_lines
 
 def flag_legend(fired: dict[str, dict]) -> list[str]:
     """The legend entry for :data:`FLAG` naming each check that fired (``fired``: check name -> ``{cells,
-    invalidates, reason}``), or nothing when none did."""
+    invalidates, reason}`` and optionally ``derived``, how many of the cells had it derived from the reference
+    rows), or nothing when none did."""
     if not fired:
         return []
-    checks = "; ".join(f"{name} ({entry['cells']} cell{'s' * (entry['cells'] != 1)}; invalidates "
+
+    def derived(entry: dict) -> str:
+        count = entry.get("derived") or 0
+        return f", {count} of them derived from the reference rows" if count else ""
+
+    checks = "; ".join(f"{name} ({entry['cells']} cell{'s' * (entry['cells'] != 1)}{derived(entry)}; invalidates "
                        f"{', '.join(entry['invalidates']) or 'no score'}; first such cell: {entry['reason']})"
                        for name, entry in sorted(fired.items()))
     return [f"{FLAG} k/n: k of the n seeds with the score are flagged by a degeneracy check that invalidates it "
