@@ -22,13 +22,20 @@ makes unreadable. The record keeps them under ``checks``, check name -> check:
 * ``counterfactual_vs_copy``: ``counterfactual@probe.counterfactual_mse`` against returning the source
   image unchanged (``copy_mse``); fires when the model is not better.
 
+One more is only ever derived in a report, because it needs another cell's scores
+(:data:`DERIVED_CHECK_NAMES`, :mod:`crlbench.reports.derived_checks`):
+
+* ``latent_vs_untrained``: each latent score against the ``untrained`` reference row's (the shared backbone's
+  codes at their seeded initial weights) on the same rows and seed; fires when some score is not better, and
+  invalidates exactly those scores.
+
 A reference row (a model with ``reference_for``) gets every check null.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -43,6 +50,12 @@ INTERVENTIONAL = "counterfactual@probe"  # the metric whose scores inert_do and 
 
 CHECK_NAMES = ("reconstruction_vs_mean_image", "posterior_collapse", "constant_codes", "inert_do",
                "counterfactual_vs_copy")
+DERIVED_CHECK_NAMES = ("latent_vs_untrained",)  # derived in the report from another cell's scores, never by the runner
+UNTRAINED_MARGIN = 0.0  # latent_vs_untrained fires when a score is not better than the untrained row's (no margin)
+# Scores latent_vs_untrained leaves out: the probe's fit on its own training rows (informativeness_train, mse_train),
+# the test error that informativeness_test restates in factor units (mse_test), and a count with no better direction
+# (irs num_active_dims). Matched on the part of the score name after the metric.
+DIAGNOSTIC_SCORES = ("informativeness_train", "mse_train", "mse_test", "num_active_dims")
 
 
 def check(flagged: bool | None, invalidates: Iterable[str], reason: str, value: float | None = None,
@@ -171,3 +184,42 @@ def not_better(name: str, error: float | None, baseline: float | None, ratio: fl
                  reason=f"{what} {error:.4g} is {'not ' if flagged else ''}below {against(baseline)}")
 
 
+def latent_vs_untrained(scores: Mapping[str, float], untrained: Mapping[str, float],
+                        direction: Callable[[str], str], missing: str | None = None) -> dict[str, Any]:
+    """A method's latent ``scores`` against the ``untrained`` reference row's on the same rows and seed (score name
+    -> value, both). Compared: the scores both hold, finite in both, but :data:`DIAGNOSTIC_SCORES`; ``direction``
+    gives ``"max"`` (higher is better) or ``"min"`` per score name (crlbench.reports.stats.direction). Fires when
+    some score is not better than the untrained row's (``<=`` for ``max``, ``>=`` for ``min``; margin
+    :data:`UNTRAINED_MARGIN`) and invalidates exactly those score names. ``value``, ``reference_value`` and
+    ``threshold`` are of the score with the least advantage over the untrained row (the first flagged one when
+    it fires); the reason names every flagged score with both values."""
+    compared = sorted(name for name, value in scores.items()
+                      if name in untrained and name.split(".", 1)[-1] not in DIAGNOSTIC_SCORES
+                      and _finite_number(value) and _finite_number(untrained[name]))
+    if not compared:
+        return check(None, [], missing or "no latent score of the method is also scored, finite, by the untrained row")
+    signs = {name: 1.0 if direction(name) == "max" else -1.0 for name in compared}
+    advantage = {name: signs[name] * (float(scores[name]) - float(untrained[name])) for name in compared}
+    flagged = [name for name in compared if advantage[name] <= UNTRAINED_MARGIN]
+    closest = flagged[0] if flagged else min(compared, key=advantage.__getitem__)
+    floor = float(untrained[closest])
+
+    def reading(name: str) -> str:
+        word = "above" if signs[name] > 0 else "below"
+        return (f"{name} {float(scores[name]):.4g} is {'not ' if name in flagged else ''}{word} the untrained "
+                f"backbone's {float(untrained[name]):.4g}")
+
+    if flagged:
+        reason = "; ".join(reading(name) for name in flagged) + " on the same rows"
+        if len(flagged) < len(compared):
+            others = len(compared) - len(flagged)
+            reason += f" ({others} other latent score{'s' * (others != 1)} better than it)"
+    else:
+        reason = (f"all {len(compared)} latent scores are better than the untrained backbone's on the same rows "
+                  f"(closest: {reading(closest)})")
+    return check(bool(flagged), flagged, reason, value=scores[closest],
+                 threshold=floor + signs[closest] * UNTRAINED_MARGIN, reference_value=floor)
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -19,7 +19,15 @@ seed and the evaluation settings that pick the rows (split, n_train, n_test); fo
 on the metric's options (the suite's, and the resolved ones and the metric seed where both record them).
 Without such a row, or without the method's score, the check is null and says why. ``posterior_collapse``,
 ``constant_codes`` and ``inert_do`` need the model, its codes or ``do_change``: they stay absent (not
-recorded). Records that carry ``checks`` and reference rows are returned as they are.
+recorded). Reference rows are returned as they are.
+
+One check is derived for every finished method record, with or without recorded ``checks``, because no cell can
+compute it alone: ``latent_vs_untrained`` (:func:`crlbench.core.degeneracy.latent_vs_untrained`), the record's
+latent scores against those of the ``untrained`` reference row (the shared backbone's codes at their seeded
+initial weights) on the same rows and seed (:func:`_same_rows`), each score compared only where the two cells ran
+its metric with the same options (the suite's, and the resolved options and metric seed where both record them).
+It invalidates exactly the scores that are not better than the untrained row's; without a matching row it is null
+and says why.
 """
 
 from __future__ import annotations
@@ -29,10 +37,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from crlbench.core.degeneracy import INTERVENTIONAL, counterfactual_vs_copy, reconstruction_vs_mean_image
+from crlbench.core.degeneracy import (
+    DERIVED_CHECK_NAMES, INTERVENTIONAL, counterfactual_vs_copy, latent_vs_untrained, reconstruction_vs_mean_image)
 from crlbench.core.records import is_reference
+from crlbench.reports.stats import direction
 
-MEAN_IMAGE, COPY = "mean_image", "copy"  # the registered reference rows the two checks read
+MEAN_IMAGE, COPY, UNTRAINED = "mean_image", "copy", "untrained"  # the registered reference rows the checks read
+PREDATING_CHECKS = ("reconstruction_vs_mean_image", "counterfactual_vs_copy")  # derived for records without checks
+(LATENT_VS_UNTRAINED,) = DERIVED_CHECK_NAMES  # "latent_vs_untrained": derived for every method record
 COUNTERFACTUAL_MSE = f"{INTERVENTIONAL}.counterfactual_mse"
 PREDATES = "the record predates the checks"
 
@@ -43,12 +55,43 @@ def predates_checks(record: dict) -> bool:
 
 
 def with_derived_checks(records: list[dict]) -> list[dict]:
-    """``records`` with, for each method record that predates the checks, a copy carrying the derived
-    ``reconstruction_vs_mean_image`` and ``counterfactual_vs_copy`` under ``checks``; the others unchanged."""
+    """``records`` with, for each finished method record, a copy whose ``checks`` add the derived
+    ``latent_vs_untrained`` and, for a record that predates the checks, the derived ``reconstruction_vs_mean_image``
+    and ``counterfactual_vs_copy``; reference rows and unfinished cells unchanged."""
     means = [record for record in records if _reference(record, MEAN_IMAGE)]
     copies = [record for record in records if _reference(record, COPY)]
-    return [{**record, "checks": derived_checks(record, means, copies)} if predates_checks(record) else record
-            for record in records]
+    untrained = [record for record in records if _reference(record, UNTRAINED)]
+    derived = []
+    for record in records:
+        if record.get("status") != "ok" or is_reference(record):
+            derived.append(record)
+            continue
+        checks = derived_checks(record, means, copies) if predates_checks(record) else dict(record["checks"])
+        checks[LATENT_VS_UNTRAINED] = derived_latent_vs_untrained(record, untrained)
+        derived.append({**record, "checks": checks})
+    return derived
+
+
+def derived_latent_vs_untrained(record: dict, untrained: list[dict]) -> dict[str, Any]:
+    """``latent_vs_untrained`` of a method ``record`` against the first of the ``untrained`` reference rows on the
+    same rows and seed, over the scores of the metrics both ran with the same options; marked derived."""
+    scores = record.get("scores") or {}
+    for reference in untrained:
+        if not _same_rows(record, reference):
+            continue
+        floor = {name: value for name, value in (reference.get("scores") or {}).items()
+                 if name in scores and _same_metric(record, reference, name.split(".", 1)[0])}
+        cell_hash = reference.get("hash") or reference["cell"].get("hash")
+        source = f"reference row {reference['cell'].get('label') or UNTRAINED} (cell {cell_hash})"
+        result = latent_vs_untrained(scores, floor, direction, f"not derived from {source}: no latent score of the "
+                                     "method is also scored, finite and with the same metric options, by that row")
+        if result["flagged"] is not None:
+            result["reason"] = f"derived in the report from {source}, same seed and rows: {result['reason']}"
+        return {**result, "derived": True, "reference_cell": cell_hash}
+    return {**latent_vs_untrained({}, {}, direction,
+                                  f"not derived: the report has no {UNTRAINED} reference row on the same rows "
+                                  f"({_rows_text(record['cell'])})"),
+            "derived": True, "reference_cell": None}
 
 
 def derived_checks(record: dict, means: list[dict], copies: list[dict]) -> dict[str, dict[str, Any]]:
@@ -111,12 +154,17 @@ def _same_samples(a: dict, b: dict) -> bool:
     if not _same_rows(a, b):
         return False
     options = [_suite_options(record["cell"]) for record in (a, b)]
-    if options[0] is None or options[0] != options[1]:
-        return False
-    stored = [(record.get("metrics") or {}).get(INTERVENTIONAL) or {} for record in (a, b)]
+    return options[0] is not None and options[0] == options[1] and _same_metric(a, b, INTERVENTIONAL)
+
+
+def _same_metric(a: dict, b: dict, metric: str) -> bool:
+    """Whether two records ran ``metric`` alike: the suite's options, the resolved options and the metric seed
+    agree where both record them."""
+    stored = [(record.get("metrics") or {}).get(metric) or {} for record in (a, b)]
     resolved = [(entry.get("info") or {}).get("options") for entry in stored]
     seeds = [(entry.get("settings") or {}).get("seed") for entry in stored]
-    return _agree(*resolved) and _agree(*seeds)
+    suite = [_suite_options(record["cell"], metric) for record in (a, b)]
+    return _agree(*suite) and _agree(*resolved) and _agree(*seeds)
 
 
 def _rows_key(cell: dict) -> tuple:
@@ -129,9 +177,9 @@ def _identity_dataset(record: dict) -> Any:
     return ((record["cell"].get("identity") or {}).get("dataset")) or None
 
 
-def _suite_options(cell: dict) -> Any:
+def _suite_options(cell: dict, metric: str = INTERVENTIONAL) -> Any:
     specs = [spec for spec in cell.get("metrics") or []
-             if isinstance(spec, dict) and spec.get("name") == INTERVENTIONAL]
+             if isinstance(spec, dict) and spec.get("name") == metric]
     return _canonical(specs[0].get("options") or {}) if specs else None
 
 
@@ -157,7 +205,7 @@ def derivation_note(records: list[dict]) -> list[str]:
     the report has no ``mean_image`` or ``copy`` reference row (then the legend is as it was before the checks)."""
     predating = [record for record in records if record.get("status") == "ok" and not is_reference(record)
                  and any(isinstance(check, dict) and check.get("derived")
-                         for check in (record.get("checks") or {}).values())]
+                         for check in ((record.get("checks") or {}).get(name) for name in PREDATING_CHECKS))]
     if not predating or not any(_reference(record, MEAN_IMAGE) or _reference(record, COPY) for record in records):
         return []
     counts = {name: sum((record["checks"].get(name) or {}).get("flagged") is not None for record in predating)
@@ -171,3 +219,20 @@ def derivation_note(records: list[dict]) -> list[str]:
             f"checks): {derived} (derived from the reference rows, same rule and threshold; where no matching row "
             "exists the check is unknown); posterior_collapse, constant_codes and inert_do are unknown for them "
             "(they need the model, its codes or do_change, which those records do not hold)."]
+
+
+def untrained_note(records: list[dict]) -> list[str]:
+    """The legend line for ``latent_vs_untrained`` (after :func:`with_derived_checks`): what it compares, per seed,
+    and for how many method cells it was derived, fired and was unknown; nothing when the report has no
+    ``untrained`` reference row."""
+    if not any(_reference(record, UNTRAINED) for record in records):
+        return []
+    checks = [(record.get("checks") or {}).get(LATENT_VS_UNTRAINED) for record in records
+              if record.get("status") == "ok" and not is_reference(record)]
+    verdicts = [check.get("flagged") for check in checks if isinstance(check, dict)]
+    return [f"{LATENT_VS_UNTRAINED} (derived in the report for every method cell): each latent score of a cell against "
+            f"the {UNTRAINED} reference row's on the same seed and rows (dataset, its parameters, evaluation split and "
+            "sizes), the backbone's codes at their seeded initial weights; a score not better than it (no margin; "
+            "train-fit and count diagnostics left out) is flagged on that seed. "
+            f"Fired for {verdicts.count(True)} of {len(verdicts)} method cells, unknown (no matching {UNTRAINED} row "
+            f"or no shared score) for {verdicts.count(None)}."]

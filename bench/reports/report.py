@@ -16,11 +16,12 @@ the half-width at two significant digits and the mean to its decimal place, or `
 the interval is too asymmetric for a ``±`` (crlbench.reports.numbers), with ``(ok/total)`` when some seeds
 failed or lack the score and ``§ k/n`` when k of its n seeds are flagged by a degeneracy check (the
 record's ``checks``; for a record written before the checks, two of them derived from the report's reference
-rows when the records are read: crlbench.reports.derived_checks) that invalidates the score; among the methods with the most seeds in a column and
-no flagged seed, the best mean and those that print the same are bold (for the score's direction), and
-``†`` marks a Holm-corrected Wilcoxon p < 0.05 against the comparison label. Reference rows (the
-record's ``reference``: copy, mean image...) are shown under the methods and never ranked, bolded or
-tested. ``‡ k/n`` after a method's name: k of its n seeds did not converge by the
+rows when the records are read, and for every method record latent_vs_untrained, its latent scores against the
+untrained row's on the same seed: crlbench.reports.derived_checks) that invalidates the score; among the methods
+with the most seeds in a column and no flagged seed, the best mean and those that print the same are bold (for
+the score's direction), and ``†`` marks a Holm-corrected Wilcoxon p < 0.05 against the comparison label.
+Reference rows (the record's ``reference``: copy, mean image...) are shown under the methods and never
+ranked, bolded or tested. ``‡ k/n`` after a method's name: k of its n seeds did not converge by the
 trainer's rule (crlbench.reports.convergence). Every table names what each method is given (labels, the
 true graph, an initial graph, pairs, or nothing) and its latent size; the protocol box at the top
 states the suite, budget, image size, seeds, evaluation split and sizes, each method's resolved
@@ -42,7 +43,7 @@ import pandas as pd
 from crlbench.core.files import atomic_write
 from crlbench.core.records import flagged_checks, is_partial, is_reference
 from crlbench.reports import convergence, figures, html, latex, markdown, numbers, protocol, stats
-from crlbench.reports.derived_checks import derivation_note, with_derived_checks
+from crlbench.reports.derived_checks import derivation_note, untrained_note, with_derived_checks
 from crlbench.reports.columns import columns as score_columns
 from crlbench.reports.protocol import budget_text, given_text
 from crlbench.reports.tables import MARKER  # noqa: F401 (re-exported: the significance mark)
@@ -103,8 +104,8 @@ def flag_counts(records: list[dict], metrics: list[str]) -> dict[tuple[str, str,
 
 def fired_checks(records: list[dict], metrics: list[str]) -> dict[str, dict]:
     """The checks that flagged a tabulated score of some method's cell: name -> ``{cells, derived, invalidates,
-    reason}`` (``derived``: how many of the cells had it derived from the reference rows; the reason of the first
-    such cell)."""
+    reason}`` (``derived``: how many of the cells had it derived from the reference rows; ``invalidates``: the
+    patterns of all those cells, in order of appearance; the reason of the first such cell)."""
     fired: dict[str, dict] = {}
     for record in records:
         if record.get("status") != "ok":
@@ -116,6 +117,8 @@ def fired_checks(records: list[dict], metrics: list[str]) -> dict[str, dict]:
                                             "reason": str(check.get("reason") or "no reason recorded")})
             entry["cells"] += 1
             entry["derived"] += bool(check.get("derived"))
+            entry["invalidates"] += [pattern for pattern in check.get("invalidates") or []
+                                     if pattern not in entry["invalidates"]]
     return fired
 
 
@@ -404,7 +407,8 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
     Returns the written paths, figures included.
     """
     check_records(records)
-    records = with_derived_checks(records)  # records that predate the checks: two derived from the reference rows
+    records = with_derived_checks(records)  # latent_vs_untrained for every method record; two more for records
+    # that predate the checks (all from the reference rows)
     out_dir = Path(out_dir)
     frame = records_frame(records)
     metrics = select_metrics(frame, metrics)
@@ -431,7 +435,8 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
                       collect_provenance(records, provenance), protocol.describe(records, suite),
                       convergence.per_label(tallies),
                       legend_lines(reference_label, convergence.legend_line(convergence.overall(tallies)),
-                                   flag_legend(fired_checks(records, metrics)) + derivation_note(records),
+                                   flag_legend(fired_checks(records, metrics)) + derivation_note(records)
+                                   + untrained_note(records),
                                    architectures),
                       paired=tests, seed_ranks=seed_ranks, partial=partial_cells(frame), references=architectures,
                       flags=seed_flags(merged))
