@@ -19,7 +19,16 @@ PLUGIN_MODULES = ("crl_plugin_models", "crl_plugin_unaligned", "crl_plugin_metri
 
 @pytest.fixture
 def plugin_path(monkeypatch):
+    """The test plugins importable; the names they register are dropped afterwards (as in test_pairs), so that
+    later tests see only the built-in models and metrics (the reference rows' latent metrics are read from
+    the registry)."""
+    from crlbench.core import registry
+
     monkeypatch.syspath_prepend(str(PLUGINS))
+    for kind in registry.KINDS:
+        names = registry.registry(kind)
+        monkeypatch.setattr(names, "_objects", dict(names._objects))
+        monkeypatch.setattr(names, "_registered_by", dict(names._registered_by))
     yield
     for name in PLUGIN_MODULES:
         sys.modules.pop(name, None)
