@@ -71,8 +71,8 @@ def test_an_old_record_worse_than_the_mean_image_is_flagged_and_its_shift_not_bo
         assert "§ 3/3" in entry and not entry.startswith("**"), entry
     assert icm_vae[2].startswith("**") and "§" not in " ".join(icm_vae)  # its own checks passed: not re-derived
     legend = markdown.split("## Paired differences", 1)[0]
-    assert "reconstruction_vs_mean_image (3 cells, 3 of them derived from the reference rows" in legend
-    assert "counterfactual_vs_copy (3 cells, 3 of them derived from the reference rows" in legend
+    assert "reconstruction_vs_mean_image (3 cells with a flagged score in these tables, 3 of them derived from the reference rows" in legend
+    assert "counterfactual_vs_copy (3 cells with a flagged score in these tables, 3 of them derived from the reference rows" in legend
     assert "posterior_collapse, constant_codes and inert_do are unknown for them" in legend
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
     dear_flags = scores[(scores["method"] == "dear") & (scores["score"] == CF)]["flags"]
@@ -196,7 +196,7 @@ def test_a_method_below_the_untrained_row_on_a_seed_is_flagged_on_that_score_onl
     ivae, beta_vae = table_row(markdown, "ivae"), table_row(markdown, "beta_vae")
     assert "§ 1/3" in ivae[0] and "§" not in ivae[1] and "§" not in " ".join(beta_vae)
     legend = markdown.split("## Paired differences", 1)[0]
-    assert ("latent_vs_untrained (1 cell, 1 of them derived from the reference rows; invalidates mcc@pearson.mcc;"
+    assert ("latent_vs_untrained (1 cell with a flagged score in these tables, 1 of them derived from the reference rows; invalidates mcc@pearson.mcc;"
             in legend)
     assert "against the untrained reference row's on the same seed and rows" in legend
     assert "Fired for 1 of 6 method cells" in legend

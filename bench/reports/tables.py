@@ -188,7 +188,8 @@ def flag_legend(fired: dict[str, dict]) -> list[str]:
         count = entry.get("derived") or 0
         return f", {count} of them derived from the reference rows" if count else ""
 
-    checks = "; ".join(f"{name} ({entry['cells']} cell{'s' * (entry['cells'] != 1)}{derived(entry)}; invalidates "
+    checks = "; ".join(f"{name} ({entry['cells']} cell{'s' * (entry['cells'] != 1)} with a flagged score in these "
+                       f"tables{derived(entry)}; invalidates "
                        f"{', '.join(entry['invalidates']) or 'no score'}; first such cell: {entry['reason']})"
                        for name, entry in sorted(fired.items()))
     return [f"{FLAG} k/n: k of the n seeds with the score are flagged by a degeneracy check that invalidates it "

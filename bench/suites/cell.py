@@ -43,7 +43,7 @@ from crlbench.training.precision import DEFAULT_PRECISION
 HASH_LENGTH = 16
 VALIDATION_FRACTION = 0.1  # of the training split, held out when a dataset has no val split (hashed)
 EVALUATION_SPLITS = ("test", "val")
-REPRESENTATIONS = ("factor_codes", "raw")  # what latent metrics read (crlbench.suites.runner.evaluation_representation)
+REPRESENTATIONS = ("factor_codes", "raw")  # what latent metrics read (crlbench.suites.representation)
 
 
 @dataclass(frozen=True)

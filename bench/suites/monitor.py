@@ -12,7 +12,7 @@ nothing the cell trains on (its hash and weights are those of a cell without the
 
 Half the sample (``fit``) is what DCI's trees are fitted on and what matches an unaligned model's codes
 to factors; the other half (``score``) is where MCC and the reconstruction error are read. Scores are
-computed on the representation the leaderboard reads (:func:`crlbench.suites.runner.evaluation_representation`).
+computed on the representation the leaderboard reads (:func:`crlbench.suites.representation.evaluation_representation`).
 MCC is the registered ``mcc@pearson`` with the suite's options. DCI is ``dci@reg``'s importance and
 formulas (:mod:`crlbench.metrics.dci`) with cheaper trees: :data:`DCI_TREES` gradient-boosted trees at
 learning rate :data:`DCI_LEARNING_RATE` instead of 100 at 0.1 (the same shrinkage budget, trees x rate =
@@ -34,8 +34,8 @@ from crlbench.core import registry
 from crlbench.metrics import compute, dci
 from crlbench.training.convergence import MONITOR_KEY
 from crlbench.training.model import RECONSTRUCTION, model_device, stands_for
-from crlbench.suites.runner import (MONITOR_STREAM, VALIDATION_SEED, as_model_images, evaluation_representation,
-                                    factor_alignment, reconstruction_error)
+from crlbench.suites.representation import (MONITOR_STREAM, VALIDATION_SEED, as_model_images,
+                                            evaluation_representation, factor_alignment, reconstruction_error)
 
 log = logging.getLogger(__name__)
 

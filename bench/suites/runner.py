@@ -8,15 +8,16 @@ finished suite is computed from the stored latents without retraining.
 Random streams of a cell's seed (spawn keys of ``numpy.random.SeedSequence``): 0-2 and 6 belong to the
 trainer (:mod:`crlbench.training.train`; 6 picks the rows given to ``on_train_end``), 3 picks the
 evaluation sample, 4 seeds the metrics and the intervention grid. Stream 5 of seed 0 picks the
-monitor's validation sample: the same images for every cell of a dataset.
+monitor's validation sample: the same images for every cell of a dataset (the stream numbers are
+in :mod:`crlbench.suites.representation`).
 
 After every epoch (and every k steps in runs of fewer than 20 epochs) the trainer reads DCI, MCC and
 the reconstruction error of that validation sample, never the test split (:mod:`crlbench.suites.monitor`),
 into the history's ``evaluations``; it never stops or selects anything, and the record's
 ``convergence`` is judged from it (:mod:`crlbench.training.convergence`).
 
-Latent metrics read one representation, the same for every model (:func:`evaluation_representation`,
-docs/protocol.md). The record's ``checks`` say which scores a degenerate run invalidates
+Latent metrics read one representation, the same for every model
+(:func:`crlbench.suites.representation.evaluation_representation`, docs/protocol.md). The record's ``checks`` say which scores a degenerate run invalidates
 (:mod:`crlbench.suites.checks`).
 Any exception becomes a ``failed`` record naming the error; the caller goes on with
 other cells. A method that does not apply to the dataset (:class:`crlbench.core.errors.NotApplicable`:
@@ -72,6 +73,10 @@ from crlbench.metrics.interventional import concept_value
 from crlbench.suites.cell import VALIDATION_FRACTION, Cell
 from crlbench.suites.checks import cell_checks
 from crlbench.suites.executor import cell_threads, device_index, worker_slot
+from crlbench.suites.monitor import MONITOR_METRICS, ValidationMonitor, validation_sample
+from crlbench.suites.representation import (  # noqa: F401 - ENCODE_BATCH, MONITOR_STREAM: re-exported
+    ENCODE_BATCH, EVALUATION_STREAM, METRIC_STREAM, MONITOR_STREAM, VALIDATION_SEED, Representation,
+    as_model_images, encode, evaluation_representation, factor_alignment, reconstruction_error)
 from crlbench.suites.results import NOT_APPLICABLE, RESULT, SCHEMA, cell_dir, read_json, write_json, write_npz
 from crlbench.training.convergence import reading_cadence, verdict
 from crlbench.training.model import RECONSTRUCTION, model_device, source_fingerprint, stands_for, stood_for
@@ -79,9 +84,6 @@ from crlbench.training.train import build_model, compact_checkpoint, keep_checkp
 
 log = logging.getLogger(__name__)
 
-EVALUATION_STREAM, METRIC_STREAM, MONITOR_STREAM = 3, 4, 5
-VALIDATION_SEED = 0  # the holdout is the same for every cell seed: trials are compared on one set
-ENCODE_BATCH = 256
 RECONSTRUCTION_SAMPLES = 256
 INTERVENTION_GRID = "intervention_grid"  # its failure is recorded beside the metrics' in metric_errors
 DEFAULT_FACTOR_BINS = 20  # disentanglement_lib's binning of continuous factors for discrete-only metrics
@@ -325,46 +327,14 @@ def _unreadable(notes: list[str], path: Path, error: BaseException, action: str)
     notes.append(note)
 
 
-def as_model_images(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N, H, W, C] -> float [N, C, H, W] in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-@torch.no_grad()
-def encode(model, images: np.ndarray) -> np.ndarray:
-    """The model's representation of ``images``, flattened to [N, codes]. The images go where the model is
-    (a model evaluated during training, by a per-epoch hook, may be on a GPU); the codes come back to the
-    CPU. A cell's own evaluation runs on the CPU whatever it trained on: ``_evaluate`` moves the model
-    there after training, so its scores depend on its weights only."""
-    device = model_device(model)
-    parts = [model.encode(as_model_images(images[i:i + ENCODE_BATCH]).to(device)).flatten(1).cpu()
-             for i in range(0, len(images), ENCODE_BATCH)]
-    return torch.cat(parts).double().numpy()
-
-
 @torch.no_grad()
 def _block_shape(model, images: np.ndarray) -> tuple[int, int]:
     return tuple(model.encode(as_model_images(images).to(model_device(model))).shape[1:])
 
 
-def reconstruction_error(model, images: np.ndarray | torch.Tensor) -> float:
-    """Mean squared reconstruction error of ``images`` (uint8 [N, H, W, C], or model images already on
-    the model's device) in eval mode; the model's mode is restored."""
-    x = images if isinstance(images, torch.Tensor) else as_model_images(images).to(model_device(model))
-    training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            return float(((model.reconstruct(x) - x) ** 2).mean())
-    finally:
-        model.train(training)
-
-
 def heldout_monitor(cell: Cell, dataset, train_split, eval_split, device: str) -> tuple[Any, dict[str, Any]]:
     """The trainer's monitor (:mod:`crlbench.suites.monitor`: DCI, MCC and the reconstruction error of a fixed
     validation sample, never the test split) and its description for the record's history."""
-    from crlbench.suites.monitor import MONITOR_METRICS, ValidationMonitor, validation_sample
-
     sample = validation_sample(dataset, cell.evaluation.split, train_split, eval_split)
     options = {spec.name: dict(spec.options) for spec in cell.metrics if spec.name in MONITOR_METRICS}
     monitor = ValidationMonitor(sample, device, seed=_stream_seed(cell.seed, METRIC_STREAM),
@@ -379,53 +349,6 @@ def _align(model, latents: dict[str, np.ndarray]) -> dict[str, Any]:
     if alignment["kind"] == "matched" and hasattr(model, "set_alignment"):
         model.set_alignment(alignment["codes"])
     return alignment
-
-
-def factor_alignment(aligned: bool, latents: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Which codes go with which factor: concept blocks for aligned models; for an unaligned model the
-    Hungarian matching of ``mcc@pearson`` on ``latents``' training sample. Changes nothing in the model."""
-    blocks, size = (int(v) for v in latents["blocks"])
-    factors = latents["y_train"].shape[1]
-    if aligned:
-        return {"kind": "supervised", "block_size": size, "codes": list(range(factors * size))}
-    matched = compute("mcc@pearson", latents["z_train"], latents["y_train"]).info["alignment"]["blocks"]
-    return {"kind": "matched", "block_size": 1, "codes": [int(block[0]) for block in matched]}
-
-
-@dataclasses.dataclass(frozen=True)
-class Representation:
-    """The codes every latent metric reads (the evaluation protocol, docs/protocol.md).
-
-    ``factor_codes`` (the default): one code per factor, code k going with factor k: an aligned model's
-    concept block k reduced to its mean code, an unaligned model's code matched to factor k. ``raw``: every
-    code the model's encoder gives, the aligned codes first, blocks of ``block_size``.
-    """
-
-    kind: str
-    rule: str
-    z_train: np.ndarray
-    z_test: np.ndarray
-    block_size: int
-
-    def description(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rule": self.rule, "codes": int(self.z_train.shape[1]), "block_size": self.block_size}
-
-
-def evaluation_representation(latents: dict[str, np.ndarray], alignment: dict[str, Any], kind: str) -> Representation:
-    """The ``kind`` representation of a cell's stored latents (``REPRESENTATIONS``)."""
-    z_train, z_test = latents["z_train"], latents["z_test"]
-    if kind == "raw":
-        order = alignment["codes"] + [c for c in range(z_test.shape[1]) if c not in alignment["codes"]]
-        return Representation("raw", "every code, aligned codes first", z_train[:, order], z_test[:, order],
-                              alignment["block_size"])
-    if alignment["kind"] == "supervised":
-        blocks, size = (int(v) for v in latents["blocks"])
-        reduce = lambda z: z.reshape(len(z), blocks, size).mean(axis=2)  # noqa: E731
-        rule = "concept block mean" if size > 1 else "concept code"
-        return Representation("factor_codes", rule, reduce(z_train), reduce(z_test), 1)
-    codes = alignment["codes"]
-    return Representation("factor_codes", "matched code (Hungarian on |Pearson r|, training sample)",
-                          z_train[:, codes], z_test[:, codes], 1)
 
 
 def budget_fraction(cell: Cell, steps: int, train_size: int) -> dict[str, Any] | None:
