@@ -58,18 +58,27 @@ def with_derived_checks(records: list[dict]) -> list[dict]:
     """``records`` with, for each finished method record, a copy whose ``checks`` add the derived
     ``latent_vs_untrained`` and, for a record that predates the checks, the derived ``reconstruction_vs_mean_image``
     and ``counterfactual_vs_copy``; reference rows and unfinished cells unchanged."""
-    means = [record for record in records if _reference(record, MEAN_IMAGE)]
-    copies = [record for record in records if _reference(record, COPY)]
-    untrained = [record for record in records if _reference(record, UNTRAINED)]
+    means, copies, untrained = (_by_rows(records, model) for model in (MEAN_IMAGE, COPY, UNTRAINED))
     derived = []
     for record in records:
         if record.get("status") != "ok" or is_reference(record):
             derived.append(record)
             continue
-        checks = derived_checks(record, means, copies) if predates_checks(record) else dict(record["checks"])
-        checks[LATENT_VS_UNTRAINED] = derived_latent_vs_untrained(record, untrained)
+        rows = _rows_key(record["cell"])  # only reference rows of the same rows can match: no scan of the others
+        checks = (derived_checks(record, means.get(rows, []), copies.get(rows, [])) if predates_checks(record)
+                  else dict(record["checks"]))
+        checks[LATENT_VS_UNTRAINED] = derived_latent_vs_untrained(record, untrained.get(rows, []))
         derived.append({**record, "checks": checks})
     return derived
+
+
+def _by_rows(records: list[dict], model: str) -> dict[tuple, list[dict]]:
+    """The finished ``model`` reference rows of ``records``, grouped by the rows they evaluate (:func:`_rows_key`)."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        if _reference(record, model):
+            groups.setdefault(_rows_key(record["cell"]), []).append(record)
+    return groups
 
 
 def derived_latent_vs_untrained(record: dict, untrained: list[dict]) -> dict[str, Any]:

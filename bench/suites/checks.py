@@ -11,14 +11,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import torch
 
 from crlbench.core.degeneracy import (  # noqa: F401 (the rules, re-exported)
     ACTIVE_CODE_NATS, CHECK_NAMES, CONSTANT_CODE_SPREAD, COUNTERFACTUAL_RATIO, INERT_DO_FRACTION, INTERVENTIONAL,
     POSTERIOR_INFORMATION_NATS, RECONSTRUCTION_RATIO, check, code_spread, constant_codes, counterfactual_vs_copy,
     inert_do, invalidated, not_better, not_finite, posterior_collapse, reconstruction_vs_mean_image)
-from crlbench.core.lazy import lazy_module
+from crlbench.suites.representation import as_model_images
+from crlbench.training.model import model_device
 
-torch = lazy_module("torch")  # imported when a model's posterior is read
 log = logging.getLogger(__name__)
 
 KL_BATCH = 256
@@ -40,13 +41,12 @@ def posterior_kl(model, images: np.ndarray, batch_size: int = KL_BATCH) -> np.nd
     method = getattr(model, "posterior_kl_per_code", None)
     if method is None or len(images) == 0:
         return None
-    parameter = next(model.parameters(), None) if hasattr(model, "parameters") else None
-    device = parameter.device if parameter is not None else "cpu"
+    device = model_device(model)
     total, count = None, 0
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-            kl = method(batch.permute(0, 3, 1, 2).float().div_(255.0).to(device))
+            batch = images[start:start + batch_size]
+            kl = method(as_model_images(batch).to(device))
             if kl is None:
                 return None
             kl = kl.detach().double().cpu().numpy() * len(batch)
