@@ -1,7 +1,8 @@
 """The HTML report in a real browser: headless Chromium (Debian's package, /usr/bin/chromium) driven by
 Playwright for Python (no browser download: ``executable_path`` points at the system's Chromium). The page
 must load without console errors, decode every figure, keep wide tables inside their own scrolling box,
-and sort a column both ways while the rank table's Friedman p and critical difference stay in its footer.
+and sort a column both ways while each rank table's footer (Friedman p, critical difference or matched seeds)
+stays last.
 """
 
 import os
@@ -99,21 +100,24 @@ def test_clicking_a_header_sorts_ascending_then_descending(page):
     assert page.problems == []
 
 
-def test_sorting_the_rank_table_leaves_its_footer_in_place(page):
-    ranks = page.locator("table.ranks")
-    footer = ["Friedman p", "critical difference"]
+def test_sorting_a_rank_table_leaves_its_footer_in_place(page):
+    tables = page.locator("table.ranks")
+    assert tables.count() == 3  # across datasets, then within each of the two datasets across seeds
+    footers = [["Friedman p", "critical difference"]] + [["Friedman p", "matched seeds"]] * 2
+    for index, footer in enumerate(footers):
+        ranks = tables.nth(index)
 
-    def last_rows() -> list[str]:
-        return ranks.evaluate("t => Array.from(t.rows).slice(-2).map(r => r.cells[0].textContent.trim())")
+        def last_rows() -> list[str]:
+            return ranks.evaluate("t => Array.from(t.rows).slice(-2).map(r => r.cells[0].textContent.trim())")
 
-    assert last_rows() == footer
-    for order in ("ascending", "descending"):
-        ranks.locator("thead th").nth(1).locator("button").click()
-        values = numeric(column_values(ranks, 1))
-        assert values == sorted(values, reverse=order == "descending") and len(values) == 4
         assert last_rows() == footer
-        assert ranks.evaluate("t => t.tFoot.rows.length") == 2
-        assert not any(name in ranks.locator("tbody").inner_text() for name in footer)
+        for order in ("ascending", "descending"):
+            ranks.locator("thead th").nth(1).locator("button").click()
+            values = numeric(column_values(ranks, 1))
+            assert values == sorted(values, reverse=order == "descending") and len(values) == 4
+            assert last_rows() == footer
+            assert ranks.evaluate("t => t.tFoot.rows.length") == 2
+            assert not any(name in ranks.locator("tbody").inner_text() for name in footer)
     assert page.problems == []
 
 

@@ -104,6 +104,14 @@ def test_a_mean_on_a_bound_of_its_interval_keeps_the_longer_arms_places():
     assert numbers.interval_text(0.5, 0.5, 0.9) == "0.50 [0.50, 0.90]"
 
 
+def test_latex_stacks_an_asymmetric_intervals_arms_with_the_same_mean_and_places():
+    """The LaTeX table prints ``+above`` over ``−below`` (as narrow as a ``±``): the same mean as the
+    ``[low, high]`` text, each arm at two significant digits, never fewer decimals than the mean."""
+    assert numbers.interval_arms(0.00012, 0.000018, 0.00042) == ("0.00012", "+0.00030", "−0.00010")
+    assert numbers.interval_arms(0.5, 0.5, 0.9) == ("0.50", "+0.40", "−0.00")
+    assert numbers.interval_arms(0.5, 0.38, 0.62) is None and numbers.interval_arms(math.nan, 0.1, 0.9) is None
+
+
 def test_a_symmetric_interval_keeps_its_plus_minus_text():
     assert numbers.interval_text(0.5, 0.38, 0.62) == numbers.plus_minus(0.5, 0.12) == "0.50 ± 0.12"
     assert numbers.interval_text(0.0123, 0.0123, 0.0123) == "0.0123 ± 0"

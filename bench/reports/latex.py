@@ -2,8 +2,9 @@ r"""``leaderboard.tex``: one booktabs table per dataset, sized for one column of
 
 Rows are the scores (short names, crlbench.reports.columns) and columns the methods, so the width grows
 with the number of methods, not of scores. Each entry takes two lines: the mean (bold when best or
-tied, ``$^\dagger$`` when the paired test is significant), and under it ``±`` the half-width, or
-``[low, high]`` when the interval is too asymmetric for a ``±``, in ``\scriptsize``, with ``\S k/n``
+tied, ``$^\dagger$`` when the paired test is significant), and under it ``±`` the half-width, or the
+interval's two arms stacked (``+above`` over ``−below``, as narrow as a ``±``) when it is too asymmetric
+for a ``±``, in ``\scriptsize``, with ``\S k/n``
 when seeds are flagged by a degeneracy check. Reference rows follow the methods as columns headed
 ``(ref.)``, never bold. The table is set at ``\small`` for the 229.5 pt ``\columnwidth`` of a 10 pt two-column
 ``article``: its width is estimated from Computer Modern's glyph widths (:data:`GLYPHS`, measured with
@@ -21,11 +22,11 @@ from dataclasses import dataclass
 
 from crlbench.reports.convergence import LATEX_MARK
 from crlbench.reports.tables import Entry, ReportData, Table
-from crlbench.reports import stats
+from crlbench.reports import numbers, stats
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-           "±": r"$\pm$", "–": "--", "×": r"$\times$", "²": r"$^2$", "‡": r"$^\ddagger$", "†": r"$^\dagger$",
+           "±": r"$\pm$", "–": "--", "−": r"$-$", "×": r"$\times$", "²": r"$^2$", "‡": r"$^\ddagger$", "†": r"$^\dagger$",
            "≥": r"$\geq$", "§": r"\S{}", "≤": r"$\leq$", "<": r"$<$", ">": r"$>$", "|": r"$|$"}
 ARROWS = {"max": r"$\uparrow$", "min": r"$\downarrow$"}
 COLUMN_WIDTH_PT = 229.5  # \columnwidth of \documentclass[twocolumn]{article} at 10 pt
@@ -92,12 +93,16 @@ def header_text(table: Table, label: str) -> str:
     return escape(label) + (LATEX_MARK if table.facts(label).convergence.marked else "")
 
 
-def spread_line(entry: Entry) -> str:
-    """What the second line of an entry holds, unescaped: ``±0.12``, ``[0.000018, 0.00042]``, the counts and
-    the flag."""
-    _, rest = entry.shown()
-    rest = rest.replace("± ", "±")
-    return rest + entry.counts() + (f" {entry.flag()}" if entry.flag() else "")
+def spread_lines(entry: Entry) -> list[str]:
+    """What an entry holds under its mean, unescaped, one string per printed line: ``["±0.12"]``, or the arms of
+    an interval too asymmetric for a ``±``, ``["+0.00062", "−0.0011"]`` (stacked, so the column stays as narrow
+    as a ``±``), then the counts and the flag."""
+    if entry.not_applicable:
+        return [entry.counts() + (f" {entry.flag()}" if entry.flag() else "")]
+    arms = numbers.interval_arms(entry.mean, *entry.bounds())
+    lines = list(arms[1:]) if arms else [entry.shown()[1].replace("± ", "±")]
+    lines[-1] += entry.counts() + (f" {entry.flag()}" if entry.flag() else "")
+    return lines
 
 
 def mean_text(entry: Entry | None) -> str:
@@ -111,8 +116,10 @@ def mean_text(entry: Entry | None) -> str:
 def spread_text(entry: Entry | None) -> str:
     if entry is None:
         return ""
-    text = escape(spread_line(entry))
-    return r"{\scriptsize " + text + "}" if text else ""
+    lines = [escape(line) for line in spread_lines(entry)]
+    if len(lines) > 1:
+        return r"{\scriptsize \shortstack[r]{" + r"\\".join(lines) + "}}"
+    return r"{\scriptsize " + lines[0] + "}" if lines[0] else ""
 
 
 def text_width(text: str, size: str = "small", bold: bool = False) -> float:
@@ -134,7 +141,7 @@ def column_widths(data: ReportData, table: Table) -> list[float]:
     for label in table.rows:
         entries = [entry for entry in (table.entries.get((label, metric)) for metric in table.metrics) if entry]
         means = [text_width(entry.shown()[0], bold=entry.bold) + marks * entry.significant for entry in entries]
-        spreads = [text_width(spread_line(entry), "scriptsize") for entry in entries]
+        spreads = [text_width(line, "scriptsize") for entry in entries for line in spread_lines(entry)]
         header = (text_width(label) + marks * table.facts(label).convergence.marked
                   + text_width(" (ref.)") * (label in table.references))
         widths.append(max([header] + means + spreads))
@@ -183,8 +190,8 @@ def caption(data: ReportData, table: Table) -> str:
         f"{escape(facts.get('seeds', '?'))}; budget {escape(facts.get('budget', '?'))}; images "
         f"{escape(facts.get('image size', '?'))}; evaluation: {escape(facts.get('evaluation', '?'))}.",
         "Each entry is the mean over seeds and, below it, $\\pm$ the half-width of its 95\\% bootstrap interval "
-        "(half-width to 2 significant digits, the mean to the same decimal place), or the interval [low, high] when "
-        "it is too asymmetric for a $\\pm$; (ok/total) when seeds failed; \\S{} k/n: k of n seeds flagged by a "
+        "(half-width to 2 significant digits, the mean to the same decimal place), or, when it is too asymmetric "
+        "for a $\\pm$, its two arms stacked, $+$above over $-$below the mean; (ok/total) when seeds failed; \\S{} k/n: k of n seeds flagged by a "
         "degeneracy check. Bold: best among the unflagged methods with the most seeds, with ties at the printed "
         "precision; (ref.): a reference row, never bold; $\\uparrow$ higher, $\\downarrow$ lower is better; "
         f"$^\\dagger$: Wilcoxon $p < {stats.ALPHA}$ against {escape(data.reference)}, Holm-corrected per score.",

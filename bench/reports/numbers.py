@@ -151,6 +151,17 @@ def interval_parts(mean: float, low: float, high: float) -> tuple[str, str]:
     return fixed(mean, places), f"[{bound_text(low, places)}, {bound_text(high, places)}]"
 
 
+def interval_arms(mean: float, low: float, high: float) -> tuple[str, str, str] | None:
+    """An interval too asymmetric for a ``±`` as the printed mean and its two arms, ``("0.00985", "+0.00062",
+    "−0.0011")``: each arm to two significant digits of its own, never fewer decimals than the mean (the
+    notation ``mean^{+above}_{-below}``); None when the interval prints as ``±`` (:func:`interval_parts`)."""
+    if not math.isfinite(mean) or symmetric_enough(mean, low, high):
+        return None
+    places = interval_places(mean, low, high)
+    above, below = max(high - mean, 0.0), max(mean - low, 0.0)
+    return fixed(mean, places), f"+{bound_text(above, places)}", f"−{bound_text(below, places)}"
+
+
 def interval_text(mean: float, low: float, high: float, sign: str = "±") -> str:
     """``mean ± half-width`` or ``mean [low, high]`` by the rule above; ``–`` for an undefined mean."""
     shown_mean, rest = interval_parts(mean, low, high)
