@@ -25,7 +25,7 @@ class CausalVAEConfig:
     a_init: Literal["reference", "zeros"] = "reference"
     attention: bool = True  # the code's attention residual (not in the paper)
     label_mechanism_on: Literal["raw", "standardised"] = "raw"  # reference: l_u on raw labels
-    decoder: Literal["shared", "per_concept"] = "shared"  # per_concept: the reference's averaged logits
+    decoder: Literal["shared", "per_concept"] = "per_concept"  # the reference's, logits averaged; shared: one decoder
     graph_threshold: float = 0.3  # |A_ij| above it is an edge (the code's unused prune())
     # reference: the BCE summed over the width and averaged over batch, channel and height (utils.py's
     # log_bernoulli_with_logits sums the last axis; negative_elbo_bound takes the mean); sum: every pixel

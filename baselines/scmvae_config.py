@@ -30,7 +30,7 @@ class SCMVAEConfig:
     # reference: BCE summed over the width, mean over batch, channel and height (log_bernoulli_with_logits
     # sums the last axis of the [B, C, H, W] logits, _get_loss takes the mean); sum: every pixel
     rec_reduction: Literal["width", "sum"] = "width"
-    decoder: Literal["shared", "per_concept"] = "shared"  # per_concept: the reference's averaged logits
+    decoder: Literal["shared", "per_concept"] = "per_concept"  # the reference's, logits averaged; shared: one decoder
     # conv: the shared 64x64 backbone; reference: the code's MLP encoder and per-concept MLP decoders on RGBA
     # (an alpha channel of ones is appended, as the reference's PNGs have; ``decoder`` is then ignored)
     backbone: Literal["conv", "reference"] = "conv"

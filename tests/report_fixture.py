@@ -151,7 +151,7 @@ def _record(dataset, label, seed, cell_hash, factors, quality, rng, epochs, reco
                                 "fraction": epochs * 640 / (101 * 5000), "reference": {"epochs": 101}},
             "schedule": ({"kind": "budget", "warmup_start_step": 1, "full_weight_step": 47, "total_steps": epochs * 10,
                           "finished": True} if label == "icm_vae" else None),
-            "timings": {"train_s": 1.0, "encode_s": 0.1, "metrics_s": 0.2, "total_s": 1.3},
+            "timings": {"train_s": 1.0, "encode_s": 0.1, "metrics_s": 0.2, "total_s": 1.3, "cpu_s": 100.0 + 10 * seed},
             "provenance": _provenance()}
 
 

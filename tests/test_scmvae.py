@@ -63,7 +63,7 @@ def test_defaults_are_the_reference_training_script():
     assert (config.concept_dim, config.alpha, config.beta, config.sampling_variance) == (4, 0.1, 1.0, 1e-3)
     assert (config.lr, config.adam_beta1, config.adam_beta2) == (1e-3, 0.9, 0.999)
     assert (config.shared_mechanism_net, config.mechanism, config.rec_reduction) == (True, "joint", "width")
-    assert (config.decoder, config.backbone) == ("shared", "conv")  # the backbone deviation every model shares
+    assert (config.decoder, config.backbone) == ("per_concept", "conv")  # the reference's decode_sep on the conv backbone
 
 
 @pytest.mark.parametrize("options, message", [

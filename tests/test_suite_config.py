@@ -203,26 +203,26 @@ SUITES = __import__("pathlib").Path(__file__).parent.parent / "configs" / "suite
 # by them. Moving code (the crlbench namespace, issue 14) must keep them; a change that alters
 # training bumps crlbench.__version__ or a model's version, and then these pins are updated on purpose.
 SMOKE_HASHES = {
-    "pendulum/icm_vae/seed0": "935f44a7bee26d09", "pendulum/icm_vae/seed1": "392e851ad5cb0968",
-    "pendulum/causal_vae/seed0": "015bb591de3e6770", "pendulum/causal_vae/seed1": "812abac76b85ae3c",
+    "pendulum/icm_vae/seed0": "f51b316ee52e9544", "pendulum/icm_vae/seed1": "c8a36e7bbcc9af4f",
+    "pendulum/causal_vae/seed0": "9168be76604fcb59", "pendulum/causal_vae/seed1": "920d81609c6b6c01",
     "pendulum/dear/seed0": "da42f9438fe09b52", "pendulum/dear/seed1": "23c3e6fff6ddd7e8",
     "pendulum/beta_vae/seed0": "84e83fa47e3b4afa", "pendulum/beta_vae/seed1": "69b888eb251cf5d2",
-    "flow/icm_vae/seed0": "c14c498cec6c6a86", "flow/icm_vae/seed1": "9daade00cfb3f3ec",
-    "flow/causal_vae/seed0": "d4e4bf78222e4a00", "flow/causal_vae/seed1": "8df5e33344bc1327",
+    "flow/icm_vae/seed0": "b4a4111df5acfcef", "flow/icm_vae/seed1": "26183ee0433492bb",
+    "flow/causal_vae/seed0": "cc8aab53b8ff8d1c", "flow/causal_vae/seed1": "410952e029237100",
     "flow/dear/seed0": "581218599858b47f", "flow/dear/seed1": "f6b59393b5bbc041",
     "flow/beta_vae/seed0": "d94ae6984eca6e4c", "flow/beta_vae/seed1": "acd74c3a3463a8f5",
-    "causal_circuit/icm_vae/seed0": "8236db6e7015be5c", "causal_circuit/icm_vae/seed1": "999875c50fe6756a",
-    "causal_circuit/causal_vae/seed0": "0604172d672de2ab", "causal_circuit/causal_vae/seed1": "2db9d0e3208014ab",
+    "causal_circuit/icm_vae/seed0": "72e25bac277dbd01", "causal_circuit/icm_vae/seed1": "6b32331bddc28a9b",
+    "causal_circuit/causal_vae/seed0": "0e3dc0fdad1e5345", "causal_circuit/causal_vae/seed1": "4545457222551695",
     "causal_circuit/dear/seed0": "a390d4d2b96e5ae4", "causal_circuit/dear/seed1": "0a214b3378fd8b6b",
     "causal_circuit/beta_vae/seed0": "292fca4d909a5fe6", "causal_circuit/beta_vae/seed1": "12e2e4efeededef2",
     # added with issue 16; ILCM's record the version of the pairs it trains on (generated on Pendulum and Flow)
-    "pendulum/scm_vae/seed0": "ead5211ce0a2bee1", "pendulum/scm_vae/seed1": "36a74f32fd10dc8a",
+    "pendulum/scm_vae/seed0": "ceb7a2b6338b99a0", "pendulum/scm_vae/seed1": "037b8c5c7652038c",
     "pendulum/ivae/seed0": "956f30643901cc57", "pendulum/ivae/seed1": "119d16ecfe12ccf5",
     "pendulum/ilcm/seed0": "4927e536653fc3c4", "pendulum/ilcm/seed1": "ffdbcf00ce09517d",
-    "flow/scm_vae/seed0": "839cdc59ee8bdfb7", "flow/scm_vae/seed1": "583c8589d8cfadbe",
+    "flow/scm_vae/seed0": "4930bea989de28be", "flow/scm_vae/seed1": "41222299d4e9ed64",
     "flow/ivae/seed0": "7aa51887734d812b", "flow/ivae/seed1": "62f6918cff83ab67",
     "flow/ilcm/seed0": "9ba189cadd452754", "flow/ilcm/seed1": "54075828a376d5ea",
-    "causal_circuit/scm_vae/seed0": "10ef26c25f5a0e5f", "causal_circuit/scm_vae/seed1": "552c574350071aed",
+    "causal_circuit/scm_vae/seed0": "489c353f919372f0", "causal_circuit/scm_vae/seed1": "524476b22c6a6c1c",
     "causal_circuit/ivae/seed0": "24fe6013dd9533ff", "causal_circuit/ivae/seed1": "a3abe44c1073f42f",
     "causal_circuit/ilcm/seed0": "eed1cda5286c066b", "causal_circuit/ilcm/seed1": "9da2749554918df5",
     # added with issue 22: the reference rows (docs/protocol.md, "Reference rows")
@@ -239,9 +239,11 @@ SMOKE_HASHES = {
     "causal_circuit/supervised/seed0": "b0e0c090cbf9347f", "causal_circuit/supervised/seed1": "305f18dce5ea6e78",
     "causal_circuit/untrained/seed0": "d64c85bed326a3fa", "causal_circuit/untrained/seed1": "f3d7a78b30898566",
 }
+# Issue 23 made the reference's per-concept decoders the default of ICM-VAE, CausalVAE and SCM-VAE: their
+# rows above were re-pinned then (the resolved hyperparameters, and so the hashes, changed on purpose).
 # Evaluated on the val split: Pendulum and Flow have none, so a validation holdout is part of the hash.
-SMOKE_VAL_HASHES = {"pendulum/icm_vae/seed0": "1a4d2cbedfc026ba", "flow/icm_vae/seed0": "ffcd4831fd7f4e7f",
-                    "causal_circuit/icm_vae/seed0": "8236db6e7015be5c"}
+SMOKE_VAL_HASHES = {"pendulum/icm_vae/seed0": "bec4128f2c74a5db", "flow/icm_vae/seed0": "f986b68e27ccd4c8",
+                    "causal_circuit/icm_vae/seed0": "72e25bac277dbd01"}
 
 
 def test_the_smoke_cells_keep_their_pinned_hashes():
@@ -283,7 +285,7 @@ def test_a_bad_training_section_names_the_key(tmp_path):
     assert "'bach_size'" in message and "batch_size" in message
 
 
-@pytest.mark.parametrize("suite", ["smoke", "quick", "paper"])
+@pytest.mark.parametrize("suite", ["smoke", "quick", "paper", "standard"])
 def test_leaderboard_suites_list_each_method_once_with_its_reference_settings(suite):
     """Ablations (a second row of one method, a deviating option) live in ablations.yaml, not here. Reference
     rows (docs/protocol.md, "Reference rows") are not methods: each is listed at most once, with its defaults."""
@@ -297,6 +299,8 @@ def test_leaderboard_suites_list_each_method_once_with_its_reference_settings(su
     assert [model.label for model in methods] == names
     allowed = {"schedule", "concept_dim"}  # the budget-scaled warm-up; smoke's small CausalCircuit model
     stated = {"ivae": {"lr"}}  # deviations a model's config file states (configs/models/ivae.yaml: 0.01 diverges)
+    if suite == "quick":  # the default of its committed run, pinned so reports/quick keeps its cells (quick.yaml)
+        allowed = allowed | {"decoder"}
     for model in methods:
         defaults = dataclasses.asdict(registry.model_declaration(model.name).Config())
         changed = {key for key, value in model.hyperparameters.items() if defaults.get(key, object()) != value}

@@ -46,6 +46,18 @@ def test_resuming_from_the_latest_checkpoint_ends_where_an_unbroken_run_ends(sma
     assert len(history.epochs) == 3 and history.steps == 9
 
 
+def test_the_training_cpu_seconds_are_summed_across_resumes(small, tmp_path, monkeypatch):
+    """Each run adds the process CPU it spends to what the checkpoint holds (a fake clock: 5 s per reading)."""
+    clock = iter(range(0, 10 ** 6, 5))
+    monkeypatch.setattr("crlbench.training.train.time.process_time", lambda: float(next(clock)))
+    _, first = fit(small, epochs=1, checkpoint_dir=tmp_path)  # readings at the start and after epoch 1
+    assert first.cpu_seconds == 5.0
+    _, resumed = fit(small, epochs=3, checkpoint_dir=tmp_path)  # the start, then after epochs 2 and 3
+    assert resumed.cpu_seconds == 5.0 + 10.0
+    _, finished = fit(small, epochs=3, checkpoint_dir=tmp_path)  # nothing left to train: the stored sum
+    assert finished.cpu_seconds == 15.0
+
+
 def test_a_step_budget_stops_mid_epoch(small):
     card, images, factors = small
     model = build_model("beta_vae", card, seed=0)

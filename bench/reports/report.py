@@ -199,6 +199,7 @@ def _facts(records: list[dict]) -> MethodFacts:
         facts.reference = (f"{reference['epochs']} epochs" if reference.get("epochs") is not None
                            else f"{reference['steps']:,} steps of {reference.get('batch_size', '?')}")
         facts.fraction = f"{numbers.significant(100 * fraction['fraction'], 2)} %"
+    facts.cpu = cpu_text([(record.get("timings") or {}).get("cpu_s") for record in records])
     schedules = [record.get("schedule") for record in records if record.get("schedule")]
     if schedules:
         finished = all(schedule.get("finished") for schedule in schedules)
@@ -210,6 +211,17 @@ def _facts(records: list[dict]) -> MethodFacts:
     if representation:
         facts.representation = f"{representation['kind']}: {representation['rule']} ({representation['codes']} codes)"
     return facts
+
+
+def cpu_text(seconds: list[float | None]) -> str:
+    """``"412 (380-455)"``: the median and range of the cells' process CPU seconds (``timings.cpu_s``: training
+    summed across resumes, plus evaluation), over the records that have it, with how many lack it; ``–`` when
+    none has it (records written before it was recorded)."""
+    known = sorted(value for value in seconds if value is not None)
+    if not known:
+        return "–"
+    text = f"{np.median(known):,.0f} ({known[0]:,.0f}–{known[-1]:,.0f})"
+    return text + (f", {len(seconds) - len(known)} not recorded" if len(known) < len(seconds) else "")
 
 
 def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame,
@@ -451,8 +463,8 @@ def with_facts(merged: pd.DataFrame, facts: dict[tuple[str, str], MethodFacts], 
     merged = merged.copy()
     merged.insert(merged.columns.get_loc("metric") + 1, "short_name", [data.column(m).short for m in merged["metric"]])
     keys = list(zip(merged["dataset"], merged["label"]))
-    for column in ("given", "latent_size", "fraction"):
-        merged[column if column != "fraction" else "budget_fraction"] = [
+    for column in ("given", "latent_size", "fraction", "cpu"):
+        merged[{"fraction": "budget_fraction", "cpu": "cpu_s_per_cell"}.get(column, column)] = [
             getattr(facts.get(key, MethodFacts()), column) for key in keys]
     tallies = [facts.get(key, MethodFacts()).convergence for key in keys]
     merged["seeds_unconverged"] = [tally.unconverged for tally in tallies]

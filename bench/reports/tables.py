@@ -79,6 +79,7 @@ class MethodFacts:
     images: str = "?"
     reference: str = "not declared"
     fraction: str = "–"
+    cpu: str = "–"  # process CPU seconds per cell: median (min-max) over the seeds that recorded it
     schedule: str = "none"
     representation: str = "?"
     convergence: Tally = field(default_factory=Tally)
@@ -197,12 +198,13 @@ def flag_legend(fired: dict[str, dict]) -> list[str]:
 
 
 TRAINING_COLUMNS = ("dataset", "model", "batch", "training images", "reference run", "fraction of reference",
-                    "schedule", "converged", "evaluated representation")
+                    "CPU s per cell", "schedule", "converged", "evaluated representation")
 
 
 def training_rows(tables: list[Table]) -> list[list[str]]:
     """Per dataset and method (reference rows last): batch size, images seen, the reference run and the
-    fraction, the schedule, how many seeds converged, the evaluated representation."""
+    fraction, the process CPU seconds per cell, the schedule, how many seeds converged, the evaluated
+    representation."""
     rows = []
     for table in tables:
         for label in table.rows:
@@ -210,7 +212,7 @@ def training_rows(tables: list[Table]) -> list[list[str]]:
             converged = method.convergence.seeds_text()
             name = label + (f" {REFERENCE_TAG}" if label in table.references else "")
             rows.append([table.dataset, name, method.batch_size, method.images, method.reference, method.fraction,
-                         method.schedule, (f"{UNCONVERGED} " if method.convergence.marked else "") + converged,
+                         method.cpu, method.schedule, (f"{UNCONVERGED} " if method.convergence.marked else "") + converged,
                          method.representation])
     return rows
 

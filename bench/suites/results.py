@@ -29,7 +29,8 @@ The record (``schema`` 1) is plain JSON::
                # degeneracy checks (crlbench.suites.checks); absent in older records: not recorded
      "reference": null | {"for": [metric names, "reconstruction"], "architecture": str},  # a reference row
      "partial": true, "metric_errors": {"<variant>": {"type", "message", "traceback"}},  # only when a metric failed
-     "timings": {"train_s", "monitor_s", "encode_s", "metrics_s", "checks_s", "total_s"},
+     "timings": {"train_s", "monitor_s", "encode_s", "metrics_s", "checks_s", "total_s",  # wall, this run
+                 "train_cpu_s", "cpu_s"},  # process CPU of training (summed across resumes) and of the cell
      "provenance": {"versions": {...}, "git_commit": str | null, "host": str, "finished_at": ISO 8601},
      "ran_on": {"executor": "local" | "slurm" | "ray", "host": str, "task_id": str | null, ...},
      "not_applicable": {"<variant>": reason},   # only when a metric does not apply (graph@card, no graph)

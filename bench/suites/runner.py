@@ -154,6 +154,8 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
                     monitor=monitor, monitor_every=cadence, images_after=train_split.extras.get("images_after"))
     timings["train_s"] = time.perf_counter() - start
     timings["monitor_s"] = monitor.seconds  # of train_s: the readings of the validation sample
+    timings["train_cpu_s"] = history.cpu_seconds  # process CPU seconds, summed across resumes
+    evaluation_cpu_start = time.process_time()
     # a finished cell keeps its weights, not its optimiser state (--keep-checkpoints); an already compacted
     # checkpoint (a rerun that trained nothing) is not read again
     if not keep_checkpoints() and not history.compact:
@@ -214,6 +216,9 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
                          latent_metrics=[name for name in names if not registry.metric(name).needs_model],
                          metric_errors=metric_errors, not_applicable=not_applicable)
     timings["checks_s"] = time.perf_counter() - start
+    # the cell's process CPU: training (summed across resumes) and this run's evaluation (encoding, metrics,
+    # checks); a worker runs one cell at a time, so its process time is the cell's
+    timings["cpu_s"] = history.cpu_seconds + time.process_time() - evaluation_cpu_start
     return {
         "factors": list(dataset.card.factor_names),
         "adjacency": np.asarray(dataset.card.adjacency).tolist(),

@@ -27,6 +27,7 @@ import logging
 import os
 import pickle
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,9 @@ class History:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     compact: bool = False  # the checkpoint on disk is compacted (resumed from one and not saved since)
+    # process CPU seconds of the training the history holds, summed across resumes (work lost to a kill after
+    # the last checkpoint is not counted: it is redone and counted then)
+    cpu_seconds: float = 0.0
 
 
 def batch_tensors(images: np.ndarray, factors: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, torch.Tensor]:
@@ -155,6 +159,7 @@ def train(
             log.warning("%s", note)
             history.notes.append(note)
     bar = _progress(total_steps, history.steps, progress)
+    cpu_start, cpu_before = time.process_time(), history.cpu_seconds
     while history.steps < total_steps:
         order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_ORDER, epoch))).permutation(len(images))
         model.on_epoch_start(epoch)
@@ -186,6 +191,7 @@ def train(
         if monitor is not None:
             record.update(_read(monitor, model, history, batches_per_epoch, device))
         history.epochs.append(record)
+        history.cpu_seconds = cpu_before + time.process_time() - cpu_start
         if path is not None and (epoch % checkpoint_every == 0 or history.steps >= total_steps):
             _save(path, model, optimizers, epoch, history)
             history.compact = False  # the new checkpoint holds the optimiser state again
@@ -259,7 +265,7 @@ def _save(path: Path, model, optimizers, epoch: int, history: History) -> None:
         "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
         "epoch": int(epoch),
         "history": {"epochs": [{term: float(value) for term, value in record.items()} for record in history.epochs],
-                    "steps": int(history.steps),
+                    "steps": int(history.steps), "cpu_seconds": float(history.cpu_seconds),
                     "evaluations": [{"step": int(reading["step"]), "epoch": float(reading["epoch"]),
                                      "scores": {name: float(value) for name, value in reading["scores"].items()}}
                                     for reading in history.evaluations]},
@@ -389,7 +395,8 @@ def _restore(path: Path, model, optimizers) -> tuple[int, History]:
                 continue  # compacted after it finished: this optimiser starts afresh if training goes on
             optimizer.load_state_dict(state["optimizers"][name])
         history = History(epochs=list(state["history"]["epochs"]), steps=int(state["history"]["steps"]),
-                          evaluations=list(state["history"].get("evaluations", [])))  # older checkpoints: none
+                          evaluations=list(state["history"].get("evaluations", [])),  # older checkpoints: none
+                          cpu_seconds=float(state["history"].get("cpu_seconds", 0.0)))
         history.compact = bool(state.get("compact"))
         torch.set_rng_state(state["torch_rng"].cpu())
         if "cuda_rng" in state and device.type == "cuda":
