@@ -19,9 +19,9 @@ warm-up can collapse the deterministic latent when beta switches on in epoch 2; 
 recovers depends on the seed (measured in docs/models.md with benchmarks/icmvae_warmup.py);
 ``warmup_start_epoch=0`` (not the reference) starts the warm-up in epoch 0.
 Every quirk of the reference code is an option whose default is the reference behaviour; the
-backbone (the shared conv encoder, and conv decoders per concept block averaged in logit space as the
-reference's ``decode_sep``) is the CPU-friendly deviation every model shares; ``decoder="shared"`` puts
-one decoder on the whole latent and ``backbone="reference"`` restores the code's MLP networks.
+backbone (the shared conv encoder and one decoder on the whole latent) is the CPU-friendly
+deviation every model shares, with the reference's per-concept decoders averaged in logit space
+available as ``decoder="per_concept"`` and its MLP networks as ``backbone="reference"``.
 """
 
 from __future__ import annotations

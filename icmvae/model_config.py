@@ -34,7 +34,7 @@ class ICMVAEConfig:
     learned_encoder_variance: bool = False  # reference: the encoder's variance is replaced by ones
     rec_reduction: Literal["width", "sum"] = "width"  # reference: BCE summed over width, mean over the rest
     abs_at_intervention: bool = True  # reference: |z_3| after every intervention, whatever the dataset
-    decoder: Literal["shared", "per_concept"] = "per_concept"  # the reference's, logits averaged; shared: one decoder
+    decoder: Literal["shared", "per_concept"] = "shared"  # deviation (measured, docs/models.md); per_concept: the reference's
     # conv: the shared 64x64 backbone; reference: the code's MLP encoder and per-concept MLP decoders on
     # RGBA (an alpha channel of ones is appended, as the reference's PNGs have), 96x96 in the reference
     backbone: Literal["conv", "reference"] = "conv"
