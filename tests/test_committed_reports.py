@@ -1,5 +1,9 @@
-"""The committed standard leaderboard is rebuilt from its committed records, and those records are a
-work directory in which a later run resumes only the cells still missing."""
+"""The committed leaderboards are rebuilt from their committed records, and those records are a work
+directory in which a later run resumes only the cells still missing.
+
+``reports/standard_v1/`` is the first leaderboard (4 methods x 2 datasets), complete. ``reports/standard/``
+is the full one (configs/suites/standard.yaml: 7 methods and 4 reference rows x 3 datasets x 8 seeds), run
+over several sessions from one clean commit: each session commits the cells finished so far."""
 
 import subprocess
 import sys
@@ -7,33 +11,58 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from crlbench.suites.results import load_records
 from crlbench.suites.suite import plan
 from crlbench.suites.suite_config import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITE = ROOT / "configs" / "suites" / "standard.yaml"
-STANDARD = ROOT / "reports" / "standard"
+SUITES = ROOT / "configs" / "suites"
+REPORTS = ROOT / "reports"
+FULL_CELLS = 264  # (7 methods + 4 reference rows) x 3 datasets x 8 seeds
 
 
-def test_every_cell_of_the_standard_suite_has_a_committed_record():
-    config = load_suite(SUITE)
-    planned = plan(config, STANDARD)
-    assert len(planned) == len(config.cells()) == 128  # 4 methods and 4 reference rows x 2 datasets x 8 seeds
-    assert [p.cell.title for p in planned if p.state in ("pending", "stale")] == []  # nothing to rerun
-    records = load_records(STANDARD / "cells")
-    assert len(records) == 128 and all(record["status"] == "ok" for record in records)
-    assert not list(STANDARD.glob("cells/*/checkpoint"))  # records and metric files, not checkpoints
-
-
-def test_the_committed_leaderboard_is_rebuilt_from_the_committed_records(tmp_path):
-    subprocess.run([sys.executable, "-m", "crlbench", "report", str(SUITE), "--workdir", str(STANDARD),
-                    "--out", str(tmp_path)], check=True, capture_output=True)
-    committed = pd.read_csv(STANDARD / "leaderboard.csv")
-    rebuilt = pd.read_csv(tmp_path / "leaderboard.csv")
+def rebuilt_matches_committed(suite: Path, workdir: Path, out: Path) -> None:
+    subprocess.run([sys.executable, "-m", "crlbench", "report", str(suite), "--workdir", str(workdir),
+                    "--out", str(out)], check=True, capture_output=True)
+    committed = pd.read_csv(workdir / "leaderboard.csv")
+    rebuilt = pd.read_csv(out / "leaderboard.csv")
     keys = ["dataset", "label", "metric"]
     merged = committed.merge(rebuilt, on=keys, suffixes=("_committed", "_rebuilt"), validate="one_to_one")
     assert len(merged) == len(committed) == len(rebuilt)
     np.testing.assert_allclose(merged["mean_rebuilt"], merged["mean_committed"], rtol=1e-9, atol=1e-12)
     assert (merged["n_ok_rebuilt"] == merged["n_ok_committed"]).all()
+
+
+def test_every_cell_of_the_first_standard_suite_has_a_committed_record():
+    config = load_suite(SUITES / "standard_v1.yaml")
+    planned = plan(config, REPORTS / "standard_v1")
+    assert len(planned) == len(config.cells()) == 128  # 4 methods and 4 reference rows x 2 datasets x 8 seeds
+    assert [p.cell.title for p in planned if p.state in ("pending", "stale")] == []  # nothing to rerun
+    records = load_records(REPORTS / "standard_v1" / "cells")
+    assert len(records) == 128 and all(record["status"] == "ok" for record in records)
+    assert not list((REPORTS / "standard_v1").glob("cells/*/checkpoint"))  # records and metric files only
+
+
+def test_the_first_standard_leaderboard_is_rebuilt_from_its_records(tmp_path):
+    rebuilt_matches_committed(SUITES / "standard_v1.yaml", REPORTS / "standard_v1", tmp_path)
+
+
+def test_the_full_leaderboards_committed_records_are_its_cells_from_one_clean_commit():
+    config = load_suite(SUITES / "standard.yaml")
+    assert len(config.cells()) == FULL_CELLS
+    planned = {p.cell.hash: p.state for p in plan(config, REPORTS / "standard")}
+    records = load_records(REPORTS / "standard" / "cells")
+    assert records, "no committed record of the full standard suite"
+    assert {record["hash"] for record in records} <= set(planned)  # nothing from another suite or setting
+    assert all(planned[record["hash"]] in ("done", "partial") for record in records)
+    commits = {record["provenance"]["git_commit"] for record in records}
+    assert len(commits) == 1 and not any(commit is None or "dirty" in commit for commit in commits), commits
+    assert not list((REPORTS / "standard").glob("cells/*/checkpoint"))
+
+
+def test_the_full_leaderboard_is_rebuilt_from_its_committed_records(tmp_path):
+    if not (REPORTS / "standard" / "leaderboard.csv").exists():
+        pytest.fail("reports/standard has records but no report: run crlbench report on them")
+    rebuilt_matches_committed(SUITES / "standard.yaml", REPORTS / "standard", tmp_path)
