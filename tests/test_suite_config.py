@@ -316,3 +316,17 @@ def test_the_budget_fraction_counts_the_short_last_batch_of_each_epoch():
     cell = cells_by(load_suite(SUITES / "quick.yaml"))["pendulum", "icm_vae"]  # batch 64, reference 101 epochs
     fraction = budget_fraction(cell, steps=3, train_size=100)  # 2 batches an epoch: 64 + 36, then 64
     assert fraction["images"] == 164 and fraction["reference_images"] == 10100
+
+
+def test_the_sensitivity_suites_are_a_two_by_two_of_image_size_and_budget_sharing_the_standard_cells():
+    """configs/suites/sensitivity/: the four suites differ only in image size and budget, and the 32x32 long
+    one is a subset of the standard suite (its cells are the standard run's own, not trained twice)."""
+    suites = {path.stem: load_suite(path) for path in sorted((SUITES / "sensitivity").glob("*.yaml"))}
+    assert sorted(suites) == ["32px-long", "32px-short", "64px-long", "64px-short"]
+    sizes = {name: {cell.dataset_params["size"] for cell in suite.cells()} for name, suite in suites.items()}
+    assert sizes == {"32px-long": {32}, "32px-short": {32}, "64px-long": {64}, "64px-short": {64}}
+    assert suites["32px-short"].budget == suites["64px-short"].budget != suites["32px-long"].budget == suites["64px-long"].budget
+    titles = {name: sorted(cell.title for cell in suite.cells()) for name, suite in suites.items()}
+    assert len({tuple(value) for value in titles.values()}) == 1  # the same methods, datasets and seeds
+    standard = {cell.hash for cell in load_suite(SUITES / "standard.yaml").cells()}
+    assert {cell.hash for cell in suites["32px-long"].cells()} <= standard
