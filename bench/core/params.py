@@ -9,6 +9,7 @@ one message that names the owner, the key and what is accepted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -36,8 +37,7 @@ def parse_params(params_type: type[P], values: Mapping[str, Any], owner: str) ->
     Range checks that need more than the type live in the dataclass's ``__post_init__``, which
     should raise :class:`ConfigError`.
     """
-    fields = {f.name: f for f in dataclasses.fields(params_type)}
-    hints = typing.get_type_hints(params_type)
+    fields, hints = _fields_and_hints(params_type)
     converted = {}
     for key, value in values.items():
         if not isinstance(key, str):
@@ -46,6 +46,13 @@ def parse_params(params_type: type[P], values: Mapping[str, Any], owner: str) ->
             raise unknown_name("parameter", key, fields, where=f"{owner}: ")
         converted[key] = _convert(value, hints[key], f"{owner}: parameter {key!r}")
     return params_type(**converted)
+
+
+@functools.lru_cache(maxsize=None)
+def _fields_and_hints(params_type: type) -> tuple[dict[str, dataclasses.Field], dict[str, Any]]:
+    """A params dataclass's fields and resolved annotations, read once per class (``typing.get_type_hints``
+    evaluates every annotation anew on each call: most of a 10,000-cell dry run once it was asked per cell)."""
+    return {f.name: f for f in dataclasses.fields(params_type)}, typing.get_type_hints(params_type)
 
 
 def require(condition: bool, owner: str, key: str, expected: str, value: Any) -> None:

@@ -18,6 +18,7 @@ it is accepted wherever a name is but is not listed by :meth:`Registry.entries` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -143,11 +144,27 @@ class Registry:
         raise unknown_name(self.kind, name, self.names())
 
     def _entry_points(self) -> Iterable[metadata.EntryPoint]:
-        seen = set()
-        for entry_point in metadata.entry_points(group=self.group):
-            if entry_point.name not in seen:  # an editable install can list a distribution twice
-                seen.add(entry_point.name)
-                yield entry_point
+        return _group_entry_points(self.group, tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=32)
+def _group_entry_points(group: str, search_path: tuple[str, ...]) -> tuple[metadata.EntryPoint, ...]:
+    """The entry points of ``group``, the first of each name (an editable install can list a distribution
+    twice). Reading them scans every installed distribution's metadata (about 30 ms), so the scan is kept per
+    ``sys.path`` (``search_path``): planning a 10,000-cell suite asked it once per cell
+    (benchmarks/dry_run_speed.py). A distribution installed into a folder already on ``sys.path`` while the
+    process runs is seen after :func:`refresh_entry_points`."""
+    seen, found = set(), []
+    for entry_point in metadata.entry_points(group=group):
+        if entry_point.name not in seen:
+            seen.add(entry_point.name)
+            found.append(entry_point)
+    return tuple(found)
+
+
+def refresh_entry_points() -> None:
+    """Forget the entry points read so far (after installing a distribution into this process's path)."""
+    _group_entry_points.cache_clear()
 
 
 _REGISTRIES = {kind: Registry(kind, f"crlbench.{kind}s") for kind in KINDS}
