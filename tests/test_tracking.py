@@ -422,3 +422,19 @@ def test_a_record_is_logged_once_and_a_half_logged_run_is_replaced(store, tmp_pa
         assert second != first
     finished = client.search_runs([tracker.experiment_id], "attributes.status = 'FINISHED'")
     assert sorted(run.info.run_id for run in finished) == sorted([first, second, tracker.parent_run_id])
+
+
+def test_a_second_ingest_of_a_logged_record_does_not_count_it_again(store, tmp_path):
+    """Two ``suite --ingest`` at once each count the runs they created, not the ones the other created
+    (issue 24: "logged 6" and "logged 7" for 10 cells): the second finds the run and says it created none."""
+    from crlbench.tracking.mlflow_runs import MARKER
+
+    record = _record("eeee000000000000", 3, "ok")
+    folder = _cell_folder(tmp_path, record)
+    with SuiteTracker(store["uri"], "tracking-ingest", {}) as first_ingest:
+        run_id, created = first_ingest.log_cell_if_new(record, folder)
+        assert run_id is not None and created
+    (folder / MARKER).unlink()  # the other invocation reads the experiment, not the note
+    with SuiteTracker(store["uri"], "tracking-ingest", {}) as second_ingest:
+        assert second_ingest.log_cell_if_new(record, folder) == (run_id, False)
+        assert second_ingest.log_cell_if_new(record, folder) == (run_id, False)  # from mlflow.json now

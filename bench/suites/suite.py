@@ -367,13 +367,14 @@ class _SuiteRun:
 
     def _log_finished(self, record: dict[str, Any], folder: Path) -> bool:
         """Log a cell finished before this invocation (or by a cluster task), under its lease (its holder
-        logs it otherwise); whether it is logged now."""
+        logs it otherwise); whether this call logged it (not when another invocation had meanwhile: two
+        ``--ingest`` at once each count only the runs they created)."""
         lease = folder / "lease.json"
         if not self.leases.acquire(lease, f"cell {record_title(record)} ({record['hash']})"):
             return False
         try:
             current = read_result(folder)  # as it is now, under the lease
-            return current is not None and self.tracker.log_cell_once(current, folder) is not None
+            return current is not None and self.tracker.log_cell_if_new(current, folder)[1]
         finally:
             self.leases.release(lease)
 

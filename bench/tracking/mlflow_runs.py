@@ -277,15 +277,22 @@ class SuiteTracker:
     def log_cell_once(self, record: Mapping[str, Any], cell_dir: str | os.PathLike) -> str | None:
         """Log ``record`` unless the experiment already holds a complete run of it; the run's id (None
         when MLflow failed). The caller holds the cell's lease, so no other launcher logs it meanwhile."""
+        return self.log_cell_if_new(record, cell_dir)[0]
+
+    def log_cell_if_new(self, record: Mapping[str, Any], cell_dir: str | os.PathLike) -> tuple[str | None, bool]:
+        """:meth:`log_cell_once`, and whether this call created the run (False when ``mlflow.json`` or the
+        experiment already held it, as when another ``--ingest`` logged it first: counted by that one)."""
         folder = Path(cell_dir)
         run_id = logged_run(folder, self.uri, self.experiment_name, record)
         if run_id is None:
             run_id = find_logged_run(self._require(), self.experiment_id, record)
+        created = False
         if run_id is None:
             run_id = self.log_cell(record, folder)
+            created = run_id is not None
         if run_id is not None:
             mark_logged(folder, self.uri, self.experiment_name, record, run_id)
-        return run_id
+        return run_id, created
 
     def invocation_tags(self) -> dict[str, str]:
         """The tags that tell whether this run's invocation still lives (:func:`close_dead_runs`)."""
