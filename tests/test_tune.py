@@ -373,6 +373,35 @@ def test_a_killed_workers_trial_becomes_failed_and_the_study_completes(tmp_path,
     assert states(study) == ["FAIL", "COMPLETE"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the session's processes from /proc")
+def test_killing_the_launcher_of_two_workers_leaves_no_worker_behind(tmp_path, workdir):
+    """Issue 24: after ``kill -9`` of ``crlbench tune --workers 2`` its spawned trial worker used to be
+    reparented to init, finish its trial 60 s later and hang with optuna.db open. It dies with the launcher now
+    (the parent-death signal on Linux, the watchdog thread elsewhere), as suite workers do."""
+    from test_executor import session_processes, wait_until_gone
+
+    path = write_tune(tmp_path, model={"name": "linear_ae", "hyperparameters": {"step_seconds": 1.0}},
+                      search_space={"lr": {"type": "float", "low": 1e-4, "high": 1e-2}})
+    code = textwrap.dedent(f"""
+        from crlbench.tuning.tune import load_tune, tune
+        tune(load_tune({str(path)!r}), workdir={str(workdir)!r}, n_trials=4, workers=2)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(PLUGINS), "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_a_running_trial(workdir / "optuna.db", "tiny-tune", launcher)
+        assert len(session_processes(launcher.pid)) >= 2  # the launcher and its spawned worker (and a tracker)
+        launcher.kill()  # SIGKILL, the launcher only
+        launcher.wait()
+        left = wait_until_gone(launcher.pid, timeout=15)
+        assert not left, f"processes left behind by the killed launcher: {left}"
+    finally:
+        if session_processes(launcher.pid):
+            os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.stderr.close()
+
+
 def wait_for_a_running_trial(database: Path, name: str, worker: subprocess.Popen, timeout: float = 60) -> None:
     """Until a trial of the study is RUNNING and has started its cells. The database is read with plain
     read-only SQL: opening it through Optuna would create its tables, racing the worker that creates them."""

@@ -349,7 +349,7 @@ def _run_workers(config: TuneConfig, settings: StudySettings, workers: int, tria
         return
     threads = threads_per_worker(workers)
     pool = futures.ProcessPoolExecutor(workers - 1, mp_context=context, initializer=_start_worker,
-                                       initargs=(threads, tickets))
+                                       initargs=(threads, tickets, os.getpid()))
     finished = False
     try:
         pending = {pool.submit(_worker, config, settings, index, optuna.logging.get_verbosity())
@@ -389,11 +389,13 @@ def _worker_result(future: futures.Future, settings: StudySettings) -> None:
 _worker_tickets: Any = None  # a spawned worker's handle on the invocation's tickets
 
 
-def _start_worker(threads: int, tickets: Any) -> None:
-    """A spawned worker's initializer: its share of the cores, and the tickets (shared memory, which
-    can only be handed over when the process starts)."""
-    from crlbench.suites.executor import _limit_threads
+def _start_worker(threads: int, tickets: Any, parent_pid: int) -> None:
+    """A spawned worker's initializer: it dies with the launcher ``parent_pid`` whatever kills it (as suite
+    workers do: crlbench.suites.executor.die_with_parent), its share of the cores, and the tickets (shared
+    memory, which can only be handed over when the process starts)."""
+    from crlbench.suites.executor import _limit_threads, die_with_parent
 
+    die_with_parent(parent_pid)
     global _worker_tickets
     _limit_threads(threads)
     _worker_tickets = tickets
