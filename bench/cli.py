@@ -596,13 +596,16 @@ def run_tune_command(args: argparse.Namespace) -> int:
 
 def run_ui_command(args: argparse.Namespace) -> int:
     """Start the MLflow UI and print each crlbench experiment's URL (MLflow 3 opens on its GenAI
-    page otherwise). The server runs in its own process group, stopped with this process: on
-    SIGTERM, SIGHUP or Ctrl-C the whole group gets SIGTERM (SIGKILL after a few seconds)."""
+    page otherwise). The server runs under a supervisor (crlbench.core.supervisor) that holds its
+    process group: on SIGTERM, SIGHUP or Ctrl-C the whole group gets SIGTERM (SIGKILL after a few
+    seconds), and when this process dies however it dies the supervisor takes the group down.
+    A port already in use is refused before anything starts."""
     import subprocess
 
     from crlbench.tracking.mlflow_runs import ui_command
 
     workdir = _workdir(args)
+    _check_port_free(args.port)
     command = ui_command(workdir, port=args.port)
     print("starting: " + " ".join(command))
     base = f"http://127.0.0.1:{args.port}"
@@ -613,7 +616,8 @@ def run_ui_command(args: argparse.Namespace) -> int:
     if not experiments:
         print(f"  no crlbench experiment in {workdir} yet; open {base}/#/experiments")
     sys.stdout.flush()
-    server = subprocess.Popen(command, start_new_session=True)  # its own group: uvicorn workers and all
+    # the supervisor leads the server's process group (uvicorn workers and all) and dies with this process
+    server = subprocess.Popen([sys.executable, "-m", "crlbench.core.supervisor", *command])
 
     def stop(signum, frame):  # noqa: ARG001
         raise _Stop(signum)
@@ -631,6 +635,19 @@ def run_ui_command(args: argparse.Namespace) -> int:
             _stop_group(server)
 
 
+def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """A :class:`ConfigError` when ``host:port`` cannot be bound (another server holds it): the UI would
+    otherwise print URLs that open that other server."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ConfigError(f"port {port} on {host} is in use ({error.strerror or error}); stop what holds it "
+                              f"or choose another with --port") from None
+
+
 class _Stop(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -644,6 +661,8 @@ def _stop_group(server, grace_s: float = 5.0) -> None:
     for signum, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(server.pid, signum)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            server.send_signal(signum)  # before the supervisor has made its group, the group is not there yet
         try:
             server.wait(wait_s)
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -268,6 +268,56 @@ def test_ui_prints_the_experiment_urls_and_stops_its_server_with_it(tmp_path):
     assert client.get_experiment(experiment_id).tags.get("mlflow.experimentKind") == "custom_model_development"
 
 
+def test_ui_killed_with_sigkill_takes_its_server_and_the_servers_children_down(tmp_path):
+    """Issue 24: ``kill -9`` of ``crlbench ui`` left the MLflow server and its children holding the port. Its
+    supervisor (crlbench.core.supervisor), the server's direct parent and group leader, ends the group."""
+    import os
+    import signal
+    import socket
+    import time
+
+    from test_executor import session_processes, wait_until_gone
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ui = subprocess.Popen([sys.executable, "-m", "crlbench", "ui", "--port", str(port), "--workdir", str(tmp_path)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def listening() -> bool:
+        with socket.socket() as connection:
+            return connection.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        deadline = time.monotonic() + 120
+        while not listening():
+            assert ui.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
+            time.sleep(0.5)
+        assert len(session_processes(ui.pid)) >= 3  # ui, the supervisor, the server (and its workers)
+        ui.kill()  # SIGKILL, crlbench ui only
+        ui.wait()
+        left = wait_until_gone(ui.pid, timeout=20)
+        assert not left, f"processes left behind by the killed ui: {left}"
+        assert not listening()
+    finally:
+        if session_processes(ui.pid):
+            os.killpg(ui.pid, signal.SIGKILL)
+
+
+def test_ui_refuses_a_port_in_use_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "crlbench", "ui", "--port", str(port), "--workdir", str(tmp_path)],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "starting" not in result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"crlbench: error: port {port} on 127.0.0.1 is in use") and "--port" in line
+
+
 # --- crlbench run trains with the settings a suite would (configs/models/MODEL.yaml) ----------------------------
 
 def single_run_cell(*flags):
