@@ -330,6 +330,36 @@ def test_check_tracking_refuses_an_unwritable_sqlite_path(tmp_path):
     assert uri in str(caught.value)
 
 
+def test_check_tracking_names_a_read_only_database_in_one_line(tmp_path, monkeypatch):
+    """Issue 24: a read-only mlflow.db (a non-root user) gave a 91-line SQLAlchemy traceback and an
+    "autoflush" hint. Both ways it shows are refused before any work, naming the file: a file this user may
+    not write (os.access), and one SQLite opens read-only (simulated as root, who may write any file)."""
+    import sqlite3
+
+    from crlbench.tracking import mlflow_runs
+
+    database = tmp_path / "mlflow.db"
+    check_tracking(f"sqlite:///{database}")  # a working store, tables created
+    real_access = os.access
+    monkeypatch.setattr(mlflow_runs.os, "access", lambda path, mode: False if Path(path) == database
+                        else real_access(path, mode))
+    with pytest.raises(TrackingUnavailable) as caught:
+        check_tracking(f"sqlite:///{database}")
+    assert str(caught.value) == (f"the tracking database {database} is read-only for this user; make it (and its "
+                                 f"folder) writable, or give another --tracking-uri")
+    monkeypatch.setattr(mlflow_runs.os, "access", real_access)
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(mlflow_runs.sqlite3, "connect", lambda path, **kwargs: real_connect(
+        f"file:{path}?mode=ro", uri=True, **kwargs))
+    with pytest.raises(TrackingUnavailable, match="read-only for this user") as caught:
+        check_tracking(f"sqlite:///{database}")
+    assert str(database) in str(caught.value) and "\n" not in str(caught.value)
+    monkeypatch.setattr(mlflow_runs.sqlite3, "connect", real_connect)
+    with real_connect(database) as connection:  # the probe left no table behind
+        assert not connection.execute("SELECT name FROM sqlite_master WHERE name = ?",
+                                      (mlflow_runs.WRITE_PROBE,)).fetchall()
+
+
 def test_check_tracking_refuses_a_file_that_is_not_a_database(tmp_path):
     (tmp_path / "mlflow.db").write_text("x" * 200)
     with pytest.raises(TrackingUnavailable, match="not a database"):

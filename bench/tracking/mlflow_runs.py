@@ -87,6 +87,7 @@ log = logging.getLogger(__name__)
 
 DATABASE = "mlflow.db"
 ARTIFACTS = "mlartifacts"
+WRITE_PROBE = "crlbench_write_probe"  # a table created and rolled back to prove the tracking database is writable
 CHECK_TIMEOUT_S = 5
 TAG_LIMIT = 8000  # MLflow's MAX_TAG_VAL_LENGTH
 PARAM_LIMIT = 6000  # MLflow's MAX_PARAM_VAL_LENGTH
@@ -663,6 +664,8 @@ def _search(client: MlflowClient, experiment_id: str, query: str) -> list:
 
 def _client(uri: str) -> MlflowClient:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow logs every SQL error with its traceback before raising it; crlbench reports each in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # With a tracking server, MLflow writes two "View run" lines to stdout per ended run (a cell);
     # the suite's own run link is logged by SuiteTracker instead.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -725,16 +728,27 @@ def _quick_http(timeout_s: float) -> Iterator[None]:
 # --- checks -------------------------------------------------------------------------------------
 
 def _check_sqlite_file(uri: str, timeout_s: float) -> None:
-    """The SQLite file can be created and written (MLflow itself would retry for minutes)."""
+    """The SQLite file can be created and written (MLflow itself would retry for minutes, and then fail with a
+    long traceback on the first write): a file this user may not write, or one SQLite opens read-only, is
+    refused in one message naming it."""
     path = _sqlite_path(uri)
     if str(path) in ("", ".", ":memory:"):
         raise TrackingUnavailable(f"tracking URI {uri!r}: give a database file, as in sqlite:///path/to/{DATABASE}")
+    read_only = (f"the tracking database {path} is read-only for this user; make it (and its folder) writable, "
+                 f"or give another --tracking-uri")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise TrackingUnavailable(read_only)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.closing(sqlite3.connect(path, timeout=timeout_s, isolation_level=None)) as database:
             database.execute("PRAGMA schema_version")
-            database.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a read-only file
+            database.execute("BEGIN IMMEDIATE")  # the write lock
+            database.execute(f"CREATE TABLE {WRITE_PROBE} (x INTEGER)")  # a write, rolled back: fails on a read-only file
             database.execute("ROLLBACK")
+    except sqlite3.OperationalError as error:
+        if "readonly" in str(error):
+            raise TrackingUnavailable(f"{read_only} ({error})") from None
+        raise TrackingUnavailable(f"tracking URI {uri!r}: cannot write the SQLite file {path}: {error}") from None
     except (OSError, sqlite3.Error) as error:
         raise TrackingUnavailable(f"tracking URI {uri!r}: cannot write the SQLite file {path}: {error}") from None
 
