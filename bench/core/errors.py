@@ -59,5 +59,18 @@ class DiskFullError(CrlbenchError):
         return type(self), (self.path,)
 
 
+class FencedOut(CrlbenchError):
+    """A write by a holder whose lease was taken over: its token is lower than the newest issued for the cell
+    (crlbench.core.fencing), so the write is refused and the holder stops; the new holder finishes the cell."""
+
+    def __init__(self, path: object, token: int, newest: int) -> None:
+        super().__init__(f"{path}: not written: this process's lease token {token} was superseded by token "
+                         f"{newest} (another launcher took the cell over after this one missed its heartbeats)")
+        self.path, self.token, self.newest = path, token, newest
+
+    def __reduce__(self):
+        return type(self), (self.path, self.token, self.newest)
+
+
 class UnsafeCheckpointError(CrlbenchError):
     """A checkpoint holds objects other than tensors and plain values; it is not loaded."""

@@ -16,6 +16,7 @@ naming the path; the temporary is removed and the previous file is left as it wa
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import glob
 import logging
@@ -37,6 +38,10 @@ except ImportError:  # Windows: an open file cannot be removed there, which prot
 log = logging.getLogger(__name__)
 
 STALE_AFTER_S = 60.0  # an unlocked temporary this old belongs to no live writer
+# What commits a write (the rename) while a cell runs under a lease's token: it renames, or refuses with
+# crlbench.core.errors.FencedOut (crlbench.core.fencing sets it; None: rename at once)
+commit_guard: contextvars.ContextVar[Callable[[Path, Callable[[], None]], None] | None] = contextvars.ContextVar(
+    "crlbench_commit_guard", default=None)
 DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
@@ -69,7 +74,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any],
             os.chmod(temporary, 0o666 & ~_umask())  # NamedTemporaryFile makes files private
             if fcntl is None:
                 handle.close()  # Windows renames no open file
-            os.replace(temporary, path)
+            guard = commit_guard.get()
+            if guard is None:
+                os.replace(temporary, path)
+            else:
+                guard(path, lambda: os.replace(temporary, path))
         return result
     except BaseException as error:
         temporary.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from crlbench.core.errors import FencedOut
 from crlbench.suites.cell import Cell
 from crlbench.suites.executor import written_since
 from crlbench.suites.lease import HEARTBEAT_S, STALE_AFTER_S, Holder, Leases, cell_lease, lease_state
@@ -57,7 +58,11 @@ def run_leased_cell(cell: Cell, workdir: str | Path, *, ran_on: dict[str, Any], 
         record = written_since(cell, workdir, since) or finished_record(cell, workdir)
         if record is not None:  # finished meanwhile: by another launcher, or by this task before a requeue
             return record
-        return run_cell(cell, workdir, ran_on=ran_on)
+        try:
+            return run_cell(cell, workdir, ran_on=ran_on, fence=leases.fence(path))
+        except FencedOut as error:  # taken over while this task ran (it missed its heartbeats): the new holder runs it
+            log.warning("cell %s (%s): %s", cell.title, cell.hash, error)
+            return skipped(cell.hash, f"the holder of lease token {error.newest}")
 
 
 def finished_record(cell: Cell, workdir: Path) -> dict[str, Any] | None:

@@ -23,11 +23,12 @@ submitit and ray are optional (``pip install 'crlbench[slurm]'``, ``'crlbench[ra
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from crlbench.core.errors import ConfigError, unknown_name
+from crlbench.core.fencing import Fence
 from crlbench.suites.cell import Cell
 
 EXECUTORS = ("local", "slurm", "ray")
@@ -43,7 +44,10 @@ class Executor(Protocol):
     one_at_a_time: bool  # the launcher hands it one cell at a time (one local worker: launchers share the cells)
     detach: bool  # returns once submitted: cells it reported nothing for are in flight
 
-    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True) -> None: ...
+    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True,
+            fences: Mapping[str, Fence] | None = None) -> None:
+        """``fences``: the fencing token of each cell's lease, by cell hash, when the launcher took the leases
+        (crlbench.core.fencing); an executor whose tasks take their own leases ignores it."""
 
 
 class LocalExecutor:
@@ -62,10 +66,11 @@ class LocalExecutor:
     def one_at_a_time(self) -> bool:
         return self.workers <= 1
 
-    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True) -> None:
+    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True,
+            fences: Mapping[str, Fence] | None = None) -> None:
         from crlbench.suites.executor import run_cells
 
-        run_cells(cells, workdir, workers=self.workers, on_result=on_result, progress=progress)
+        run_cells(cells, workdir, workers=self.workers, on_result=on_result, progress=progress, fences=fences)
 
 
 def require(executor: str) -> None:

@@ -41,13 +41,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from crlbench.core.errors import CrlbenchError
+from crlbench.core.errors import CrlbenchError, FencedOut
+from crlbench.core.fencing import Fence, fenced
 from crlbench.suites.cell import Cell
 from crlbench.suites.results import RESULT, SCHEMA, cell_dir, read_result, write_json
 
@@ -111,11 +112,15 @@ def cell_threads(threads: int) -> Iterator[None]:
 
 
 def run_cells(cells: Sequence[Cell], workdir: str | Path, *, workers: int = 1, on_result: ResultHook | None = None,
-              progress: bool = True) -> list[dict[str, Any]]:
-    """Run ``cells`` and return their records in completion order; ``on_result`` sees each as it lands."""
+              progress: bool = True, fences: Mapping[str, Fence] | None = None) -> list[dict[str, Any]]:
+    """Run ``cells`` and return their records in completion order; ``on_result`` sees each as it lands.
+
+    ``fences`` holds each cell's fencing token (by hash; crlbench.core.fencing): a cell whose lease was taken
+    over meanwhile stops at its next write or epoch and gives no record (the new holder finishes it)."""
     from crlbench.suites.runner import run_cell
 
     on_result = on_result or (lambda record: None)
+    fences = fences or {}
     records: list[dict[str, Any]] = []
     if not cells:
         return records
@@ -132,12 +137,17 @@ def run_cells(cells: Sequence[Cell], workdir: str | Path, *, workers: int = 1, o
         if fitting <= 1:
             for cell in cells:
                 bar.set_postfix_str(cell.title, refresh=True)
-                record = run_cell(cell, workdir, progress=progress)
+                try:
+                    record = run_cell(cell, workdir, progress=progress, fence=fences.get(cell.hash))
+                except FencedOut as error:
+                    _superseded(cell, error)
+                    bar.update(1)
+                    continue
                 records.append(record)
                 on_result(record)
                 bar.update(1)
         else:
-            _Pool(fitting, threads, Path(workdir), bar, records, on_result).run(cells)
+            _Pool(fitting, threads, Path(workdir), bar, records, on_result, fences).run(cells)
     finally:
         bar.close()
     return records
@@ -155,9 +165,10 @@ class _Worker:
 class _Pool:
     """``size`` spawned workers taking cells from one queue; a dead worker fails its own cell only."""
 
-    def __init__(self, size: int, threads: int, workdir: Path, bar, records: list, on_result: ResultHook):
+    def __init__(self, size: int, threads: int, workdir: Path, bar, records: list, on_result: ResultHook,
+                 fences: Mapping[str, Fence] | None = None):
         self.size, self.threads, self.workdir, self.bar = size, threads, workdir, bar
-        self.records, self.on_result = records, on_result
+        self.records, self.on_result, self.fences = records, on_result, fences or {}
         self.context = multiprocessing.get_context("spawn")
         self.workers: list[_Worker] = []
         self.running: dict[str, str] = {}  # cell hash -> what the bar shows
@@ -202,7 +213,7 @@ class _Pool:
         self.running[cell.hash] = cell.title
         self.bar.set_postfix_str("; ".join(self.running.values()), refresh=True)
         try:
-            worker.connection.send(cell)
+            worker.connection.send((cell, self.fences.get(cell.hash)))
         except OSError:  # died before it could take the cell: the next wait sees its sentinel
             pass
 
@@ -234,6 +245,12 @@ class _Pool:
             epoch, total = message[2], message[3]
             self.running[cell.hash] = f"{cell.title} epoch {epoch}/{total}"
             self.bar.set_postfix_str("; ".join(self.running.values()), refresh=True)
+            return
+        if kind == "fenced":  # its lease was taken over: no record, the new holder finishes the cell
+            self.running.pop(cell.hash, None)
+            worker.cell = None
+            _superseded(cell, message[2])
+            self.bar.update(1)
             return
         if kind == "raise":  # the suite stops (the other workers are stopped on the way out)
             worker.cell = None
@@ -269,10 +286,18 @@ class _Pool:
             log.warning("cell %s failed: its worker process (pid %d) %s", cell.title, worker.process.pid, how)
             from crlbench.suites.runner import placement
 
-            record = failed_record(cell, self.workdir, "WorkerDied",
-                             f"the worker process running this cell (pid {worker.process.pid}) {how}; the other "
-                             "cells went on. Rerun with --retry-failed to run it again",
-                             placement("local", str(worker.process.pid)))
+            try:
+                with fenced(self.fences.get(cell.hash)):  # this launcher's lease may have been taken over
+                    record = failed_record(
+                        cell, self.workdir, "WorkerDied", f"the worker process running this cell (pid "
+                        f"{worker.process.pid}) {how}; the other cells went on. Rerun with --retry-failed to run "
+                        "it again", placement("local", str(worker.process.pid)))
+            except FencedOut as error:
+                self.running.pop(cell.hash, None)
+                worker.cell = None
+                _superseded(cell, error)
+                self.bar.update(1)
+                return
         self._finish(worker, record)
 
     def _stop(self) -> None:
@@ -291,6 +316,11 @@ class _Pool:
                 worker.process.join()
             worker.connection.close()
         self.workers.clear()
+
+
+def _superseded(cell: Cell, error: object) -> None:
+    log.warning("cell %s: another launcher took its lease over while it ran (this launcher missed its "
+                "heartbeats); it finishes the cell, and nothing this run wrote after that landed: %s", cell.title, error)
 
 
 def free_slot(taken) -> int:
@@ -312,18 +342,22 @@ def _worker_main(connection, workdir: str, threads: int, parent_pid: int, slot: 
 
     while True:
         try:
-            cell = connection.recv()
+            task = connection.recv()
         except (EOFError, OSError):
-            cell = None
-        if cell is None:  # done: skip the interpreter's teardown (seconds of torch's), nothing is left to write
+            task = None
+        if task is None:  # done: skip the interpreter's teardown (seconds of torch's), nothing is left to write
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()
             os._exit(0)
+        cell, fence = task
         send = functools.partial(_send, connection)
         send(("started", cell.hash, os.getpid()))
         try:
-            record = run_cell(cell, workdir, on_epoch=lambda key, epoch, total: send(("epoch", key, epoch, total)))
+            record = run_cell(cell, workdir, on_epoch=lambda key, epoch, total: send(("epoch", key, epoch, total)),
+                              fence=fence)
+        except FencedOut as error:  # the suite goes on: another launcher holds the cell now
+            send(("fenced", cell.hash, str(error)))
         except CrlbenchError as error:  # a full disk: the suite stops, as it does when the cell runs in its process
             try:
                 connection.send(("raise", cell.hash, error))

@@ -14,6 +14,11 @@ one file lock per work directory (``leases.lock``, ``flock``), so two launchers 
 the same stale lease, and a holder never refreshes or deletes a lease another launcher took over
 (it logs that it lost it instead).
 
+Each lease of a cell carries a fencing token (crlbench.core.fencing): creating or taking over a cell's
+lease issues the next token (``cells/<hash>/fence``, kept when the lease is deleted), and the holder's
+writes to the cell land only while no newer token exists. A holder that wakes up after a take-over is
+stopped by its first write or epoch, not by a check it makes before acting.
+
 Heartbeats compare clocks of the machines sharing a work directory (over NFS): keep them within a
 fraction of ``stale_after_s`` (NTP does).
 """
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from crlbench.core.errors import DiskFullError
+from crlbench.core.fencing import Fence, issue_token
 from crlbench.core.files import disk_full, ensure_folder, file_lock
 
 log = logging.getLogger(__name__)
@@ -132,6 +138,7 @@ class Leases:
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
         self._held: dict[Path, str] = {}  # path -> what it covers, for messages
+        self._tokens: dict[Path, int] = {}  # path of a cell's lease -> the fencing token it was issued
         self.taken_over: list[Holder | None] = []  # the holders of the stale leases this invocation took over
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -176,17 +183,30 @@ class Leases:
                     log.warning("%s: taking over the lease of %s: %s", what, old, state.stale)
                     path.unlink(missing_ok=True)
                     self.taken_over.append(state.holder)
-                self._create(path)
+                token = issue_token(path.parent) if _is_cell_lease(path) else None
+                self._create(path, token)
+                if token is not None:
+                    with self._guard:
+                        self._tokens[path] = token
         with self._guard:
             self._held[path] = what
         self._start_heartbeat()
         return True
+
+    def fence(self, path: str | os.PathLike) -> Fence | None:
+        """The fencing token this invocation was issued with the cell lease at ``path`` (None: not a cell's
+        lease, or not taken by this invocation)."""
+        path = Path(path)
+        with self._guard:
+            token = self._tokens.get(path)
+        return Fence(path.parent, token, _lock_path(path)) if token is not None else None
 
     def release(self, path: str | os.PathLike) -> None:
         """Give the lease up (delete its file) if this invocation still holds it."""
         path = Path(path)
         with self._guard:
             what = self._held.pop(path, None)
+            self._tokens.pop(path, None)
         if what is None:
             return
         try:
@@ -225,9 +245,11 @@ class Leases:
                 with self._guard:
                     self._held.pop(path, None)
 
-    def _create(self, path: Path) -> None:
-        """Create the lease file (atomically: it must not exist) with this invocation's holder."""
-        data = json.dumps({**asdict(self.holder), "acquired_at": _now_iso()}, indent=1).encode()
+    def _create(self, path: Path, token: int | None = None) -> None:
+        """Create the lease file (atomically: it must not exist) with this invocation's holder and, for a cell,
+        its fencing token."""
+        fields = {"token": token} if token is not None else {}
+        data = json.dumps({**asdict(self.holder), "acquired_at": _now_iso(), **fields}, indent=1).encode()
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except OSError as error:
@@ -314,6 +336,10 @@ def _read_holder(path: Path) -> Holder | None:
         return Holder.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError, AttributeError):
         return None
+
+
+def _is_cell_lease(lease: Path) -> bool:
+    return lease.name == LEASE and lease.parent.parent.name == "cells"
 
 
 def _lock_path(lease: Path) -> Path:

@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from crlbench.core.errors import ConfigError
 from crlbench.suites.cell import Cell
@@ -92,7 +92,8 @@ class RayExecutor:
             first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
             raise ConfigError(f"--ray-address {self.options.address}: cannot connect to a Ray cluster: {first}") from error
 
-    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True) -> None:
+    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True,
+            fences: Mapping[str, Any] | None = None) -> None:  # noqa: ARG002 - its tasks take their own leases
         import ray
         from tqdm.auto import tqdm
 

@@ -33,6 +33,8 @@ The record (``schema`` 1) is plain JSON::
                  "train_cpu_s", "cpu_s"},  # process CPU of training (summed across resumes) and of the cell
      "provenance": {"versions": {...}, "git_commit": str | null, "host": str, "finished_at": ISO 8601},
      "ran_on": {"executor": "local" | "slurm" | "ray", "host": str, "task_id": str | null, ...},
+     "lease_token": int,  # the fencing token of the lease it was written under (crlbench.core.fencing);
+                          # absent when the cell ran without a lease (crlbench.suites.runner.run_cell alone)
      "not_applicable": {"<variant>": reason},   # only when a metric does not apply (graph@card, no graph)
      "notes": [str]}   # only when something was recovered: a stored file that was unreadable and redone
 

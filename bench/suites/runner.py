@@ -66,7 +66,8 @@ import torch
 
 import crlbench
 from crlbench.core import registry
-from crlbench.core.errors import ConfigError, DiskFullError, NotApplicable, unknown_name
+from crlbench.core.errors import ConfigError, DiskFullError, FencedOut, NotApplicable, unknown_name
+from crlbench.core.fencing import Fence, fenced
 from crlbench.core.files import ensure_folder, sweep_temporaries
 from crlbench.metrics import compute, compute_with_model
 from crlbench.metrics.interventional import concept_value
@@ -93,14 +94,25 @@ ModelHook = Callable[[Any, int, dict[str, float]], None]  # (model, epochs done,
 
 def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoch: EpochHook | None = None,
              epoch_hooks: Sequence[ModelHook] = (), propagate: tuple[type[BaseException], ...] = (),
-             ran_on: dict[str, Any] | None = None) -> dict[str, Any]:
+             ran_on: dict[str, Any] | None = None, fence: Fence | None = None) -> dict[str, Any]:
     """Run ``cell`` under ``workdir`` and return its record (also written to ``cells/<hash>/result.json``).
 
     ``epoch_hooks`` see the model after every epoch (Optuna's pruning reports from there); an
     exception of a type in ``propagate`` (``optuna.TrialPruned``) is re-raised, not recorded.
     ``ran_on`` is the record's ``ran_on`` (:func:`placement`: executor, host, task id); by default the
-    local executor in this process.
+    local executor in this process. ``fence`` is the token of the lease this run holds
+    (crlbench.core.fencing): every write to the cell's folder is committed through it, and the token is
+    checked after every epoch, so a run whose lease was taken over raises
+    :class:`~crlbench.core.errors.FencedOut` within one epoch and writes nothing more (not even a failed
+    record: the new holder finishes the cell).
     """
+    with fenced(fence):
+        return _run_cell(cell, workdir, progress, on_epoch, epoch_hooks, propagate, ran_on, fence)
+
+
+def _run_cell(cell: Cell, workdir: str | Path, progress: bool, on_epoch: EpochHook | None,
+              epoch_hooks: Sequence[ModelHook], propagate: tuple[type[BaseException], ...],
+              ran_on: dict[str, Any] | None, fence: Fence | None) -> dict[str, Any]:
     directory = ensure_folder(cell_dir(workdir, cell.hash))
     sweep_temporaries(directory, recursive=True, min_age_s=0)  # left by killed writes; this cell is ours now
     start = time.perf_counter()
@@ -109,9 +121,12 @@ def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoc
     record: dict[str, Any] = {"schema": SCHEMA, "hash": cell.hash, "status": "ok", "cell": cell.to_dict(), "error": None}
     try:
         with cell_threads(cell.threads):  # the cell's own thread count, wherever it runs: same numbers on any machine
-            record.update(_evaluate(cell, Path(workdir), directory, timings, progress, on_epoch, epoch_hooks, propagate))
+            if fence is not None:  # a superseded run stops within an epoch, written checkpoint or not
+                epoch_hooks = (*epoch_hooks, lambda model, epoch, losses: fence.check())
+            record.update(_evaluate(cell, Path(workdir), directory, timings, progress, on_epoch, epoch_hooks,
+                                    (*propagate, FencedOut)))
     except Exception as error:  # noqa: BLE001 - a failed cell is recorded, the suite goes on
-        if isinstance(error, (*propagate, DiskFullError)):  # a full disk: keep what is stored, write nothing
+        if isinstance(error, (*propagate, DiskFullError, FencedOut)):  # a full disk, a lost lease: write nothing
             raise
         if isinstance(error, NotApplicable):  # the method does not apply to this dataset: not a failure
             log.info("cell %s is not applicable: %s", cell.title, error)
@@ -124,6 +139,8 @@ def run_cell(cell: Cell, workdir: str | Path, *, progress: bool = False, on_epoc
     record["timings"] = timings
     record["provenance"] = provenance()
     record["ran_on"] = ran_on or placement("local", str(os.getpid()))
+    if fence is not None:
+        record["lease_token"] = fence.token  # the fencing token of the lease it was written under
     write_json(directory / RESULT, record)
     return record
 

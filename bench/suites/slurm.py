@@ -34,7 +34,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from crlbench.core.errors import ConfigError
 from crlbench.suites.cell import Cell
@@ -174,7 +174,8 @@ class SlurmExecutor:
         self.options = options
         self.detach = options.detach
 
-    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True) -> None:
+    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True,
+            fences: Mapping[str, Any] | None = None) -> None:  # noqa: ARG002 - its tasks take their own leases
         workdir = Path(workdir).resolve()  # the tasks run elsewhere
         tasks, fresh = [], []
         for cell in cells:

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crlbench.core.errors import FencedOut
+from crlbench.core.fencing import Fence
 from crlbench.core.records import is_partial
 from crlbench.suites.cell import Cell
 from crlbench.suites.cell_task import is_skipped
@@ -250,8 +252,10 @@ class _SuiteRun:
                 elif outcome == "busy":
                     left.append(p)
             if batch:
+                fences = {cell.hash: self.leases.fence(cell_lease(self.workdir, cell.hash)) for cell in batch}
                 try:
-                    self.executor.run(batch, self.workdir, on_result=self._on_result, progress=self.progress)
+                    self.executor.run(batch, self.workdir, on_result=self._on_result, progress=self.progress,
+                                      fences={key: fence for key, fence in fences.items() if fence is not None})
                 finally:
                     for cell in batch:  # a record that never came (the run stopped): free the cell
                         self.leases.release(cell_lease(self.workdir, cell.hash))
@@ -361,9 +365,22 @@ class _SuiteRun:
         path = cell_lease(self.workdir, record["hash"])
         try:
             if self.tracker is not None:
-                self.tracker.log_cell_once(record, cell_dir(self.workdir, record["hash"]))
+                self._log_fenced(record, self.leases.fence(path))
         finally:
             self.leases.release(path)
+
+    def _log_fenced(self, record: dict[str, Any], fence: Fence | None) -> None:
+        """Log ``record`` to MLflow under its lease's token (crlbench.core.fencing): not at all when another
+        launcher took the lease over meanwhile (it logs the cell), and under the lock a take-over takes."""
+        folder = cell_dir(self.workdir, record["hash"])
+        if fence is None:
+            self.tracker.log_cell_once(record, folder)
+            return
+        try:
+            with fence.holding():
+                self.tracker.log_cell_once(record, folder)
+        except FencedOut as error:
+            log.warning("cell %s: not logged to MLflow: %s", record_title(record), error)
 
     def _log_finished(self, record: dict[str, Any], folder: Path) -> bool:
         """Log a cell finished before this invocation (or by a cluster task), under its lease (its holder
