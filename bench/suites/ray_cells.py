@@ -19,6 +19,7 @@ directory.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -93,7 +94,9 @@ class RayExecutor:
             raise ConfigError(f"--ray-address {self.options.address}: cannot connect to a Ray cluster: {first}") from error
 
     def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True,
-            fences: Mapping[str, Any] | None = None) -> None:  # noqa: ARG002 - its tasks take their own leases
+            fences: Mapping[str, Any] | None = None) -> None:
+        """``fences`` (the launcher's tokens) guard the write-back of ``--ray-no-shared-workdir``; with a shared
+        work directory the tasks take their own leases and tokens."""
         import ray
         from tqdm.auto import tqdm
 
@@ -116,15 +119,18 @@ class RayExecutor:
                 ready, _ = ray.wait(list(refs), num_returns=1, timeout=self.options.poll_s)
                 for ref in ready:
                     cell = refs.pop(ref)
-                    on_result(self._outcome(ref, cell, workdir, since))
+                    on_result(self._outcome(ref, cell, workdir, since, (fences or {}).get(cell.hash)))
                     bar.update(1)
         finally:
             bar.close()
             for ref in refs:  # interrupted: nothing is left running for a launcher that is gone
                 ray.cancel(ref, force=True)
 
-    def _outcome(self, ref: Any, cell: Cell, workdir: Path, since: float) -> dict[str, Any]:
+    def _outcome(self, ref: Any, cell: Cell, workdir: Path, since: float, fence: Any = None) -> dict[str, Any]:
         import ray
+
+        from crlbench.core.errors import FencedOut
+        from crlbench.suites.cell_task import skipped
 
         from crlbench.suites.executor import failed_record, written_since
 
@@ -143,7 +149,12 @@ class RayExecutor:
                                  {"executor": "ray", "host": None, "task_id": ref.task_id().hex()})
         if self.options.shared_workdir:
             return result
-        unpack(result["files"], cell_dir(workdir, cell.hash))
+        try:  # the write-back, under the launcher's lease token (crlbench.core.fencing)
+            with fence.holding() if fence is not None else contextlib.nullcontext():
+                unpack(result["files"], cell_dir(workdir, cell.hash))
+        except FencedOut as error:
+            log.warning("cell %s: its task's files were not written back: %s", cell.title, error)
+            return skipped(cell.hash, f"the holder of lease token {error.newest}")
         return read_result(cell_dir(workdir, cell.hash)) or result["record"]
 
 

@@ -361,8 +361,11 @@ class _SuiteRun:
             self.summary.count(record, cell.title, "elsewhere" if elsewhere else "cached")
 
     def _on_result(self, record: dict[str, Any]) -> None:
-        self.summary.count(record, record_title(record))
         path = cell_lease(self.workdir, record["hash"])
+        if is_skipped(record):  # its lease was taken over while it ran (crlbench.core.fencing): not ours to count
+            self.leases.release(path)
+            return
+        self.summary.count(record, record_title(record))
         try:
             if self.tracker is not None:
                 self._log_fenced(record, self.leases.fence(path))
