@@ -4,6 +4,7 @@ One tiny suite (Pendulum 32x32, three steps, beta-VAE and ICM-VAE) is run once; 
 copy of its work directory.
 """
 
+import dataclasses
 import errno
 import json
 import logging
@@ -21,6 +22,7 @@ from crlbench.cli import main
 from crlbench.core import files
 from crlbench.core.errors import DiskFullError, UnsafeCheckpointError
 from crlbench.core.files import atomic_write, sweep_temporaries
+from crlbench.suites.cell import MetricSpec
 from crlbench.suites.results import UnreadableRecordWarning, cell_dir, load_records, read_result, write_json
 from crlbench.suites.suite import plan, run_suite
 from crlbench.suites.suite_config import load_suite
@@ -240,6 +242,24 @@ def test_a_crafted_checkpoint_fails_its_cell_naming_the_file(work, tmp_path):
     summary = run_suite(config, workdir, progress=False)
     assert summary.failed == 1 and not marker.exists()
     assert str(directory / "checkpoint" / "last.pt") in read_result(directory)["error"]["message"]
+
+
+def test_a_crafted_checkpoint_in_a_finished_cell_costs_only_the_metric_added_later(work, tmp_path):
+    """Issue 24: a crafted last.pt in a finished cell, then a metric added to the suite, turned the ok record
+    into a failed one without scores. The checkpoint is still never loaded; the scores stay, the new metric
+    fails with the refusal, and the record is partial (``--retry-failed`` tries again)."""
+    config, workdir, directory, before = work
+    marker = tmp_path / "pwned"
+    torch.save({"x": Payload(marker)}, directory / "checkpoint" / "last.pt")
+    more = dataclasses.replace(config, metrics=(*config.metrics, MetricSpec("irs@dlib", {})))
+    summary = run_suite(more, workdir, progress=False)
+    record = read_result(directory)
+    assert not marker.exists() and summary.failed == 0 and summary.partial == 1
+    assert record["status"] == "ok" and record["partial"] is True
+    assert record["scores"] == before["scores"]  # nothing lost
+    assert list(record["metric_errors"]) == ["irs@dlib"]
+    assert "holds objects other than tensors" in record["metric_errors"]["irs@dlib"]["message"]
+    assert [spec["name"] for spec in record["cell"]["metrics"]][-1] == "irs@dlib"
 
 
 # --- temporaries of killed writes ------------------------------------------------------------------------

@@ -66,7 +66,8 @@ import torch
 
 import crlbench
 from crlbench.core import registry
-from crlbench.core.errors import ConfigError, DiskFullError, FencedOut, NotApplicable, unknown_name
+from crlbench.core.errors import (ConfigError, DiskFullError, FencedOut, NotApplicable, UnsafeCheckpointError,
+                                  unknown_name)
 from crlbench.core.fencing import Fence, fenced
 from crlbench.core.files import ensure_folder, sweep_temporaries
 from crlbench.metrics import compute, compute_with_model
@@ -128,6 +129,9 @@ def _run_cell(cell: Cell, workdir: str | Path, progress: bool, on_epoch: EpochHo
     except Exception as error:  # noqa: BLE001 - a failed cell is recorded, the suite goes on
         if isinstance(error, (*propagate, DiskFullError, FencedOut)):  # a full disk, a lost lease: write nothing
             raise
+        previous = _finished_record(directory, cell)
+        if isinstance(error, UnsafeCheckpointError) and previous is not None:
+            return _keep_scores(previous, cell, error, directory)
         if isinstance(error, NotApplicable):  # the method does not apply to this dataset: not a failure
             log.info("cell %s is not applicable: %s", cell.title, error)
             record.update(status=NOT_APPLICABLE, error={"type": type(error).__name__, "message": str(error)})
@@ -141,6 +145,35 @@ def _run_cell(cell: Cell, workdir: str | Path, progress: bool, on_epoch: EpochHo
     record["ran_on"] = ran_on or placement("local", str(os.getpid()))
     if fence is not None:
         record["lease_token"] = fence.token  # the fencing token of the lease it was written under
+    write_json(directory / RESULT, record)
+    return record
+
+
+def _finished_record(directory: Path, cell: Cell) -> dict[str, Any] | None:
+    """The cell's ok record from an earlier run, if there is one (read before this run replaces it)."""
+    try:
+        record = read_json(directory / RESULT)
+    except Exception:  # noqa: BLE001 - absent or unreadable: nothing to keep
+        return None
+    return record if isinstance(record, dict) and record.get("status") == "ok" and record.get("hash") == cell.hash \
+        else None
+
+
+def _keep_scores(previous: dict[str, Any], cell: Cell, error: Exception, directory: Path) -> dict[str, Any]:
+    """A finished cell whose checkpoint is unsafe (crlbench.core.errors.UnsafeCheckpointError: it was never
+    loaded) keeps every score it has; what this run was to add (a metric new to the suite) fails with the
+    reason, so the record is partial and ``--retry-failed`` tries again once the file is dealt with."""
+    log.warning("cell %s: %s; its %d scores are kept, the metrics it lacks failed", cell.title, error,
+                len(previous.get("scores") or {}))
+    scores = previous.get("scores") or {}
+    stored = set(previous.get("metrics") or {}) | set(previous.get("not_applicable") or {})
+    missing = [spec.name for spec in cell.metrics
+               if spec.name not in stored and not any(key.startswith(spec.name + ".") for key in scores)]
+    errors = dict(previous.get("metric_errors") or {})
+    for name in missing or ["checkpoint"]:
+        errors[name] = {"type": type(error).__name__, "message": str(error), "traceback": ""}
+    record = {**previous, "cell": cell.to_dict(), "partial": True, "metric_errors": errors,
+              "provenance": provenance()}
     write_json(directory / RESULT, record)
     return record
 
