@@ -12,7 +12,7 @@ WORKERS ?= 2
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup bench test test-slow test-cluster benchmarks clean
+.PHONY: setup bench test test-slow test-cluster soak benchmarks clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,13 @@ test-slow: setup
 test-cluster: setup
 	$(BIN)/python -m pip install --quiet -e ".[test,bench,postgres,slurm,ray]"
 	.ci/cluster-tests
+
+# The chaos soak (benchmarks/chaos_soak.py): two launchers under random kills, pauses and corrupt files for
+# SOAK_MINUTES, then the invariants (one record per cell with the undisturbed scores, each logged once, no
+# process left, nothing written outside the work directory); prints its seed to replay a failure
+SOAK_MINUTES ?= 8
+soak: setup
+	$(BIN)/python benchmarks/chaos_soak.py --minutes $(SOAK_MINUTES)
 
 benchmarks: setup
 	$(BIN)/python benchmarks/render_speed.py

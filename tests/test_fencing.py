@@ -61,15 +61,22 @@ LAUNCHER = textwrap.dedent("""
     if __name__ == "__main__":
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("crlbench.suites.executor").setLevel(logging.DEBUG)
+        heartbeat, stale = float(sys.argv[3]), float(sys.argv[4])
         summary = run_suite(load_suite(sys.argv[1]), sys.argv[2], workers=2, progress=False,
-                            tracking_uri="sqlite:///" + sys.argv[2] + "/mlflow.db", heartbeat_s=0.5, stale_after_s=3)
+                            tracking_uri="sqlite:///" + sys.argv[2] + "/mlflow.db", heartbeat_s=heartbeat,
+                            stale_after_s=stale)
         print("summary", summary.ok, summary.failed, flush=True)
 """)
 
 
 @pytest.mark.skipif(not LINUX_PROC, reason="pauses a launcher with SIGSTOP and reads /proc")
-def test_a_paused_launcher_resumed_after_a_take_over_writes_nothing_and_mlflow_holds_one_run(tmp_path):
-    path = write_suite(tmp_path, **slow_suite([0, 1], steps=48, step_seconds=0.25))  # 12 epochs of 1 s each
+@pytest.mark.parametrize("heartbeat, stale, steps, step_seconds", [
+    (0.5, 3.0, 48, 0.25),  # 12 epochs of 1 s each
+    pytest.param(10.0, 60.0, 96, 1.5, marks=pytest.mark.slow, id="the real 60 s"),  # 24 epochs of 6 s each
+])
+def test_a_paused_launcher_resumed_after_a_take_over_writes_nothing_and_mlflow_holds_one_run(
+        tmp_path, heartbeat, stale, steps, step_seconds):
+    path = write_suite(tmp_path, **slow_suite([0, 1], steps=steps, step_seconds=step_seconds))
     script = tmp_path / "launcher.py"
     script.write_text(LAUNCHER)
     workdir = tmp_path / "work"
@@ -77,7 +84,8 @@ def test_a_paused_launcher_resumed_after_a_take_over_writes_nothing_and_mlflow_h
            "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
     def launch() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(script), str(path), str(workdir)], env=env, text=True,
+        return subprocess.Popen([sys.executable, str(script), str(path), str(workdir), str(heartbeat), str(stale)],
+                                env=env, text=True,
                                 start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     first = launch()
@@ -91,7 +99,7 @@ def test_a_paused_launcher_resumed_after_a_take_over_writes_nothing_and_mlflow_h
             started += "runs in worker pid" in line
         time.sleep(2.0)  # A's workers train and checkpoint
         os.kill(first.pid, signal.SIGSTOP)  # A's heartbeats stop; its workers go on training
-        time.sleep(4.0)  # past the stale time (3 s)
+        time.sleep(stale + 1.0)  # past the stale time
         second = launch()
         out_b, err_b = second.communicate(timeout=300)
         assert second.returncode == 0, err_b

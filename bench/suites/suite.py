@@ -170,6 +170,18 @@ def _warn_if_source_changed(cell: Cell, record: dict[str, Any] | None, sources: 
                     cell.title, cell.hash)
 
 
+# The caches libraries write on their own (matplotlib's font list and config, torch's compiled kernels), kept
+# in the work directory unless the user set their own: a suite writes nothing outside it (the chaos soak checks)
+CACHE_VARIABLES = {"MPLCONFIGDIR": "matplotlib", "TORCHINDUCTOR_CACHE_DIR": "torchinductor"}
+
+
+def keep_caches_in(workdir: Path) -> None:
+    """Point the library caches of :data:`CACHE_VARIABLES` at ``<workdir>/.cache/`` where not set (spawned
+    workers inherit them)."""
+    for variable, folder in CACHE_VARIABLES.items():
+        os.environ.setdefault(variable, str((workdir / ".cache" / folder).resolve()))
+
+
 def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tracking_uri: str | None = None,
               retry_failed: bool = False, progress: bool = True, heartbeat_s: float = HEARTBEAT_S,
               stale_after_s: float = STALE_AFTER_S, poll_s: float = POLL_S, executor: Executor | None = None,
@@ -185,6 +197,7 @@ def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tra
     does not import MLflow).
     """
     workdir = Path(workdir)
+    keep_caches_in(workdir)
     executor = executor if executor is not None else LocalExecutor(workers)
     run = _SuiteRun(config, workdir, executor, retry_failed, progress, poll_s,
                     Leases(Holder.current(), heartbeat_s=heartbeat_s, stale_after_s=stale_after_s))

@@ -672,7 +672,35 @@ def _client(uri: str) -> MlflowClient:
     from mlflow import MlflowClient
 
     with _store_lock(uri):  # the client creates a new store's tables: one process at a time
+        if _scheme(uri) == "sqlite":
+            _create_sqlite_store(_sqlite_path(uri))
         return MlflowClient(tracking_uri=uri)
+
+
+def _create_sqlite_store(path: Path) -> None:
+    """Create a new SQLite store's tables in a temporary file renamed into place once complete (the caller
+    holds the store's lock): a process killed during MLflow's migrations (seconds) leaves only the temporary,
+    never a half-migrated ``mlflow.db`` that every later client fails on (found by the chaos soak)."""
+    if str(path) in ("", ".", ":memory:") or _has_tables(path):
+        return
+    from mlflow import MlflowClient
+
+    for left in path.parent.glob(f".{path.name}.*.creating"):  # a killed creation's (we hold the lock)
+        left.unlink(missing_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.creating")
+    MlflowClient(tracking_uri=f"sqlite:///{temporary}").search_experiments(max_results=1)  # creates the tables
+    os.replace(temporary, path)
+
+
+def _has_tables(path: Path) -> bool:
+    """Whether the SQLite file holds MLflow's tables (an empty file, such as the writability check leaves, does not)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as database:
+            return bool(database.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone())
+    except sqlite3.Error:
+        return True  # not ours to judge: MLflow reports what is wrong with it
 
 
 @contextlib.contextmanager
