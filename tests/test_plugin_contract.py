@@ -121,6 +121,29 @@ def test_a_failing_metric_keeps_the_other_scores_and_names_its_error(tmp_path, p
     assert [p.state for p in plan(config, workdir)] == ["done"]
 
 
+def test_the_cli_reports_a_partial_cell_as_partial_in_every_command(tmp_path, plugin_path, capsys):
+    """Issue 24: a partial cell (one metric raised) made ``suite`` print "0 failed" and exit 0, a rerun say
+    "already done" and ``--dry-run`` say "failed". All three say partial now, and ``suite`` exits 3."""
+    import crl_plugin_metrics
+
+    from crlbench.cli import EXIT_PARTIAL, main
+
+    crl_plugin_metrics.FAIL = True
+    path = write_suite(tmp_path, plugins=["crl_plugin_models", "crl_plugin_metrics"],
+                       models=[{"name": "linear_ae"}], metrics=["mcc@pearson", "broken@test"])
+    command = ["suite", str(path), "--workdir", str(tmp_path / "work"), "--no-tracking"]
+    assert main(command) == EXIT_PARTIAL
+    first = capsys.readouterr().out
+    assert "1 ran, 0 already done, 1 partial (a metric failed), 0 failed" in first
+    assert main(command) == EXIT_PARTIAL  # a rerun: nothing trained, the cell still partial
+    again = capsys.readouterr().out
+    assert "0 ran, 1 already done, 1 partial (a metric failed), 0 failed" in again
+    assert main([*command, "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "partial  pendulum/linear_ae/seed0" in dry and "0 done, 0 stale, 1 partial, 0 failed" in dry
+    crl_plugin_metrics.FAIL = False
+
+
 def test_an_edited_plugin_warns_that_its_finished_cells_are_reused(tmp_path, plugin_path, monkeypatch, caplog):
     module = tmp_path / "plugin_src" / "crl_plugin_edited.py"
     module.parent.mkdir()
