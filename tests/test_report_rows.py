@@ -117,6 +117,18 @@ def test_a_flagged_score_is_marked_k_of_n_and_never_bold_and_the_legend_names_th
     assert r"\S{} 2/4" in rows[1].joinpath("leaderboard.tex").read_text()
 
 
+def test_the_degenerate_runs_table_names_each_flagged_method_its_check_seeds_and_reason(rows):
+    """Only beta_vae on flow is flagged (posterior_collapse, seeds 0 and 1 of 4); copy is a reference row and
+    never listed; unflagged checks are not listed."""
+    text = section(rows[2], "Degenerate runs")
+    lines = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert lines[0].startswith("| dataset | model | check | seeds |")
+    assert lines[1:] == ["| flow | beta_vae | posterior_collapse | 2/4 | dci@reg.*, mcc@* | KL per code 0.001 nats "
+                         "below 0.01 |"]
+    html = rows[1].joinpath("index.html").read_text()
+    assert '<table class="sortable degenerate">' in html and "<td>posterior_collapse</td>" in html
+
+
 def rank_row(text: str, label: str) -> list[str]:
     """The cells of ``label``'s row in the first table of ``text``."""
     line = next(line for line in text.splitlines() if line.startswith(f"| {label}"))

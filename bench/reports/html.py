@@ -13,8 +13,8 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader
 
 from crlbench.reports.convergence import MARK as UNCONVERGED
-from crlbench.reports.tables import (ARROWS, MARKER, REFERENCE_TAG, TRAINING_COLUMNS, ReportData, effect_tables,
-                                     effect_text, rank_rows, rank_text, training_rows)
+from crlbench.reports.tables import (ARROWS, DEGENERATE_TEXT, MARKER, REFERENCE_TAG, TRAINING_COLUMNS, ReportData,
+                                     effect_tables, effect_text, rank_rows, rank_text, training_rows)
 
 
 def png_data_uri(path: Path) -> str:
@@ -34,6 +34,6 @@ def render(data: ReportData) -> str:
     return environment.get_template("report.html.j2").render(
         data=data, marker=MARKER, unconverged=UNCONVERGED, arrows=ARROWS, ranks=rank_rows(data.ranks, data.flags),
         rank_text=rank_text(data.ranks), figure_sections=sections, training_columns=TRAINING_COLUMNS,
-        training_rows=training_rows(data.tables), reference_tag=REFERENCE_TAG,
+        training_rows=training_rows(data.tables), reference_tag=REFERENCE_TAG, degenerate_text=DEGENERATE_TEXT,
         effect_tables=effect_tables(data.paired, data.metrics, data.flags), effect_text=effect_text(data.paired),
         seed_ranks=[(dataset, rank_rows(tests, data.flags), rank_text(tests)) for dataset, tests in data.seed_ranks.items()])

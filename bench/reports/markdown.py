@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crlbench.reports.tables import (ARROWS, MARKER, REFERENCE_TAG, TRAINING_COLUMNS, Entry, ReportData,
+from crlbench.reports.tables import (ARROWS, DEGENERATE_TEXT, MARKER, REFERENCE_TAG, TRAINING_COLUMNS, Entry, ReportData,
                                      effect_tables, effect_text, rank_rows, rank_text, training_rows)
 
 
@@ -41,6 +41,7 @@ def render(data: ReportData, out_dir: Path | None = None) -> str:
         lines.append("")
     lines += ["Columns:", ""] + [f"- {column.short}: `{column.key}`, {column.better}" for column in data.columns] + [""]
     lines += [f"- {line}" for line in data.legend] + [""]
+    lines += degenerate(data.degenerate)
     lines += training(data) + effects(data) + ranks(data) + seed_ranks(data) + failed(data.failed)
     lines += partial(data.partial)
     if data.notes:
@@ -114,6 +115,16 @@ def rank_table(data: ReportData, tests) -> list[str]:
         lines.append(row([label_cell(label, tally.mark() if tally else "")] + [shown for shown, _ in values]))
     lines += [row([name] + values) for name, values in table.foot] + [""]
     return lines + [line for text in table.legend for line in (text, "")]
+
+
+def degenerate(rows: list[dict]) -> list[str]:
+    """What the degeneracy checks flag, per dataset and method: the rows, or parts of rows, that are artefacts."""
+    lines = ["## Degenerate runs", "", DEGENERATE_TEXT, ""]
+    if not rows:
+        return lines + ["None.", ""]
+    lines += [row(["dataset", "model", "check", "seeds", "invalidates", "reason (first flagged seed)"]), row(["---"] * 6)]
+    lines += [row([entry[key] for key in ("dataset", "label", "check", "seeds", "invalidates", "reason")]) for entry in rows]
+    return lines + [""]
 
 
 def failed(cells: list[dict]) -> list[str]:

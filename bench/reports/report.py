@@ -122,6 +122,30 @@ def fired_checks(records: list[dict], metrics: list[str]) -> dict[str, dict]:
     return fired
 
 
+def degenerate_rows(records: list[dict], metrics: list[str]) -> list[dict]:
+    """Per (dataset, method) and check that flagged a tabulated score of some of its seeds: the seeds flagged out
+    of its finished ones, the scores the check invalidates, and the first flagged seed's reason (derived checks
+    included). Which rows, or parts of rows, are artefacts rather than the method's, and why."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for record in records:
+        if record.get("status") == "ok" and not is_reference(record):
+            cell = record["cell"]
+            groups.setdefault((cell["dataset"], cell.get("label") or cell["model"]), []).append(record)
+    rows = []
+    for (dataset, label), group in groups.items():
+        found: dict[str, dict] = {}
+        for record in group:
+            names = {name for score, checks in flagged_checks(record).items() if score in metrics for name in checks}
+            for name in sorted(names):
+                check = record["checks"][name]
+                entry = found.setdefault(name, {"dataset": dataset, "label": label, "check": name, "flagged": 0,
+                                                "invalidates": ", ".join(check.get("invalidates") or []),
+                                                "reason": " ".join(str(check.get("reason") or "").split())})
+                entry["flagged"] += 1
+        rows += [{**entry, "seeds": f"{entry['flagged']}/{len(group)}"} for entry in found.values()]
+    return rows
+
+
 def reference_architectures(records: list[dict]) -> dict[str, str]:
     """Per reference row label, what it runs (its record's ``reference.architecture``)."""
     found: dict[str, str] = {}
@@ -451,7 +475,7 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
                                    + untrained_note(records),
                                    architectures),
                       paired=tests, seed_ranks=seed_ranks, partial=partial_cells(frame), references=architectures,
-                      flags=seed_flags(merged))
+                      flags=seed_flags(merged), degenerate=degenerate_rows(records, metrics))
     data.figures = make_figures(records, frame, summary, metrics, ranks, out_dir / "figures")
     written = _write_texts(out_dir, data, with_facts(merged, facts, data), tests.table, scores_frame(records))
     return written + [item.path for _, items in data.figures for item in items]

@@ -136,6 +136,7 @@ class ReportData:
     references: dict[str, str] = field(default_factory=dict)  # reference row label -> what it runs
     flags: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)  # (dataset, label, metric) ->
     # (flagged seeds, seeds with the score): what the leaderboard marks ``§ k/n``, for the rank and effect tables
+    degenerate: list[dict] = field(default_factory=list)  # per (dataset, method, check) that fired: seeds, reason
 
     def column(self, metric: str) -> Column:
         return next(column for column in self.columns if column.key == metric)
@@ -218,6 +219,8 @@ def training_rows(tables: list[Table]) -> list[list[str]]:
 
 
 REFERENCE_TAG = "(reference)"
+DEGENERATE_TEXT = ("Per method and degeneracy check (docs/protocol.md), the seeds whose tabulated scores it flags "
+                   "(marked in the tables) and why: those scores measure an artefact of the run, not the method.")
 
 
 @dataclass
