@@ -96,8 +96,8 @@ class Flow(SCMDataset):
         return (
             Factor("ball_size", "discrete", 5, 34, tuple(map(float, BALL_INDICES)), "index r, radius r / 30"),
             Factor("hole", "discrete", 6, 14, tuple(map(float, HOLE_INDICES)), "index, height hole / 3"),
-            Factor("water_height", "continuous", float(height.min()), float(height.max()), "h"),
-            Factor("water_flow", "continuous", float(flow.min()), float(flow.max()), "jet reach x"),
+            Factor("water_height", "continuous", float(height.min()), float(height.max()), unit="h"),
+            Factor("water_flow", "continuous", float(flow.min()), float(flow.max()), unit="jet reach x"),
         )
 
     def mechanism(self, k: int, factors: np.ndarray, noise: np.ndarray) -> np.ndarray:

@@ -49,3 +49,10 @@ def test_jet_noise_lies_in_the_reference_range_and_follows_the_seed(flow, tmp_pa
     other = registry.dataset("flow", cache_dir=tmp_path, seed=1)
     assert not np.array_equal(other._designs["train"]["noise"][:, 3], noise)
     np.testing.assert_array_equal(other._designs["train"]["factors"], flow.split("train").factors)
+
+
+def test_the_continuous_factors_have_units_and_no_grid(flow):
+    """The water factors' units were passed where the grid goes (a string as a grid of characters)."""
+    factors = {factor.name: factor for factor in flow.card.factors}
+    assert factors["water_height"].grid is None and factors["water_height"].unit == "h"
+    assert factors["water_flow"].grid is None and factors["water_flow"].unit == "jet reach x"
