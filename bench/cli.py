@@ -606,6 +606,9 @@ def run_ui_command(args: argparse.Namespace) -> int:
 
     workdir = _workdir(args)
     _check_port_free(args.port)
+    from crlbench.tracking.mlflow_runs import _client, default_tracking_uri
+
+    _client(default_tracking_uri(workdir))  # a new store is created whole, under its lock, before the server opens it
     command = ui_command(workdir, port=args.port)
     print("starting: " + " ".join(command))
     base = f"http://127.0.0.1:{args.port}"
@@ -641,6 +644,7 @@ def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; a listener is not
         try:
             probe.bind((host, port))
         except OSError as error:

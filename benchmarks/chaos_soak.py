@@ -54,6 +54,7 @@ LAUNCHER = textwrap.dedent("""
         print("summary ok", summary.ok, "failed", summary.failed, flush=True)
 """)
 CORRUPTIBLE = ("checkpoint/last.pt", "history.json", "result.json", "metrics/*.json")
+ROUND_LIMIT_S = 600.0  # a round's launchers must end this long after the chaos does (else a violation, not a hang)
 
 
 def suite(cells: int) -> dict:
@@ -142,9 +143,14 @@ class Soak:
         except (ProcessLookupError, PermissionError):
             return False
 
-    def round(self, workdir: Path, deadline: float) -> None:
+    def round(self, workdir: Path, deadline: float) -> str | None:
+        """One round; what went wrong with the round itself (it did not finish in time), else None."""
         launchers = [self.launch(workdir), self.launch(workdir)]
+        limit = max(deadline, time.monotonic()) + ROUND_LIMIT_S
         while any(p.poll() is None for p in launchers):
+            if time.monotonic() > limit:
+                self.resume_due(everything=True)
+                return f"its launchers were still running {ROUND_LIMIT_S:.0f} s after the chaos ended"
             time.sleep(self.rng.uniform(0.5, 3.0))
             self.resume_due()
             if time.monotonic() < deadline:
@@ -153,11 +159,15 @@ class Soak:
                 while len(launchers) < 2 and not self.done(workdir):  # a killed launcher is replaced
                     launchers.append(self.launch(workdir))
         self.resume_due(everything=True)
-        for attempt in range(3):  # the documented recovery: --retry-failed runs the killed workers' cells again
+        for _ in range(3):  # the documented recovery: --retry-failed runs the killed workers' cells again
             final = self.launch(workdir, retry=True)
-            final.wait(timeout=600)
+            try:
+                final.wait(timeout=ROUND_LIMIT_S)
+            except subprocess.TimeoutExpired:
+                return f"a --retry-failed launcher was still running after {ROUND_LIMIT_S:.0f} s"
             if self.done(workdir):
                 break
+        return None
 
     def done(self, workdir: Path) -> bool:
         records = [read(path) for path in workdir.glob("cells/*/result.json")]
@@ -243,8 +253,8 @@ def main() -> int:
         while time.monotonic() < deadline:
             rounds += 1
             workdir = root / f"round-{rounds}"
-            soak.round(workdir, deadline)
-            found = violations(soak, workdir, reference)
+            stuck = soak.round(workdir, deadline)
+            found = [stuck] if stuck else violations(soak, workdir, reference)
             problems += [f"round {rounds}: {text}" for text in found]
             print(f"round {rounds}: {sum(soak.events.values())} events so far ({dict(soak.events)}); "
                   f"{'ok' if not found else f'{len(found)} violation(s)'}", flush=True)

@@ -15,6 +15,7 @@ import pytest
 
 from crlbench.core.errors import FencedOut
 from crlbench.core.fencing import FENCE, Fence, fenced, issue_token, newest_token
+from crlbench.core.files import file_lock
 from crlbench.suites.results import write_json
 from crlbench.suites.lease import Holder, Leases, cell_lease
 from suite_fixture import PLUGINS, write_suite
@@ -71,7 +72,7 @@ LAUNCHER = textwrap.dedent("""
 
 @pytest.mark.skipif(not LINUX_PROC, reason="pauses a launcher with SIGSTOP and reads /proc")
 @pytest.mark.parametrize("heartbeat, stale, steps, step_seconds", [
-    (0.5, 3.0, 48, 0.25),  # 12 epochs of 1 s each
+    (0.5, 3.0, 96, 0.25),  # 24 epochs of 1 s each
     pytest.param(10.0, 60.0, 96, 1.5, marks=pytest.mark.slow, id="the real 60 s"),  # 24 epochs of 6 s each
 ])
 def test_a_paused_launcher_resumed_after_a_take_over_writes_nothing_and_mlflow_holds_one_run(
@@ -98,7 +99,8 @@ def test_a_paused_launcher_resumed_after_a_take_over_writes_nothing_and_mlflow_h
             assert line, f"A ended before its cells started (status {first.wait()})"
             started += "runs in worker pid" in line
         time.sleep(2.0)  # A's workers train and checkpoint
-        os.kill(first.pid, signal.SIGSTOP)  # A's heartbeats stop; its workers go on training
+        with file_lock(workdir / "leases.lock"):  # A is not inside the lock when it stops (B would wait forever)
+            os.kill(first.pid, signal.SIGSTOP)  # A's heartbeats stop; its workers go on training
         time.sleep(stale + 1.0)  # past the stale time
         second = launch()
         out_b, err_b = second.communicate(timeout=300)

@@ -34,8 +34,9 @@ def stop_group(grace_s: float = GRACE_S) -> None:
 
 def end_group(grace_s: float = GRACE_S) -> None:
     """SIGTERM to this process's group (itself excepted), SIGKILL to what is left after ``grace_s``."""
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)  # the group's signal reaches this process too
+    if threading.current_thread() is threading.main_thread():  # handlers can be set there only
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)  # the group's signal reaches this process too
     group = os.getpgrp()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGTERM)
@@ -73,7 +74,7 @@ def _arm_parent_death(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(WATCHDOG_S)
-        stop_group()
+        os.kill(os.getpid(), signal.SIGTERM)  # the main thread's handler stops the group
 
     threading.Thread(target=watch, name="crlbench-supervisor-watchdog", daemon=True).start()
 

@@ -258,7 +258,15 @@ class _Pool:
         if kind == "done":
             record = message[2]
         else:  # "error": raised outside the runner's own guard
-            record = failed_record(cell, self.workdir, message[2], message[3])
+            try:
+                with fenced(self.fences.get(cell.hash)):  # this launcher's lease may have been taken over
+                    record = failed_record(cell, self.workdir, message[2], message[3])
+            except FencedOut as error:
+                self.running.pop(cell.hash, None)
+                worker.cell = None
+                _superseded(cell, error)
+                self.bar.update(1)
+                return
         self._finish(worker, record)
 
     def _finish(self, worker: _Worker, record: dict[str, Any]) -> None:

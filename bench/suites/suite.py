@@ -37,8 +37,10 @@ holds its record, so a rerun with nothing left to do opens no run (and does not 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,9 +179,13 @@ CACHE_VARIABLES = {"MPLCONFIGDIR": "matplotlib", "TORCHINDUCTOR_CACHE_DIR": "tor
 
 def keep_caches_in(workdir: Path) -> None:
     """Point the library caches of :data:`CACHE_VARIABLES` at ``<workdir>/.cache/`` where not set (spawned
-    workers inherit them)."""
+    workers inherit them), and this process's temporary files (MLflow stages logged images and texts in a
+    temporary folder, which a killed launcher leaves behind) at ``<workdir>/.cache/tmp``."""
     for variable, folder in CACHE_VARIABLES.items():
         os.environ.setdefault(variable, str((workdir / ".cache" / folder).resolve()))
+    temporary = (workdir / ".cache" / "tmp").resolve()
+    temporary.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(temporary)
 
 
 def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tracking_uri: str | None = None,
@@ -363,7 +369,7 @@ class _SuiteRun:
             record = record or read_result(directory)
             self.collect(p.cell, record, elsewhere=changed)
             if self.tracker is not None and record is not None:
-                self.tracker.log_cell_once(record, directory)
+                self._log_fenced(record, self.leases.fence(directory / "lease.json"))
         finally:
             self.leases.release(directory / "lease.json")
         return "done"
@@ -407,7 +413,13 @@ class _SuiteRun:
             return False
         try:
             current = read_result(folder)  # as it is now, under the lease
-            return current is not None and self.tracker.log_cell_if_new(current, folder)[1]
+            fence = self.leases.fence(lease)
+            try:
+                with fence.holding() if fence is not None else contextlib.nullcontext():
+                    return current is not None and self.tracker.log_cell_if_new(current, folder)[1]
+            except FencedOut as error:
+                log.warning("cell %s: not logged to MLflow: %s", record_title(record), error)
+                return False
         finally:
             self.leases.release(lease)
 

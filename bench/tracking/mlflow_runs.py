@@ -679,10 +679,11 @@ def _client(uri: str) -> MlflowClient:
 
 def _create_sqlite_store(path: Path) -> None:
     """Create a new SQLite store's tables in a temporary file renamed into place once complete (the caller
-    holds the store's lock): a process killed during MLflow's migrations (seconds) leaves only the temporary,
-    never a half-migrated ``mlflow.db`` that every later client fails on (found by the chaos soak)."""
-    if str(path) in ("", ".", ":memory:") or _has_tables(path):
-        return
+    holds the store's lock), when ``path`` is missing or empty (the writability check leaves an empty file): a
+    process killed during MLflow's migrations (seconds) leaves only the temporary, never a half-migrated
+    ``mlflow.db`` that every later client fails on (found by the chaos soak)."""
+    if str(path) in ("", ".", ":memory:") or (path.exists() and path.stat().st_size > 0):
+        return  # a store already (or someone's own file, which MLflow judges): never replaced
     from mlflow import MlflowClient
 
     for left in path.parent.glob(f".{path.name}.*.creating"):  # a killed creation's (we hold the lock)
@@ -692,15 +693,7 @@ def _create_sqlite_store(path: Path) -> None:
     os.replace(temporary, path)
 
 
-def _has_tables(path: Path) -> bool:
-    """Whether the SQLite file holds MLflow's tables (an empty file, such as the writability check leaves, does not)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return False
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as database:
-            return bool(database.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone())
-    except sqlite3.Error:
-        return True  # not ours to judge: MLflow reports what is wrong with it
+
 
 
 @contextlib.contextmanager
