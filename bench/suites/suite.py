@@ -244,6 +244,7 @@ class _SuiteRun:
         self.tracker: Any = None
         self.summary = SuiteSummary()
         self._holders: dict[str, str] = {}  # cell hash -> who runs it, for a cell found busy
+        self._reported: set[str] = set()  # the cells of the running batch whose record (or skip) came
 
     def wanted(self, p: PlannedCell) -> bool:
         """Whether the cell is this launcher's to run (or to wait for)."""
@@ -261,6 +262,7 @@ class _SuiteRun:
         waiting_for = None
         while todo:
             batch, left = [], []
+            taken: list[PlannedCell] = []
             for p in todo:
                 if len(batch) >= batch_size:
                     left.append(p)
@@ -268,16 +270,21 @@ class _SuiteRun:
                 outcome = self._take(p)
                 if outcome == "run":
                     batch.append(p.cell)
+                    taken.append(p)
                 elif outcome == "busy":
                     left.append(p)
             if batch:
                 fences = {cell.hash: self.leases.fence(cell_lease(self.workdir, cell.hash)) for cell in batch}
+                self._reported.clear()
                 try:
                     self.executor.run(batch, self.workdir, on_result=self._on_result, progress=self.progress,
                                       fences={key: fence for key, fence in fences.items() if fence is not None})
                 finally:
                     for cell in batch:  # a record that never came (the run stopped): free the cell
                         self.leases.release(cell_lease(self.workdir, cell.hash))
+                # a cell that gave no record lost its lease while it ran (crlbench.core.fencing): wait for its new
+                # holder and count it as run elsewhere, as a cell found busy
+                left += [p for p in taken if p.cell.hash not in self._reported]
                 waiting_for = None
             elif left:
                 waiting_for = self._wait_for_holders(left, waiting_for)
@@ -380,8 +387,10 @@ class _SuiteRun:
             self.summary.count(record, cell.title, "elsewhere" if elsewhere else "cached")
 
     def _on_result(self, record: dict[str, Any]) -> None:
+        self._reported.add(record["hash"])
         path = cell_lease(self.workdir, record["hash"])
-        if is_skipped(record):  # its lease was taken over while it ran (crlbench.core.fencing): not ours to count
+        if is_skipped(record):  # its lease was taken over while it ran (crlbench.core.fencing): waited for, not counted
+            self._reported.discard(record["hash"])
             self.leases.release(path)
             return
         self.summary.count(record, record_title(record))
