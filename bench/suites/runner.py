@@ -131,7 +131,7 @@ def _run_cell(cell: Cell, workdir: str | Path, progress: bool, on_epoch: EpochHo
             raise
         previous = _finished_record(directory, cell)
         if isinstance(error, UnsafeCheckpointError) and previous is not None:
-            return _keep_scores(previous, cell, error, directory)
+            return _keep_scores(previous, cell, error, directory, fence)
         if isinstance(error, NotApplicable):  # the method does not apply to this dataset: not a failure
             log.info("cell %s is not applicable: %s", cell.title, error)
             record.update(status=NOT_APPLICABLE, error={"type": type(error).__name__, "message": str(error)})
@@ -159,7 +159,8 @@ def _finished_record(directory: Path, cell: Cell) -> dict[str, Any] | None:
         else None
 
 
-def _keep_scores(previous: dict[str, Any], cell: Cell, error: Exception, directory: Path) -> dict[str, Any]:
+def _keep_scores(previous: dict[str, Any], cell: Cell, error: Exception, directory: Path,
+                 fence: Fence | None) -> dict[str, Any]:
     """A finished cell whose checkpoint is unsafe (crlbench.core.errors.UnsafeCheckpointError: it was never
     loaded) keeps every score it has; what this run was to add (a metric new to the suite) fails with the
     reason, so the record is partial and ``--retry-failed`` tries again once the file is dealt with."""
@@ -174,6 +175,8 @@ def _keep_scores(previous: dict[str, Any], cell: Cell, error: Exception, directo
         errors[name] = {"type": type(error).__name__, "message": str(error), "traceback": ""}
     record = {**previous, "cell": cell.to_dict(), "partial": True, "metric_errors": errors,
               "provenance": provenance()}
+    if fence is not None:
+        record["lease_token"] = fence.token  # written now, under this run's lease
     write_json(directory / RESULT, record)
     return record
 
