@@ -225,10 +225,37 @@ def test_run_prints_the_scores_and_where_the_record_report_and_mlflow_run_are(tm
     assert re.search(r"work directory size: [0-9.]+ MB \([0-9.]+ MB of it checkpoints\)", capsys.readouterr().out)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as connection:
+        return connection.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_ui(workdir, port: int, **popen) -> subprocess.Popen:
+    """``crlbench ui`` on ``port``, returned once its server listens (within 120 s)."""
+    import time
+
+    ui = subprocess.Popen([sys.executable, "-m", "crlbench", "ui", "--port", str(port), "--workdir", str(workdir)],
+                          stderr=subprocess.DEVNULL, **popen)
+    deadline = time.monotonic() + 120
+    while not listening(port):
+        assert ui.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
+        time.sleep(0.5)
+    return ui
+
+
 def test_ui_prints_the_experiment_urls_and_stops_its_server_with_it(tmp_path):
     import os
     import signal
-    import socket
     import time
 
     from mlflow import MlflowClient
@@ -238,29 +265,18 @@ def test_ui_prints_the_experiment_urls_and_stops_its_server_with_it(tmp_path):
     client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path))
     experiment_id = client.create_experiment("crlbench/quick")
     client.create_experiment("not-crlbench")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ui = subprocess.Popen([sys.executable, "-m", "crlbench", "ui", "--port", str(port), "--workdir", str(tmp_path)],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-
-    def listening() -> bool:
-        with socket.socket() as connection:
-            return connection.connect_ex(("127.0.0.1", port)) == 0
-
+    port = free_port()
+    ui = None
     try:
-        deadline = time.monotonic() + 120
-        while not listening():
-            assert ui.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
-            time.sleep(0.5)
+        ui = start_ui(tmp_path, port, stdout=subprocess.PIPE, text=True)
         os.kill(ui.pid, signal.SIGTERM)
         assert ui.wait(timeout=15) == 128 + signal.SIGTERM
         deadline = time.monotonic() + 5
-        while listening():
+        while listening(port):
             assert time.monotonic() < deadline, "the MLflow server outlived crlbench ui"
             time.sleep(0.2)
     finally:
-        if ui.poll() is None:
+        if ui is not None and ui.poll() is None:
             ui.kill()
     out = ui.stdout.read()
     assert f"crlbench/quick: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs" in out
@@ -273,32 +289,18 @@ def test_ui_killed_with_sigkill_takes_its_server_and_the_servers_children_down(t
     supervisor (crlbench.core.supervisor), the server's direct parent and group leader, ends the group."""
     import os
     import signal
-    import socket
-    import time
 
     from test_executor import session_processes, wait_until_gone
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ui = subprocess.Popen([sys.executable, "-m", "crlbench", "ui", "--port", str(port), "--workdir", str(tmp_path)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def listening() -> bool:
-        with socket.socket() as connection:
-            return connection.connect_ex(("127.0.0.1", port)) == 0
-
+    port = free_port()
+    ui = start_ui(tmp_path, port, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while not listening():
-            assert ui.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
-            time.sleep(0.5)
         assert len(session_processes(ui.pid)) >= 3  # ui, the supervisor, the server (and its workers)
         ui.kill()  # SIGKILL, crlbench ui only
         ui.wait()
         left = wait_until_gone(ui.pid, timeout=20)
         assert not left, f"processes left behind by the killed ui: {left}"
-        assert not listening()
+        assert not listening(port)
     finally:
         if session_processes(ui.pid):
             os.killpg(ui.pid, signal.SIGKILL)

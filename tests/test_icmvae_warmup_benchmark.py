@@ -1,19 +1,13 @@
 """benchmarks/icmvae_warmup.py, the measurement behind docs/models.md's account of ICM-VAE's warm-up."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "icmvae_warmup.py"
+from benchmark_fixture import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def warmup_benchmark():
-    spec = importlib.util.spec_from_file_location("icmvae_warmup", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("icmvae_warmup")
 
 
 def test_it_logs_the_weights_spread_correlations_and_reconstruction_of_every_epoch(warmup_benchmark, tmp_path):

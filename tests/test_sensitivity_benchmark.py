@@ -1,22 +1,16 @@
 """benchmarks/sensitivity.py, the paired comparison of the top pair behind the README's sensitivity sentence."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from benchmark_fixture import load_benchmark
 from report_fixture import write_cells
-
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "sensitivity.py"
 
 
 @pytest.fixture(scope="module")
 def sensitivity():
-    spec = importlib.util.spec_from_file_location("sensitivity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("sensitivity")
 
 
 def test_a_pair_apart_on_every_seed_is_ordered_and_one_seed_orders_nothing(sensitivity, tmp_path):

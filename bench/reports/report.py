@@ -102,6 +102,11 @@ def flag_counts(records: list[dict], metrics: list[str]) -> dict[tuple[str, str,
     return counts
 
 
+def tabulated_flags(record: dict, metrics: list[str]) -> list[str]:
+    """The checks that flag one of ``metrics`` in ``record`` (a method's; reference rows have none), sorted."""
+    return sorted({name for score, checks in flagged_checks(record).items() if score in metrics for name in checks})
+
+
 def fired_checks(records: list[dict], metrics: list[str]) -> dict[str, dict]:
     """The checks that flagged a tabulated score of some method's cell: name -> ``{cells, derived, invalidates,
     reason}`` (``derived``: how many of the cells had it derived from the reference rows; ``invalidates``: the
@@ -110,8 +115,7 @@ def fired_checks(records: list[dict], metrics: list[str]) -> dict[str, dict]:
     for record in records:
         if record.get("status") != "ok":
             continue
-        names = {name for score, checks in flagged_checks(record).items() if score in metrics for name in checks}
-        for name in sorted(names):
+        for name in tabulated_flags(record, metrics):
             check = record["checks"][name]
             entry = fired.setdefault(name, {"cells": 0, "derived": 0, "invalidates": list(check.get("invalidates") or []),
                                             "reason": str(check.get("reason") or "no reason recorded")})
@@ -135,8 +139,7 @@ def degenerate_rows(records: list[dict], metrics: list[str]) -> list[dict]:
     for (dataset, label), group in groups.items():
         found: dict[str, dict] = {}
         for record in group:
-            names = {name for score, checks in flagged_checks(record).items() if score in metrics for name in checks}
-            for name in sorted(names):
+            for name in tabulated_flags(record, metrics):
                 check = record["checks"][name]
                 entry = found.setdefault(name, {"dataset": dataset, "label": label, "check": name, "flagged": 0,
                                                 "invalidates": ", ".join(check.get("invalidates") or []),

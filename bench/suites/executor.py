@@ -247,27 +247,15 @@ class _Pool:
             self.bar.set_postfix_str("; ".join(self.running.values()), refresh=True)
             return
         if kind == "fenced":  # its lease was taken over: no record, the new holder finishes the cell
-            self.running.pop(cell.hash, None)
-            worker.cell = None
-            _superseded(cell, message[2])
-            self.bar.update(1)
+            self._drop(worker, message[2])
             return
         if kind == "raise":  # the suite stops (the other workers are stopped on the way out)
             worker.cell = None
             raise message[2]
         if kind == "done":
-            record = message[2]
+            self._finish(worker, message[2])
         else:  # "error": raised outside the runner's own guard
-            try:
-                with fenced(self.fences.get(cell.hash)):  # this launcher's lease may have been taken over
-                    record = failed_record(cell, self.workdir, message[2], message[3])
-            except FencedOut as error:
-                self.running.pop(cell.hash, None)
-                worker.cell = None
-                _superseded(cell, error)
-                self.bar.update(1)
-                return
-        self._finish(worker, record)
+            self._fail(worker, message[2], message[3])
 
     def _finish(self, worker: _Worker, record: dict[str, Any]) -> None:
         assert worker.cell is not None
@@ -294,19 +282,31 @@ class _Pool:
             log.warning("cell %s failed: its worker process (pid %d) %s", cell.title, worker.process.pid, how)
             from crlbench.suites.runner import placement
 
-            try:
-                with fenced(self.fences.get(cell.hash)):  # this launcher's lease may have been taken over
-                    record = failed_record(
-                        cell, self.workdir, "WorkerDied", f"the worker process running this cell (pid "
-                        f"{worker.process.pid}) {how}; the other cells went on. Rerun with --retry-failed to run "
-                        "it again", placement("local", str(worker.process.pid)))
-            except FencedOut as error:
-                self.running.pop(cell.hash, None)
-                worker.cell = None
-                _superseded(cell, error)
-                self.bar.update(1)
-                return
+            self._fail(worker, "WorkerDied", f"the worker process running this cell (pid {worker.process.pid}) "
+                       f"{how}; the other cells went on. Rerun with --retry-failed to run it again",
+                       placement("local", str(worker.process.pid)))
+            return
         self._finish(worker, record)
+
+    def _fail(self, worker: _Worker, error_type: str, message: str, ran_on: dict[str, Any] | None = None) -> None:
+        """Record the worker's cell as failed, under this launcher's lease token: none when the lease was taken
+        over meanwhile (the new holder finishes the cell)."""
+        assert worker.cell is not None
+        try:
+            with fenced(self.fences.get(worker.cell.hash)):
+                record = failed_record(worker.cell, self.workdir, error_type, message, ran_on)
+        except FencedOut as error:
+            self._drop(worker, error)
+            return
+        self._finish(worker, record)
+
+    def _drop(self, worker: _Worker, error: object) -> None:
+        """The worker's cell gave no record: its lease was taken over while it ran (crlbench.core.fencing)."""
+        assert worker.cell is not None
+        self.running.pop(worker.cell.hash, None)
+        _superseded(worker.cell, error)
+        worker.cell = None
+        self.bar.update(1)
 
     def _stop(self) -> None:
         """Idle workers are told to exit; any still running a cell (an interrupted suite) are killed."""
