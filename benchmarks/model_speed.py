@@ -68,7 +68,8 @@ def random_batch(card, batch_size: int, channels_last: bool = False) -> dict[str
 
 
 def with_pairs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The batch plus a random second image per row ("images_after") for a model that trains on pairs (ILCM)."""
+    """The batch plus a random second image per row ("images_after") for a model that trains on pairs (ILCM), and
+    each row's environment ("environment") for a model that trains on environments (Contrastive CRL)."""
     if getattr(model, "needs_pairs", False) and "images_after" not in batch:
         generator = torch.Generator().manual_seed(1)
         images = batch["images"]
@@ -76,6 +77,9 @@ def with_pairs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
             torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) and images.ndim == 4
             else torch.contiguous_format))
         batch = {**batch, "images_after": after}
+    if getattr(model, "needs_environments", False) and "environment" not in batch:  # rows cycle through 0..K
+        rows = len(batch["images"])
+        batch = {**batch, "environment": (torch.arange(rows) % (len(model.card.factors) + 1)).to(batch["images"].device)}
     return batch
 
 

@@ -25,11 +25,17 @@ from crlbench.datasets.cache import ArrayCache, content_key
 RENDER_CHUNK = 256  # images rendered per vectorised call; bounds memory at about 30 MB at 64x64
 
 # Independent random streams derived from a dataset seed (numpy SeedSequence spawn keys).
-STREAMS = {"split": 0, "scm_noise": 1, "render_noise": 2, "pairs": 3}
+STREAMS = {"split": 0, "scm_noise": 1, "render_noise": 2, "pairs": 3, "environments": 4}
 
 # The arrays of a weakly supervised pair's second half, per row of a split (:meth:`SCMDataset.pairs`).
 PAIR_KEYS = ("images_after", "factors_after", "intervention_targets")
 PAIRS_VERSION = "1"  # of the generated pairs: part of the cache key, and of the hash of cells that train on pairs
+
+# The environments mode (:meth:`SCMDataset.split` with the dataset parameter ``environments``): per-row extras
+# of the pooled training split, the parameters that switch it on, and the version of the generated environments.
+ENVIRONMENT_KEYS = ("environment", "environment_targets")
+ENVIRONMENT_PARAMS = ("environments", "intervention")
+ENVIRONMENTS_VERSION = "1"
 
 
 def random_stream(seed: int, stream: str, *sub_streams: int) -> np.random.Generator:
@@ -185,14 +191,23 @@ class SCMDataset(ABC):
     # (the extras hold ``PAIR_KEYS``), "generated" when drawn from the SCM on first use, None when there are none.
     pair_source: ClassVar[str | None] = None
     pairs_version: ClassVar[str] = PAIRS_VERSION  # in the hash of a cell that trains on generated pairs
+    # Interventional environments (:meth:`split` with the parameter ``environments``): "generated" when drawn from
+    # the SCM (crlbench.datasets.environments), "stored" when the dataset's own files hold them, None when there are none.
+    environment_source: ClassVar[str | None] = None
+    environments_version: ClassVar[str] = ENVIRONMENTS_VERSION  # in the hash of a cell on generated environments
+    # Factors no method can recover from the images, with the reason (shown on the card; a negative control's)
+    unidentifiable: ClassVar[dict[str, str]] = {}
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, **params: Any) -> None:
         self.params = parse_params(self.Params, params, owner=f"dataset {self.name!r}")
         self.cache = ArrayCache(cache_dir if cache_dir is not None else default_cache_dir())
         self._designs = self.sample_splits()
+        self.environment_plan: dict[str, Any] | None = None
+        self._environment_rows = self.sample_environments() if self.environments else None
         self.card = self._build_card()
         self._arrays: dict[str, np.ndarray] | None = None
         self._pair_arrays: dict[str, np.ndarray] | None = None
+        self._environment_images: np.ndarray | None = None
         self.loaded_from_cache: bool | None = None  # known once the arrays are loaded
 
     # -- what a subclass defines ---------------------------------------------------------------
@@ -238,7 +253,44 @@ class SCMDataset(ABC):
         prefix = f"{name}/"
         own = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
         images, factors, noise = own.pop("images"), own.pop("factors"), own.pop("noise")
+        if self.environments and name == self.split_names[0]:
+            return self._pooled(name, images, factors, noise)
         return Split(name, images, factors, noise, own)
+
+    @property
+    def environments(self) -> bool:
+        """Whether the training split pools the observational and the interventional environments."""
+        return bool(getattr(self.params, "environments", False))
+
+    def sample_environments(self) -> dict[str, np.ndarray]:
+        """The interventional rows of the training split, without images: ``factors``, ``noise``,
+        ``environment`` (1..K) and ``environment_targets`` (the intervened factor, card order). Generated
+        environments follow :mod:`crlbench.datasets.environments` and set :attr:`environment_plan`; a dataset
+        whose files hold its environments (``environment_source = "stored"``) overrides this."""
+        from crlbench.datasets import environments
+
+        if self.environment_source != "generated":
+            raise NotApplicable(f"dataset {self.name!r} has no interventional environments; accepted: a dataset with "
+                                "environment_source 'generated' or 'stored' (pendulum, flow, causal_circuit, chamber_f3, chamber)")
+        observations = self._designs[self.split_names[0]]
+        kind = getattr(self.params, "intervention", "hard")
+        self.environment_plan = environments.design(self, observations, kind, random_stream(self.params.seed, "environments", 0))
+        return environments.sample(self, observations, self.environment_plan, random_stream(self.params.seed, "environments", 1))
+
+    def generate_environments(self, progress: bool = True) -> dict[str, np.ndarray]:
+        """The images of the interventional rows (:meth:`sample_environments`), rendered now."""
+        rows = self._environment_rows
+        return {"images": self.render(rows["factors"], rows["noise"], progress=progress)}
+
+    def _pooled(self, name: str, images: np.ndarray, factors: np.ndarray, noise: np.ndarray) -> Split:
+        """The observations followed by every interventional environment, with ``ENVIRONMENT_KEYS`` per row
+        (environment 0 and target -1 for an observation); the observations' other extras are left out."""
+        rows = self._environment_rows
+        extras = {"environment": np.concatenate([np.zeros(len(factors), dtype=np.int64), rows["environment"]]),
+                  "environment_targets": np.concatenate([np.full(len(factors), -1, dtype=np.int64),
+                                                         rows["environment_targets"]])}
+        return Split(name, np.concatenate([images, self._load_environments()]), np.concatenate([factors, rows["factors"]]),
+                     np.concatenate([noise, rows["noise"]]), extras)
 
     def pairs(self, name: str) -> dict[str, np.ndarray]:
         """The second half of a weakly supervised pair for every row of split ``name`` (ILCM's convention,
@@ -253,6 +305,9 @@ class SCMDataset(ABC):
         seed's own ``pairs`` stream and are cached beside the splits; the observations are unchanged.
         Raises :class:`~crlbench.core.errors.NotApplicable` on a dataset without pairs.
         """
+        if self.environments:
+            raise NotApplicable(f"dataset {self.name!r}: pairs and environments are two data modes; a method that trains "
+                                "on pairs needs the dataset without the parameter 'environments'")
         if self.pair_source is None:
             raise NotApplicable(f"dataset {self.name!r} has no intervention pairs (pair_source is None); a method "
                                 "that trains on pairs needs a dataset that draws them (causal_circuit, pendulum, flow)")
@@ -344,7 +399,11 @@ class SCMDataset(ABC):
 
     @property
     def cache_key(self) -> str:
-        return content_key(self.name, self.version, asdict(self.params))
+        """The key of the observational arrays, whatever the environments mode: its parameters are left out."""
+        return content_key(self.name, self.version, self._observational_params())
+
+    def _observational_params(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self.params).items() if key not in ENVIRONMENT_PARAMS}
 
     def cache_path(self) -> Path:
         return self.cache.paths(self.cache_key)[0]
@@ -361,6 +420,13 @@ class SCMDataset(ABC):
             key = content_key(self.name, self.version, {**asdict(self.params), "pairs": self.pairs_version})
             self._pair_arrays, _ = self._cached(key, self.generate_pairs, {"pairs": self.pairs_version})
         return self._pair_arrays
+
+    def _load_environments(self) -> np.ndarray:
+        if self._environment_images is None:
+            version = {"environments": self.environments_version, "intervention": getattr(self.params, "intervention", "hard")}
+            key = content_key(self.name, self.version, {**self._observational_params(), **version})
+            self._environment_images = self._cached(key, self.generate_environments, version)[0]["images"]
+        return self._environment_images
 
     def _cached(self, key: str, generate, metadata: dict[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
         """The arrays cached under ``key``, or ``generate()``'s, saved there with the card and ``metadata``;
@@ -387,13 +453,31 @@ class SCMDataset(ABC):
             factors=factors,
             adjacency=self.adjacency,
             image_shape=(self.image_size, self.image_size, 3),
-            split_sizes={name: len(d["factors"]) for name, d in self._designs.items()},
+            split_sizes=self._split_sizes(),
             label_stats={key: tuple(float(v) for v in value) for key, value in stats.items()},
             original_order=self.original_order,
             permutation=self.permutation,
             params=asdict(self.params),
-            choices=self.choices(),
+            choices=self._choices(),
         )
+
+    def _split_sizes(self) -> dict[str, int]:
+        sizes = {name: len(design["factors"]) for name, design in self._designs.items()}
+        if self._environment_rows is not None:
+            sizes[self.split_names[0]] += len(self._environment_rows["factors"])
+        return sizes
+
+    def _choices(self) -> dict[str, str]:
+        """:meth:`choices`, with the environments' design and the unidentifiable factors when there are any."""
+        choices = dict(self.choices())
+        if self.environment_plan is not None:
+            from crlbench.datasets import environments
+
+            names = tuple(factor.name for factor in self.factor_definitions())
+            choices["environments"] = environments.describe(self.environment_plan, names)
+        for name, reason in self.unidentifiable.items():
+            choices[f"unidentifiable {name}"] = reason
+        return choices
 
     def _check_factors_noise(self, factors, noise, where: str) -> tuple[np.ndarray, np.ndarray]:
         factors = np.asarray(factors, dtype=np.float64)

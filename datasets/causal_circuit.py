@@ -32,11 +32,12 @@ green, blue, arm) and the button presses ``pressed`` / ``pressed_after`` [N, 3] 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from crlbench.core.lazy import lazy_module
-from crlbench.core.params import require_counts
+from crlbench.core.params import legacy_field, require_counts
 from crlbench.core.registry import register_dataset
 from crlbench.datasets.base import Factor, SCMDataset, random_stream
 from crlbench.datasets.raster import Canvas
@@ -113,6 +114,10 @@ class CausalCircuitParams:
     n_train: int = 10000
     n_val: int = 1000
     n_test: int = 1000
+    # the environments mode (crlbench.datasets.environments): the training split pools the observations with
+    # one interventional environment per factor; "hard" do() or "soft" (the target's noise shifted)
+    environments: bool = legacy_field(False, legacy=False)
+    intervention: Literal["hard", "soft"] = legacy_field("hard", legacy="hard")
 
     def __post_init__(self) -> None:
         require_counts(self, "dataset 'causal_circuit'", ("size", "n_train", "n_val", "n_test"))
@@ -129,6 +134,7 @@ class CausalCircuit(SCMDataset):
     adjacency = ((0, 1, 1, 1), (0, 0, 0, 1), (0, 0, 0, 1), (0, 0, 0, 0))
     image_views = {"images": ("factors", "noise"), "images_after": ("factors_after", "noise_after")}
     pair_source = "stored"  # drawn with the observations (``_sample_pairs``)
+    environment_source = "generated"  # environments drawn from the SCM (crlbench.datasets.environments)
 
     def factor_definitions(self) -> tuple[Factor, ...]:
         units = ("position along the arc", "light intensity", "light intensity", "light intensity")

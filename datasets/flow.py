@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from crlbench.core.params import require, require_counts
+from crlbench.core.params import legacy_field, require, require_counts
 from crlbench.core.registry import register_dataset
 from crlbench.datasets.base import Factor, SCMDataset, grid_split, random_stream, random_test_mask
 from crlbench.datasets.raster import Canvas, axes_box, rgb, snap
@@ -72,6 +72,10 @@ class FlowParams:
     # labels collide so that 5254 train files survive (last write wins); random: seeded.
     split_rule: Literal["reference", "legacy", "random"] = "reference"
     test_fraction: float = 0.2  # of the random split
+    # the environments mode (crlbench.datasets.environments): the training split pools the observations with
+    # one interventional environment per factor; "hard" do() or "soft" (the target's noise shifted)
+    environments: bool = legacy_field(False, legacy=False)
+    intervention: Literal["hard", "soft"] = legacy_field("hard", legacy="hard")
 
     def __post_init__(self) -> None:
         owner = "dataset 'flow'"
@@ -85,6 +89,7 @@ class Flow(SCMDataset):
     version = "1.0"
     Params = FlowParams
     pair_source = "generated"  # weakly supervised pairs drawn from the SCM on first use (SCMDataset.pairs)
+    environment_source = "generated"  # environments drawn from the SCM (crlbench.datasets.environments)
     original_order = ("ball_size", "water_height", "water_flow", "hole")
     permutation = (0, 3, 1, 2)
     adjacency = ((0, 0, 1, 0), (0, 0, 0, 1), (0, 0, 0, 1), (0, 0, 0, 0))

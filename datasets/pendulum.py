@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from crlbench.core.params import require, require_counts
+from crlbench.core.params import legacy_field, require, require_counts
 from crlbench.core.registry import register_dataset
 from crlbench.datasets.base import Factor, SCMDataset, grid_split, random_test_mask
 from crlbench.datasets.raster import Canvas, axes_box, rgb
@@ -73,6 +73,10 @@ class PendulumParams:
     seed: int = 0  # only used by the random split
     split_rule: Literal["reference", "random"] = "reference"  # reference: test iff k >= 4, k % 4 == 0
     test_fraction: float = 0.25  # of the random split
+    # the environments mode (crlbench.datasets.environments): the training split pools the observations with
+    # one interventional environment per factor; "hard" do() or "soft" (the target's noise shifted)
+    environments: bool = legacy_field(False, legacy=False)
+    intervention: Literal["hard", "soft"] = legacy_field("hard", legacy="hard")
 
     def __post_init__(self) -> None:
         owner = "dataset 'pendulum'"
@@ -86,6 +90,7 @@ class Pendulum(SCMDataset):
     version = "1.0"
     Params = PendulumParams
     pair_source = "generated"  # weakly supervised pairs drawn from the SCM on first use (SCMDataset.pairs)
+    environment_source = "generated"  # environments drawn from the SCM (crlbench.datasets.environments)
     original_order = ("pendulum_angle", "light_angle", "shadow_length", "shadow_position")
     permutation = (0, 1, 2, 3)
     adjacency = ((0, 0, 1, 1), (0, 0, 1, 1), (0, 0, 0, 0), (0, 0, 0, 0))

@@ -4,7 +4,8 @@ The content hash covers what determines the trained weights: the dataset (name, 
 parameters), the model (name, version, resolved hyperparameters), the seed, the budget, the device,
 the thread count, the training precision when it is not the default fp32 (so cells computed before
 the key existed keep their hashes), the version of a dataset's generated pairs for a method that trains
-on them, and the crlbench version. Defaults are resolved before hashing, so spelling out a
+on them, the version of a dataset's generated environments when it is in the environments mode, and the
+crlbench version. Defaults are resolved before hashing, so spelling out a
 default value does not change the hash; an option added later is left out at its legacy value (the one
 that trains as before it existed, :func:`crlbench.core.params.legacy_field`), so earlier cells keep theirs.
 The device is hashed as the suite names it (``cpu``, ``cuda``, ``auto``), not as it resolved: which GPU a worker took (``cuda:1``) does not change the hash,
@@ -123,6 +124,8 @@ class Cell:
             identity["validation_holdout"] = VALIDATION_FRACTION
         if getattr(model_class, "needs_pairs", False) and getattr(dataset_class, "pair_source", None) == "generated":
             identity["pairs"] = str(dataset_class.pairs_version)  # how the dataset draws the pairs it trains on
+        if identity["dataset"]["params"].get("environments") and getattr(dataset_class, "environment_source", None) == "generated":
+            identity["environments"] = str(dataset_class.environments_version)  # how the dataset draws its environments
         if self.precision != DEFAULT_PRECISION:  # absent for fp32: the hashes of earlier cells stay
             identity["precision"] = self.precision
         return identity

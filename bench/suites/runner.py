@@ -204,7 +204,8 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     history = train(model, train_split.images, train_split.factors, budget=cell.budget, seed=cell.seed,
                     checkpoint_dir=directory / "checkpoint", checkpoint_every=cell.checkpoint_every,
                     callbacks=callbacks, progress=progress, device=device, precision=cell.precision,
-                    monitor=monitor, monitor_every=cadence, images_after=train_split.extras.get("images_after"))
+                    monitor=monitor, monitor_every=cadence, images_after=train_split.extras.get("images_after"),
+                    environments=environments_of(model, train_split, dataset))
     timings["train_s"] = time.perf_counter() - start
     timings["monitor_s"] = monitor.seconds  # of train_s: the readings of the validation sample
     timings["train_cpu_s"] = history.cpu_seconds  # process CPU seconds, summed across resumes
@@ -327,6 +328,17 @@ def training_and_evaluation_splits(dataset, split: str, pairs: bool = False):
     order = np.random.default_rng(np.random.SeedSequence(VALIDATION_SEED, spawn_key=(EVALUATION_STREAM,))).permutation(len(full))
     held = int(round(VALIDATION_FRACTION * len(full)))
     return _subset(full, np.sort(order[held:]), "train"), _subset(full, np.sort(order[:held]), "val")
+
+
+def environments_of(model, split, dataset) -> np.ndarray | None:
+    """The environment of every training row for a model that trains on environments (None for any other);
+    :class:`~crlbench.core.errors.NotApplicable` when the dataset is not in the environments mode."""
+    if not getattr(model, "needs_environments", False):
+        return None
+    if "environment" not in split.extras:
+        raise NotApplicable(f"model {model.name!r} trains on interventional environments; dataset {dataset.name!r} gives "
+                            "them with the parameter environments: true (pendulum, flow, causal_circuit, chamber_f3, chamber)")
+    return split.extras["environment"]
 
 
 def _subset(split, rows: np.ndarray, name: str):

@@ -142,13 +142,14 @@ def suite_from_dict(data: dict[str, Any], where: str, base: Path = Path(".")) ->
                      for i, item in enumerate(_typed(data["datasets"], list, where, "datasets", "a list")))
     models = tuple(_model_entry(item, f"{where}: key 'models[{i}]'", base, datasets)
                    for i, item in enumerate(_typed(data["models"], list, where, "models", "a list")))
-    _unique([d.name for d in datasets], where, "datasets", "dataset")
-    _unique([m.label for m in models], where, "models", "label")
+    _unique([d.name for d in datasets], where, "datasets", "dataset",
+            "a suite lists each dataset once: put its other parameters in another suite")
+    _unique([m.label for m in models], where, "models", "label", "give one a different 'label'")
     if not datasets or not models:
         raise ConfigError(f"{where}: keys 'datasets' and 'models' must each list at least one entry")
     metrics = tuple(_metric_spec(item, where, f"metrics[{i}]")
                     for i, item in enumerate(_typed(data["metrics"], list, where, "metrics", "a list")))
-    _unique([m.name for m in metrics], where, "metrics", "metric")
+    _unique([m.name for m in metrics], where, "metrics", "metric", "list each metric once")
     precision = _precision(data.get("precision", DEFAULT_PRECISION), device, models, where)
     return SuiteConfig(
         name=name,
@@ -333,9 +334,9 @@ def _string_list(value: Any, where: str, key: str, what: str) -> list[str]:
     return value
 
 
-def _unique(names: list[str], where: str, key: str, what: str) -> None:
+def _unique(names: list[str], where: str, key: str, what: str, remedy: str) -> None:
     seen = set()
     for name in names:
         if name in seen:
-            raise ConfigError(f"{where}: key {key!r} lists {what} {name!r} twice (give one a different 'label')")
+            raise ConfigError(f"{where}: key {key!r} lists {what} {name!r} twice ({remedy})")
         seen.add(name)

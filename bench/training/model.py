@@ -47,7 +47,12 @@ Defaults a subclass may override:
 * ``needs_pairs = True`` (class attribute, default False) asks for weakly supervised pairs: every
   training batch then also holds ``"images_after"`` [B, C, H, W], the same scene after an intervention
   on one unnamed factor or none (:meth:`crlbench.datasets.base.SCMDataset.pairs`); the target is never
-  given. On a dataset without pairs the cell is recorded as not applicable before any training.
+  given. On a dataset without pairs the cell is recorded as not applicable before any training;
+* ``needs_environments = True`` (class attribute, default False) asks for interventional environments:
+  every training batch then also holds ``"environment"`` (LongTensor [B]: 0 for an observational row,
+  e = 1..E for a row of the e-th interventional environment, whose target is not given), from a dataset in
+  the environments mode (:meth:`crlbench.datasets.base.SCMDataset.split`); elsewhere the cell is recorded
+  as not applicable before any training. Rows of all environments are pooled in the batches.
 
 The result record holds the SHA-256 of the file that defines the model's class
 (:func:`source_fingerprint`); a suite warns when a finished cell's model source changed since.
@@ -89,6 +94,7 @@ class CausalModel(nn.Module):
     aligned: ClassVar[bool] = True
     manual_optimization: ClassVar[bool] = False
     needs_pairs: ClassVar[bool] = False  # trains on (image, image after an intervention) pairs
+    needs_environments: ClassVar[bool] = False  # trains on rows labelled with their environment
     reference_for: ClassVar[tuple[str, ...]] = ()  # a reference row's metrics (+ "reconstruction"); () for a method
 
     def __init__(self, card: Any, **hyperparameters: Any) -> None:
@@ -115,7 +121,7 @@ class CausalModel(nn.Module):
 
     def supervision(self) -> list[str] | None:
         """What the method is given besides the images, for the leaderboard: any of "labels", "true graph",
-        "initial graph", "pairs"; [] for nothing; None when the method does not say."""
+        "initial graph", "pairs", "environments"; [] for nothing; None when the method does not say."""
         return None
 
     def latent_size(self) -> int | None:

@@ -112,6 +112,7 @@ def train(
     monitor: Monitor | None = None,
     images_after: np.ndarray | None = None,
     monitor_every: int | None = None,
+    environments: np.ndarray | None = None,
 ) -> History:
     """Train ``model`` on ``images`` uint8 [N, H, W, C] and ``factors`` [N, K] within ``budget``.
 
@@ -127,6 +128,8 @@ def train(
     ``precision`` (fp32, bf16, fp16) is the forward pass's autocast (:mod:`crlbench.training.precision`).
     ``images_after`` [N, H, W, C] uint8, the second image of each pair, is required by a model with
     ``needs_pairs`` and joins its batches as ``"images_after"`` (same rows as ``"images"``).
+    ``environments`` [N] int, each row's environment (0 observational, 1..E interventional), is required by a
+    model with ``needs_environments`` and joins its batches as ``"environment"`` (a LongTensor).
     """
     if len(images) != len(factors) or len(images) == 0:
         raise ConfigError(f"train: need as many images as factor rows, at least one; got {len(images)} and {len(factors)}")
@@ -138,6 +141,13 @@ def train(
                                 "intervention): train() needs images_after")
         if images_after.shape != images.shape:
             raise ConfigError(f"train: images_after must have the shape of images {images.shape}; got {images_after.shape}")
+    if getattr(model, "needs_environments", False):
+        if environments is None:
+            raise NotApplicable(f"model {model.name!r} trains on interventional environments: train() needs environments "
+                                "(a dataset with the parameter environments: true)")
+        if np.shape(environments) != (len(images),):
+            raise ConfigError(f"train: environments must hold one index per image ({len(images)}); got shape "
+                              f"{np.shape(environments)}")
     stats = model.card.label_stats
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     batches_per_epoch = int(np.ceil(len(images) / budget.batch_size))
@@ -170,8 +180,7 @@ def train(
                 break
             rows = np.sort(order[start:start + budget.batch_size])
             batch = batch_tensors(images[rows], factors[rows], mean, std)
-            if getattr(model, "needs_pairs", False):
-                batch["images_after"] = batch_tensors(images_after[rows], factors[rows], mean, std)["images"]
+            batch.update(extra_inputs(model, rows, images_after, environments, factors, mean, std))
             batch = {key: value.to(device) for key, value in batch.items()}
             losses = optimisation_step(model, optimizers, batch, history.steps, mixed)
             history.steps += 1
@@ -186,7 +195,8 @@ def train(
         epoch += 1
         if history.steps >= total_steps:  # the budget is reached: post-hoc inference, saved with the last checkpoint
             with torch.random.fork_rng(devices=_accelerators(device)):  # training's random state stays as it was
-                model.on_train_end(end_of_training_batch(model, images, factors, images_after, mean, std, seed, device))
+                model.on_train_end(end_of_training_batch(model, images, factors, images_after, mean, std, seed, device,
+                                                         environments))
         record = {term: total / batches for term, total in sums.items()}
         if monitor is not None:
             record.update(_read(monitor, model, history, batches_per_epoch, device))
@@ -215,14 +225,26 @@ def _read(monitor: Monitor, model: CausalModel, history: History, batches_per_ep
 
 
 def end_of_training_batch(model: CausalModel, images: np.ndarray, factors: np.ndarray, images_after: np.ndarray | None,
-                          mean: np.ndarray, std: np.ndarray, seed: int, device) -> dict[str, torch.Tensor]:
+                          mean: np.ndarray, std: np.ndarray, seed: int, device,
+                          environments: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """At most ``END_OF_TRAINING_ROWS`` training rows, drawn from the seed's own stream, batched as in training."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(END_OF_TRAINING,)))
     rows = np.sort(rng.choice(len(images), size=min(END_OF_TRAINING_ROWS, len(images)), replace=False))
     batch = batch_tensors(images[rows], factors[rows], mean, std)
-    if getattr(model, "needs_pairs", False):
-        batch["images_after"] = batch_tensors(images_after[rows], factors[rows], mean, std)["images"]
+    batch.update(extra_inputs(model, rows, images_after, environments, factors, mean, std))
     return {key: value.to(device) for key, value in batch.items()}
+
+
+def extra_inputs(model: CausalModel, rows: np.ndarray, images_after: np.ndarray | None, environments: np.ndarray | None,
+                 factors: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, torch.Tensor]:
+    """What a model's batch holds besides images and factors: the pairs' second images (``needs_pairs``) and
+    the rows' environments (``needs_environments``)."""
+    extra = {}
+    if getattr(model, "needs_pairs", False):
+        extra["images_after"] = batch_tensors(images_after[rows], factors[rows], mean, std)["images"]
+    if getattr(model, "needs_environments", False):
+        extra["environment"] = torch.as_tensor(np.asarray(environments)[rows], dtype=torch.long)
+    return extra
 
 
 def _accelerators(device: str | torch.device) -> list[int]:
