@@ -55,13 +55,13 @@ def write_plugin(folder, module, name):
 
 
 def test_builtin_datasets_are_listed_and_built_by_name(tmp_path):
-    assert {"pendulum", "flow", "causal_circuit"} <= set(registry.registry("dataset").names())
+    assert {"pendulum", "flow", "causal_circuit", "chamber", "chamber_f3"} <= set(registry.registry("dataset").names())
     dataset = registry.dataset("causal_circuit", cache_dir=tmp_path, n_train=5, n_val=2, n_test=2)
     assert dataset.card.factor_names == ("arm", "blue", "green", "red")
 
 
 def test_unknown_name_lists_known_names_and_the_closest(tmp_path):
-    with pytest.raises(UnknownNameError, match=r"unknown dataset 'pendulm'; known: causal_circuit, flow, pendulum \(did you mean 'pendulum'\?\)"):
+    with pytest.raises(UnknownNameError, match=r"unknown dataset 'pendulm'; known: causal_circuit, chamber, chamber_f3, flow, pendulum \(did you mean 'pendulum'\?\)"):
         registry.dataset("pendulm", cache_dir=tmp_path)
 
 

@@ -30,6 +30,16 @@ def legacy_field(default: Any, legacy: Any) -> Any:
     return dataclasses.field(default=default, metadata={LEGACY_VALUE: legacy})
 
 
+# A field's metadata key: the field says where something is, not what it is (a folder of published data), so it
+# never enters a cell hash: the same data read from another folder keeps its cells. Declare it with location_field().
+LOCATION = "location"
+
+
+def location_field(default: Any) -> Any:
+    """A dataclass field defaulting to ``default`` that is always left out of cell hashes (a path to data)."""
+    return dataclasses.field(default=default, metadata={LOCATION: True})
+
+
 def parse_params(params_type: type[P], values: Mapping[str, Any], owner: str) -> P:
     """Build ``params_type`` from ``values``, checking names, types and choices.
 

@@ -37,7 +37,7 @@ from typing import Any
 import crlbench
 from crlbench.core import registry
 from crlbench.core.errors import ConfigError, unknown_name
-from crlbench.core.params import LEGACY_VALUE, parse_params
+from crlbench.core.params import LEGACY_VALUE, LOCATION, parse_params
 from crlbench.training.budget import Budget
 from crlbench.training.precision import DEFAULT_PRECISION
 
@@ -160,9 +160,11 @@ def content_hash(cell: Cell) -> str:
 
 def _resolved(params_type: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
     """The parameters with every default filled in, less the options at their legacy value
-    (:func:`crlbench.core.params.legacy_field`: cells recorded before such an option existed keep their hashes)."""
+    (:func:`crlbench.core.params.legacy_field`: cells recorded before such an option existed keep their hashes)
+    and the locations of data (:func:`crlbench.core.params.location_field`)."""
     resolved = dataclasses.asdict(parse_params(params_type, values, owner=owner))
     for item in dataclasses.fields(params_type):
-        if LEGACY_VALUE in item.metadata and resolved[item.name] == item.metadata[LEGACY_VALUE]:
+        legacy = LEGACY_VALUE in item.metadata and resolved[item.name] == item.metadata[LEGACY_VALUE]
+        if legacy or item.metadata.get(LOCATION):
             del resolved[item.name]
     return resolved

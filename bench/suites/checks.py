@@ -17,6 +17,7 @@ from crlbench.core.degeneracy import (  # noqa: F401 (the rules, re-exported)
     ACTIVE_CODE_NATS, CHECK_NAMES, CONSTANT_CODE_SPREAD, COUNTERFACTUAL_RATIO, INERT_DO_FRACTION, INTERVENTIONAL,
     POSTERIOR_INFORMATION_NATS, RECONSTRUCTION_RATIO, check, code_spread, constant_codes, counterfactual_vs_copy,
     inert_do, invalidated, not_better, not_finite, posterior_collapse, reconstruction_vs_mean_image)
+from crlbench.core.references import RECONSTRUCTION
 from crlbench.suites.representation import as_model_images
 from crlbench.training.model import model_device
 
@@ -85,8 +86,10 @@ def cell_checks(model, *, train_images: np.ndarray, reconstruction_images: np.nd
         return scores.get(f"{INTERVENTIONAL}.{score}")
 
     def reconstruction() -> dict[str, Any]:
-        if "reconstruction.mse" not in scores:
-            return reconstruction_vs_mean_image(None, None)
+        if "reconstruction.mse" not in scores:  # the runner lists it as not applicable for a model without a decoder
+            reason = not_applicable.get(RECONSTRUCTION)
+            missing = f"reconstruction.mse does not apply: {reason}" if reason else None
+            return reconstruction_vs_mean_image(None, None, missing)
         return reconstruction_vs_mean_image(scores["reconstruction.mse"],
                                             mean_image_error(train_images, reconstruction_images))
 

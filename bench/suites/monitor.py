@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from crlbench.core import registry
+from crlbench.core.errors import NotApplicable
 from crlbench.metrics import compute, dci
 from crlbench.training.convergence import MONITOR_KEY
 from crlbench.training.model import RECONSTRUCTION, model_device, stands_for
@@ -74,7 +75,8 @@ def validation_sample(dataset, split: str, train_split, eval_split, rows: int = 
 class ValidationMonitor:
     """The trainer's monitor (:data:`crlbench.training.train.Monitor`): the model -> ``dci@reg.disentanglement``,
     ``dci@reg.completeness``, ``mcc@pearson.mcc`` and ``heldout_reconstruction_mse`` on ``sample``, each only
-    where the model is scored on it (a reference row stands for some scores only). ``seed`` seeds DCI's trees;
+    where the model is scored on it (a reference row stands for some scores only; a model without a decoder
+    has no reconstruction error). ``seed`` seeds DCI's trees;
     ``options`` are the suite's options per metric name. ``seconds`` adds up the time its readings took."""
 
     def __init__(self, sample: ValidationSample, device: str, *, seed: int, representation: str = "factor_codes",
@@ -93,7 +95,10 @@ class ValidationMonitor:
             values.update(_latent_scores(model, self.fit, self.score, self.y_fit, self.y_score, self.seed,
                                          self.representation, self.options))
         if stands_for(model, RECONSTRUCTION):
-            values[MONITOR_KEY] = reconstruction_error(model, self.score)
+            try:
+                values[MONITOR_KEY] = reconstruction_error(model, self.score)
+            except NotApplicable:  # a method without a decoder (Contrastive CRL): no reconstruction to read
+                pass
         self.seconds += time.perf_counter() - start
         return values
 

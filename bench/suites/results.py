@@ -18,6 +18,7 @@ The record (``schema`` 1) is plain JSON::
      "cell": {"suite", "dataset", "dataset_params", "model", "label", "hyperparameters", "seed",
               "budget": {"epochs", "steps", "batch_size"}, "metrics", "evaluation", "code_version"},
      "factors": [names in the card's topological order], "adjacency": [[0/1]],
+     "unidentifiable": {"<factor>": reason},  # only on a dataset whose images cannot carry some factors (a control)
      "error": null | {"type", "message", "traceback"},   # not_applicable: {"type": "NotApplicable", "message"}
      "scores": {"<variant>.<score>": float},   # flat, e.g. "dci@reg.disentanglement"
      "metrics": {"<variant>": {"scores", "notes", "info", "matrices": [names in the .npz]}},

@@ -226,11 +226,15 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     alignment = _align(model, latents)
     representation = evaluation_representation(latents, alignment, cell.evaluation.representation)
     scores = {}
+    metrics, metric_times, metric_errors, not_applicable = {}, {}, {}, {}
     if stands_for(model, RECONSTRUCTION):  # a reference row is scored only on what it stands for
-        scores["reconstruction.mse"] = reconstruction_error(model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])
+        try:
+            scores["reconstruction.mse"] = reconstruction_error(
+                model, eval_split.images[latents["test_rows"][:RECONSTRUCTION_SAMPLES]])
+        except NotApplicable as error:  # a method without a decoder (Contrastive CRL)
+            not_applicable[RECONSTRUCTION] = str(error)
 
     metric_seed = _stream_seed(cell.seed, METRIC_STREAM)
-    metrics, metric_times, metric_errors, not_applicable = {}, {}, {}, {}
     for spec in cell.metrics:
         if not stands_for(model, spec.name):  # a reference row's other metrics are not computed
             not_applicable[spec.name] = _not_standing_for(model)
@@ -259,9 +263,12 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     except Exception as error:  # noqa: BLE001 - a do() the model refuses (a cyclic learned graph) keeps the scores
         if isinstance(error, (*propagate, DiskFullError)):
             raise
-        log.warning("cell %s: the intervention grid failed: %s: %s", cell.title, type(error).__name__, error)
-        metric_errors[INTERVENTION_GRID] = {"type": type(error).__name__, "message": str(error),
-                                            "traceback": traceback.format_exc()}
+        if isinstance(error, NotApplicable):  # a method without a decoder draws no do() images (Contrastive CRL)
+            not_applicable[INTERVENTION_GRID] = str(error)
+        else:
+            log.warning("cell %s: the intervention grid failed: %s: %s", cell.title, type(error).__name__, error)
+            metric_errors[INTERVENTION_GRID] = {"type": type(error).__name__, "message": str(error),
+                                                "traceback": traceback.format_exc()}
     start = time.perf_counter()  # the degeneracy checks (docs/protocol.md): what a score cannot mean
     names = [spec.name for spec in cell.metrics]
     checks = cell_checks(model, train_images=train_split.images, codes=representation.z_test, scores=scores,
@@ -276,6 +283,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
     return {
         "factors": list(dataset.card.factor_names),
         "adjacency": np.asarray(dataset.card.adjacency).tolist(),
+        **({"unidentifiable": dict(dataset.unidentifiable)} if getattr(dataset, "unidentifiable", None) else {}),
         "alignment": alignment,
         "representation": representation.description(),
         "given": model.supervision(),
