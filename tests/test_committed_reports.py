@@ -3,7 +3,8 @@ directory in which a later run resumes only the cells still missing.
 
 ``reports/standard_v1/`` is the first leaderboard (4 methods x 2 datasets), complete. ``reports/standard/``
 is the full one (configs/suites/standard.yaml: 7 methods and 4 reference rows x 3 datasets x 8 seeds), run
-over several sessions from one clean commit: each session commits the cells finished so far."""
+over several sessions from one clean commit: each session commits the cells finished so far; so are its
+companions (``reports/environments/``, configs/suites/environments.yaml), checked once their first records land."""
 
 import subprocess
 import sys
@@ -49,20 +50,37 @@ def test_the_first_standard_leaderboard_is_rebuilt_from_its_records(tmp_path):
     rebuilt_matches_committed(SUITES / "standard_v1.yaml", REPORTS / "standard_v1", tmp_path)
 
 
-def test_the_full_leaderboards_committed_records_are_its_cells_from_one_clean_commit():
-    config = load_suite(SUITES / "standard.yaml")
-    assert len(config.cells()) == FULL_CELLS
-    planned = {p.cell.hash: p.state for p in plan(config, REPORTS / "standard")}
-    records = load_records(REPORTS / "standard" / "cells")
-    assert records, "no committed record of the full standard suite"
+# Reports run over several sessions, each committing the cells finished so far: (suite file, report folder).
+# A companion joins when its first records are committed.
+IN_PROGRESS = {"standard": ("standard.yaml", "standard"), "environments": ("environments.yaml", "environments")}
+
+
+def in_progress(name: str) -> tuple[Path, Path]:
+    suite, folder = IN_PROGRESS[name]
+    if name != "standard" and not (REPORTS / folder / "cells").exists():
+        pytest.skip(f"reports/{folder} has no committed records yet")
+    return SUITES / suite, REPORTS / folder
+
+
+@pytest.mark.parametrize("name", sorted(IN_PROGRESS))
+def test_committed_records_are_the_suites_cells_from_one_clean_commit(name):
+    suite, folder = in_progress(name)
+    config = load_suite(suite)
+    if name == "standard":
+        assert len(config.cells()) == FULL_CELLS
+    planned = {p.cell.hash: p.state for p in plan(config, folder)}
+    records = load_records(folder / "cells")
+    assert records, f"no committed record of the suite {suite.name}"
     assert {record["hash"] for record in records} <= set(planned)  # nothing from another suite or setting
     assert all(planned[record["hash"]] in ("done", "partial") for record in records)
     commits = {record["provenance"]["git_commit"] for record in records}
     assert len(commits) == 1 and not any(commit is None or "dirty" in commit for commit in commits), commits
-    assert not list((REPORTS / "standard").glob("cells/*/checkpoint"))
+    assert not list(folder.glob("cells/*/checkpoint"))
 
 
-def test_the_full_leaderboard_is_rebuilt_from_its_committed_records(tmp_path):
-    if not (REPORTS / "standard" / "leaderboard.csv").exists():
-        pytest.fail("reports/standard has records but no report: run crlbench report on them")
-    rebuilt_matches_committed(SUITES / "standard.yaml", REPORTS / "standard", tmp_path)
+@pytest.mark.parametrize("name", sorted(IN_PROGRESS))
+def test_committed_reports_are_rebuilt_from_their_records(name, tmp_path):
+    suite, folder = in_progress(name)
+    if not (folder / "leaderboard.csv").exists():
+        pytest.fail(f"reports/{folder.name} has records but no report: run crlbench report on them")
+    rebuilt_matches_committed(suite, folder, tmp_path)
