@@ -140,6 +140,8 @@ class ContrastiveCRL(CausalModel):
     version = VERSION
     aligned = True  # latent t is trained as environment t + 1's target, which intervenes on factor t
     needs_environments = True
+    assumptions = {"linear_scm": "a linear Gaussian latent SCM",
+                   "one_intervention_per_latent": "one perfect intervention on each latent, one environment each"}
 
     def __init__(self, card, **hyperparameters) -> None:
         super().__init__(card, **hyperparameters)

@@ -197,6 +197,9 @@ class SCMDataset(ABC):
     environments_version: ClassVar[str] = ENVIRONMENTS_VERSION  # in the hash of a cell on generated environments
     # Factors no method can recover from the images, with the reason (shown on the card; a negative control's)
     unidentifiable: ClassVar[dict[str, str]] = {}
+    # What the data satisfy of the assumptions methods make (``CausalModel.assumptions`` keys): "linear_scm" for a
+    # linear Gaussian SCM; the environments mode adds "one_intervention_per_latent" (:meth:`satisfied`)
+    satisfies: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, **params: Any) -> None:
         self.params = parse_params(self.Params, params, owner=f"dataset {self.name!r}")
@@ -256,6 +259,16 @@ class SCMDataset(ABC):
         if self.environments and name == self.split_names[0]:
             return self._pooled(name, images, factors, noise)
         return Split(name, images, factors, noise, own)
+
+    def satisfied(self) -> frozenset[str]:
+        """The assumption keys these data satisfy: :attr:`satisfies`, plus one perfect intervention on each factor
+        in the environments mode (each environment's target is set independently of its parents)."""
+        extra = {"one_intervention_per_latent"} if self.environments and self._hard_environments() else set()
+        return frozenset(self.satisfies) | extra
+
+    def _hard_environments(self) -> bool:
+        plan = self.environment_plan
+        return plan is None or all(kind == "hard" for kind in plan["kinds"])
 
     @property
     def environments(self) -> bool:

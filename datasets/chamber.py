@@ -178,6 +178,7 @@ class Chamber(SCMDataset):
     permutation = PERMUTATION
     adjacency = ADJACENCY
     environment_source = "stored"  # the published interventional experiments
+    satisfies = frozenset({"linear_scm"})  # buchholz_1's linear Gaussian SCM (up to clipping and rounding)
     unidentifiable = {
         "pol_1": "by Malus's law only cos^2(pol_1 - pol_2) of the polariser angles reaches the camera (NMI paper, "
                  "Appendix IV.2.2): at most their difference, up to sign and 180 degrees, is in the images",

@@ -119,6 +119,7 @@ class ChamberF3(SCMDataset):
     permutation = PERMUTATION
     adjacency = ADJACENCY
     environment_source = "stored"  # drawn with the published intervention means and variances, not generated
+    satisfies = frozenset({"linear_scm"})  # buchholz_1's linear Gaussian SCM (up to clipping and rounding)
     unidentifiable = {
         "pol_1": "F3 sees the polarisers only through cos^2(pol_1 - pol_2): only their difference reaches the "
                  "image, up to sign (and 180 degrees)",

@@ -148,3 +148,19 @@ def test_only_cells_in_the_environments_mode_change_their_hash(tmp_path, plugin_
     assert pooled.identity()["environments"] == "1" and pooled.identity()["dataset"]["params"]["environments"] is True
     assert "environments" not in plain.identity() and "environments" not in plain.identity()["dataset"]["params"]
     assert spelled_out.hash == plain.hash != pooled.hash  # the legacy values leave the hash as it was
+
+
+def test_a_cell_records_the_assumptions_its_data_break(tmp_path):
+    from crlbench.suites.runner import broken_assumptions
+
+    def broken(name, **params):
+        dataset = registry.dataset(name, cache_dir=tmp_path, size=16, environments=True, **params)
+        return set(broken_assumptions(registry.model("contrastive_crl", dataset.card), dataset))
+
+    assert broken("pendulum") == {"linear_scm"}  # one hard intervention per factor, but a nonlinear SCM
+    assert broken("causal_circuit", n_train=50, n_val=5, n_test=5, intervention="soft") == {
+        "linear_scm", "one_intervention_per_latent"}  # soft: the target keeps its parents
+    assert broken("chamber_f3", n_per_environment=50) == set()  # buchholz_1: linear Gaussian, hard interventions
+    plain = registry.dataset("chamber_f3", cache_dir=tmp_path, size=16, n_per_environment=50)
+    assert set(broken_assumptions(registry.model("contrastive_crl", plain.card), plain)) == {"one_intervention_per_latent"}
+    assert broken_assumptions(registry.model("beta_vae", plain.card), plain) == {}  # a method that assumes nothing

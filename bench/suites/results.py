@@ -19,6 +19,7 @@ The record (``schema`` 1) is plain JSON::
               "budget": {"epochs", "steps", "batch_size"}, "metrics", "evaluation", "code_version"},
      "factors": [names in the card's topological order], "adjacency": [[0/1]],
      "unidentifiable": {"<factor>": reason},  # only on a dataset whose images cannot carry some factors (a control)
+     "assumptions_broken": {"<key>": description},  # only when the data break an assumption of the method
      "error": null | {"type", "message", "traceback"},   # not_applicable: {"type": "NotApplicable", "message"}
      "scores": {"<variant>.<score>": float},   # flat, e.g. "dci@reg.disentanglement"
      "metrics": {"<variant>": {"scores", "notes", "info", "matrices": [names in the .npz]}},

@@ -284,6 +284,7 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         "factors": list(dataset.card.factor_names),
         "adjacency": np.asarray(dataset.card.adjacency).tolist(),
         **({"unidentifiable": dict(dataset.unidentifiable)} if getattr(dataset, "unidentifiable", None) else {}),
+        **({"assumptions_broken": broken} if (broken := broken_assumptions(model, dataset)) else {}),
         "alignment": alignment,
         "representation": representation.description(),
         "given": model.supervision(),
@@ -302,6 +303,13 @@ def _evaluate(cell: Cell, workdir: Path, directory: Path, timings: dict, progres
         **({"not_applicable": not_applicable} if not_applicable else {}),
         **({"notes": notes} if notes else {}),
     }
+
+
+def broken_assumptions(model, dataset) -> dict[str, str]:
+    """The model's assumptions (``CausalModel.assumptions``) that the dataset's data do not satisfy, with their
+    descriptions: the report marks the cell's scores as obtained outside the method's assumptions."""
+    satisfied = dataset.satisfied() if hasattr(dataset, "satisfied") else frozenset()
+    return {key: text for key, text in getattr(model, "assumptions", {}).items() if key not in satisfied}
 
 
 def reference_row(model) -> dict[str, Any] | None:

@@ -33,6 +33,9 @@ Defaults a subclass may override:
   :data:`crlbench.training.train.END_OF_TRAINING_ROWS` training rows, for what a method infers from data
   after training (ILCM's graph; store it in buffers so that checkpoints keep it);
 * ``supervision()`` and ``latent_size()`` tell the leaderboard what the method is given and learns;
+  ``assumptions`` (class attribute, default ``{}``) names what the method assumes of the data, as
+  ``{key: description}``; a dataset lists the keys its data satisfy (``SCMDataset.satisfies``), and the
+  record of a cell on data that break one says which (``assumptions_broken``), for the report's mark;
 * ``posterior_kl_per_code(images)`` gives, for a model whose code is sampled in training from a Gaussian
   posterior q(z|x) penalised against a standard normal prior (beta-VAE), the mean over ``images`` of
   KL(q(z_i|x) || N(0, 1)) per code i, in nats (a ``[codes]`` tensor), for the posterior-collapse check
@@ -96,6 +99,7 @@ class CausalModel(nn.Module):
     needs_pairs: ClassVar[bool] = False  # trains on (image, image after an intervention) pairs
     needs_environments: ClassVar[bool] = False  # trains on rows labelled with their environment
     reference_for: ClassVar[tuple[str, ...]] = ()  # a reference row's metrics (+ "reconstruction"); () for a method
+    assumptions: ClassVar[dict[str, str]] = {}  # what the method assumes of the data: {key: description}
 
     def __init__(self, card: Any, **hyperparameters: Any) -> None:
         super().__init__()
