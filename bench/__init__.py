@@ -10,7 +10,8 @@ each allowed to import only those listed before it:
 - :mod:`crlbench.metrics`, :mod:`crlbench.datasets`: metric variants and datasets (core only);
 - :mod:`crlbench.icmvae`, :mod:`crlbench.baselines`: the methods (core, training);
 - :mod:`crlbench.suites`: suite configs, cells, the runner, executors, result records, leases;
-- :mod:`crlbench.tracking`: MLflow; :mod:`crlbench.reports`: statistics, figures, the report;
+- :mod:`crlbench.tracking`: MLflow; :mod:`crlbench.reports`: statistics, figures, the report, comparisons;
+- :mod:`crlbench.scores`: the results API, per-cell scores of a work directory or a report as a DataFrame;
 - :mod:`crlbench.tuning`: Optuna studies; :mod:`crlbench.cli`: the command line over all of them.
 
 Importing ``crlbench`` is cheap: heavy libraries (torch, mlflow, optuna) load only where used.

@@ -10,6 +10,10 @@ Records carry what the runner writes: the cell's resolved identity (image size, 
 evaluation settings, provenance with the crlbench version and, unless ``monitored=False`` (a record
 from before the per-epoch monitor), ``history.epochs[i]["heldout_reconstruction_mse"]`` and a
 ``convergence`` verdict: converged, except the (dataset, label, seed) cells in ``unconverged``.
+
+A dataset in ``UNIDENTIFIABLE`` (``chamber_f3``) is a negative control: its records carry ``unidentifiable`` and
+r2@linear's per-factor scores (``r2@linear.r2_<k>``), near the label's quality on the factors the images carry and
+near a tenth of it on the others. The label ``supervised`` is the supervised reference row (its ``reference`` set).
 """
 
 from __future__ import annotations
@@ -36,7 +40,14 @@ FACTORS = {
     "pendulum": ["pendulum_angle", "light_angle", "shadow_length", "shadow_position"],
     "flow": ["ball_size", "hole", "water_height", "water_flow"],
     "causal_circuit": ["robot_arm", "red_light", "green_light", "blue_light"],
+    "chamber_f3": ["blue", "green", "pol_1", "red", "pol_2"],
 }
+CONTROL = "chamber_f3"  # a negative control: its images cannot carry pol_1 and pol_2
+UNIDENTIFIABLE = {CONTROL: {"pol_1": "the hexagon's colour depends on the polariser angles only through "
+                                     "cos^2(pol_1 - pol_2)",
+                            "pol_2": "as pol_1: only cos^2(pol_1 - pol_2) reaches the image"}}
+CEILING = "supervised"  # the supervised reference row
+QUALITY[CEILING], GIVEN[CEILING], LATENT[CEILING] = 0.95, ["labels"], 5
 
 
 def write_cells(root: str | Path, *, datasets=DATASETS, labels=LABELS, seeds=(0, 1, 2),
@@ -52,7 +63,7 @@ def write_cells(root: str | Path, *, datasets=DATASETS, labels=LABELS, seeds=(0,
                 rng = np.random.default_rng([len(dataset), sum(map(ord, label)), seed])
                 folder = Path(root) / "cells" / _hash(dataset, label, seed)
                 if failed == (dataset, label, seed):
-                    write_json(folder / "result.json", _failed_record(dataset, label, seed, folder.name))
+                    write_json(folder / "result.json", _failed_record(dataset, label, seed, folder.name, epochs))
                 else:
                     quality = QUALITY.get(label, 0.5)
                     factors = FACTORS.get(dataset, [f"factor_{k}" for k in range(4)])
@@ -108,8 +119,8 @@ def _monitor(record: dict, converged: bool, rng) -> None:
                              "reason": "fixture", "rule": RULE}
 
 
-def _failed_record(dataset: str, label: str, seed: int, cell_hash: str) -> dict:
-    return {"schema": 1, "hash": cell_hash, "status": "failed", "cell": _cell(dataset, label, seed),
+def _failed_record(dataset: str, label: str, seed: int, cell_hash: str, epochs: int = 5) -> dict:
+    return {"schema": 1, "hash": cell_hash, "status": "failed", "cell": _cell(dataset, label, seed, epochs),
             "factors": FACTORS.get(dataset, []), "adjacency": [],
             "error": {"type": "FloatingPointError", "message": "loss became NaN at epoch 3",
                       "traceback": "Traceback (most recent call last): ..."},
@@ -139,7 +150,7 @@ def _record(dataset, label, seed, cell_hash, factors, quality, rng, epochs, reco
     history = [{"loss": float(100 * (1 - quality / 2) / (epoch + 1) + rng.random()), "kl": float(rng.random())}
                for epoch in range(epochs)]
     k = len(factors)
-    return {"schema": 1, "hash": cell_hash, "status": "ok", "cell": _cell(dataset, label, seed, epochs),
+    record = {"schema": 1, "hash": cell_hash, "status": "ok", "cell": _cell(dataset, label, seed, epochs),
             "factors": factors, "adjacency": np.triu(np.ones((k, k), dtype=int), 1).tolist(), "error": None,
             "scores": scores,
             "metrics": {variant: {"scores": values, "notes": [], "info": {}, "matrices": matrices}
@@ -153,6 +164,26 @@ def _record(dataset, label, seed, cell_hash, factors, quality, rng, epochs, reco
                           "finished": True} if label == "icm_vae" else None),
             "timings": {"train_s": 1.0, "encode_s": 0.1, "metrics_s": 0.2, "total_s": 1.3, "cpu_s": 100.0 + 10 * seed},
             "provenance": _provenance()}
+    _add_control(record, quality, rng, noise)
+    return record
+
+
+def _add_control(record: dict, quality: float, rng, noise: float) -> None:
+    """What the supervised reference row's record adds (``reference``), and a negative control's:
+    ``unidentifiable`` and r2@linear's scores, per factor and their mean."""
+    cell = record["cell"]
+    if cell["label"] == CEILING:
+        record["reference"] = {"for": ["latent"], "architecture": "ConvEncoder regressing the standardised factors"}
+    unidentifiable = UNIDENTIFIABLE.get(cell["dataset"])
+    if not unidentifiable:
+        return
+    scores = {f"r2_{k}": float(np.clip((0.1 if name in unidentifiable else 1.0) * quality
+                                       + noise * rng.standard_normal(), -1, 1))
+              for k, name in enumerate(record["factors"])}
+    scores["r2"] = float(np.mean(list(scores.values())))
+    record["unidentifiable"] = dict(unidentifiable)
+    record["metrics"]["r2@linear"] = {"scores": scores, "notes": [], "info": {}, "matrices": []}
+    record["scores"].update({f"r2@linear.{name}": value for name, value in scores.items()})
 
 
 def _write_matrices(folder: Path, codes: int, factors: int, quality: float, rng) -> None:

@@ -18,7 +18,7 @@ HEAVY = ("torch", "scipy", "numba", "sklearn", "mlflow")
 
 
 @pytest.mark.parametrize("name", ["beta_vae", "icm_vae", "causal_vae", "dear", "scm_vae", "ivae", "ilcm",
-                                  "copy", "mean_image", "supervised", "untrained"])
+                                  "contrastive_crl", "copy", "mean_image", "supervised", "untrained"])
 def test_light_model_declaration_matches_the_model_class(name):
     from crlbench.training.model import source_fingerprint
 

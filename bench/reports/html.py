@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader
 
+from crlbench.reports.controls import CEILING_TAG, MARK as CONTROL_MARK, TEXT as CONTROL_TEXT
 from crlbench.reports.convergence import MARK as UNCONVERGED
 from crlbench.reports.tables import (ARROWS, DEGENERATE_TEXT, MARKER, REFERENCE_TAG, TRAINING_COLUMNS, ReportData,
                                      effect_tables, effect_text, rank_rows, rank_text, training_rows)
@@ -35,5 +36,6 @@ def render(data: ReportData) -> str:
         data=data, marker=MARKER, unconverged=UNCONVERGED, arrows=ARROWS, ranks=rank_rows(data.ranks, data.flags),
         rank_text=rank_text(data.ranks), figure_sections=sections, training_columns=TRAINING_COLUMNS,
         training_rows=training_rows(data.tables), reference_tag=REFERENCE_TAG, degenerate_text=DEGENERATE_TEXT,
+        control_text=CONTROL_TEXT, control_mark=CONTROL_MARK, ceiling_tag=CEILING_TAG,
         effect_tables=effect_tables(data.paired, data.metrics, data.flags), effect_text=effect_text(data.paired),
         seed_ranks=[(dataset, rank_rows(tests, data.flags), rank_text(tests)) for dataset, tests in data.seed_ranks.items()])

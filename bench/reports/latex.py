@@ -11,7 +11,9 @@ when seeds are flagged by a degeneracy check. Reference rows follow the methods 
 ``\settowidth``); when it does not fit with LaTeX's 6 pt ``\tabcolsep`` it gets 3 pt (four methods
 with five-digit means need that), and when it does not fit even then it becomes a ``table*`` spanning
 both columns (469 pt) rather than being scaled down; methods that do not fit that either are split over
-stacked tabulars. The caption carries the protocol: suite, seeds, budget, image size, evaluation split.
+stacked tabulars. The caption carries the protocol: suite, seeds, budget, image size, evaluation split. A
+negative control (crlbench.reports.controls) gets a second table after the leaderboards: rows = the supervised
+ceiling and the methods, columns = its factors, each entry the mean per-factor R² over seeds.
 Needs ``\usepackage{booktabs}``.
 """
 
@@ -21,13 +23,15 @@ import re
 from dataclasses import dataclass
 
 from crlbench.reports.convergence import LATEX_MARK
+from crlbench.reports.controls import MARK, PER_FACTOR, ControlTable
 from crlbench.reports.tables import Entry, ReportData, Table
 from crlbench.reports import numbers, stats
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
            "±": r"$\pm$", "–": "--", "−": r"$-$", "×": r"$\times$", "²": r"$^2$", "‡": r"$^\ddagger$", "†": r"$^\dagger$",
-           "≥": r"$\geq$", "§": r"\S{}", "≤": r"$\leq$", "<": r"$<$", ">": r"$>$", "|": r"$|$"}
+           "≥": r"$\geq$", "§": r"\S{}", "≤": r"$\leq$", "<": r"$<$", ">": r"$>$", "|": r"$|$",
+           "✗": r"$^\times$"}
 ARROWS = {"max": r"$\uparrow$", "min": r"$\downarrow$"}
 COLUMN_WIDTH_PT = 229.5  # \columnwidth of \documentclass[twocolumn]{article} at 10 pt
 TEXT_WIDTH_PT = 469.0  # its \textwidth, which a table* spans
@@ -55,6 +59,8 @@ def render(data: ReportData) -> str:
              f"% {escape(data.title)}", ""]
     for table in data.tables:
         lines += table_lines(data, table) + [""]
+    for control in data.controls:
+        lines += control_lines(data, control) + [""]
     return "\n".join(lines)
 
 
@@ -162,14 +168,23 @@ def fits(widths: list[float], tabcolsep: float, limit: float) -> bool:
     return sum(widths) + 2 * tabcolsep * (len(widths) - 1) <= limit
 
 
+def placement(widths: list[float]) -> tuple[str, float | None] | None:
+    """The first of one column at the default ``tabcolsep``, then the narrow one, then both columns likewise, that
+    columns of ``widths`` fit: the environment and the ``tabcolsep`` to set (None: the default); None if none."""
+    for environment, limit in (("table", COLUMN_WIDTH_PT), ("table*", TEXT_WIDTH_PT)):
+        for tabcolsep in TABCOLSEP_PT:
+            if fits(widths, tabcolsep, limit):
+                return environment, None if tabcolsep == TABCOLSEP_PT[0] else tabcolsep
+    return None
+
+
 def layout(data: ReportData, table: Table) -> Layout:
     """One column at the default, then the narrow ``tabcolsep``; else both columns likewise; else both columns
     with the methods split into consecutive tabulars that each fit."""
     first, *methods = column_widths(data, table)
-    for environment, limit in (("table", COLUMN_WIDTH_PT), ("table*", TEXT_WIDTH_PT)):
-        for tabcolsep in TABCOLSEP_PT:
-            if fits([first, *methods], tabcolsep, limit):
-                return Layout(environment, None if tabcolsep == TABCOLSEP_PT[0] else tabcolsep, [list(table.rows)])
+    placed = placement([first, *methods])
+    if placed:
+        return Layout(*placed, [list(table.rows)])
     blocks: list[list[str]] = [[]]
     for label, width in zip(table.rows, methods):
         if blocks[-1] and not fits([first, *(methods[table.rows.index(other)] for other in blocks[-1]), width],
@@ -201,7 +216,47 @@ def caption(data: ReportData, table: Table) -> str:
         parts.append(f"{LATEX_MARK}: seeds that did not converge ({escape(', '.join(unconverged))}) by the rule: "
                      f"{escape(' / '.join(rules))}.")
     parts.append("Scores: " + escape("; ".join(f"{data.column(m).short} = {m}" for m in table.metrics)) + ".")
+    if table.control:
+        parts.append(escape(table.control))
     return " ".join(parts)
+
+
+def control_lines(data: ReportData, control: ControlTable) -> list[str]:
+    """A negative control's per-factor R² (crlbench.reports.controls): rows = the supervised ceiling, then the
+    methods; columns = its factors, marked (:data:`crlbench.reports.controls.MARK`, a superscript times) where no
+    method can recover them. Without a row to show, a comment saying why."""
+    if not control.rows:
+        return [f"% Negative control {control.dataset}: " + " ".join(" ".join(control.notes).split())]
+    names = [escape(row.label) + (" (ceiling)" if row.ceiling else "") for row in control.rows]
+    widths = [max(text_width(row.label + " (ceiling)" * row.ceiling) for row in control.rows)]
+    widths += [max([text_width(factor) + GLYPHS["small"]["mark"] * (factor in control.unidentifiable)]
+                   + [text_width(row.cells[index]) for row in control.rows])
+               for index, factor in enumerate(control.factors)]
+    environment, tabcolsep = placement(widths) or ("table*", TABCOLSEP_PT[1])
+    lines = [f"\\begin{{{environment}}}[t]", "\\centering", "\\small"]
+    lines += [f"\\setlength{{\\tabcolsep}}{{{tabcolsep:g}pt}}"] if tabcolsep else []
+    lines += [f"\\caption{{{control_caption(data, control)}}}",
+              f"\\label{{tab:{label_key(data.title)}-{label_key(control.dataset)}-control}}",
+              f"\\begin{{tabular}}{{@{{}}l{'r' * len(control.factors)}@{{}}}}", "\\toprule",
+              " & ".join(["model"] + [escape(factor) + escape(MARK) * (factor in control.unidentifiable)
+                                        for factor in control.factors]) + " \\\\",
+              "\\midrule"]
+    for index, (name, row) in enumerate(zip(names, control.rows)):
+        lines.append(" & ".join([name] + [escape(cell) for cell in row.cells]) + " \\\\")
+        if row.ceiling and index + 1 < len(control.rows) and not control.rows[index + 1].ceiling:
+            lines.append("\\midrule")
+    return lines + ["\\bottomrule", "\\end{tabular}", f"\\end{{{environment}}}"]
+
+
+def control_caption(data: ReportData, control: ControlTable) -> str:
+    """What a control's table holds, the factors no method can recover and why, and what is missing."""
+    reasons = "; ".join(f"{factor}: {reason}" for factor, reason in control.unidentifiable.items())
+    parts = [f"{escape(data.title)}: {escape(control.dataset)}, a negative control, not ranked. Per factor, the mean "
+             f"over seeds of r2@linear's per-factor $R^2$ ({escape(PER_FACTOR.format(index='<k>'))}): the supervised "
+             "reference row's, the ceiling of what these images carry at this budget, then each method's; "
+             "(ok/total) when seeds lack the score.",
+             f"{escape(MARK)}: no method can recover the factor from the images ({escape(reasons)})."]
+    return " ".join(parts + [escape(note) for note in control.notes])
 
 
 def label_key(text: str) -> str:

@@ -1,12 +1,14 @@
 """``leaderboard.md``: the protocol, a leaderboard per dataset with its legend (reference rows in their own
-group under the methods), the paired differences against the comparison method, the training table,
-ranks across datasets and within each dataset across seeds, failed and partial cells, notes, captioned
-figures and provenance (GitHub-flavoured markdown tables)."""
+group under the methods), the degenerate runs, the negative controls (per-factor ceilings), the paired
+differences against the comparison method, the training table, ranks across datasets and within each dataset
+across seeds, failed and partial cells, notes, captioned figures and provenance (GitHub-flavoured markdown
+tables)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from crlbench.reports.controls import CEILING_TAG, TEXT as CONTROL_TEXT, ControlTable
 from crlbench.reports.tables import (ARROWS, DEGENERATE_TEXT, MARKER, REFERENCE_TAG, TRAINING_COLUMNS, Entry, ReportData,
                                      effect_tables, effect_text, rank_rows, rank_text, training_rows)
 
@@ -39,9 +41,10 @@ def render(data: ReportData, out_dir: Path | None = None) -> str:
             lines.append(row(["*reference rows*"] + [""] * (2 + len(table.metrics))))
             lines += [table_row(table, label, f"{label} {REFERENCE_TAG}") for label in table.references]
         lines.append("")
+        lines += [table.control, ""] if table.control else []
     lines += ["Columns:", ""] + [f"- {column.short}: `{column.key}`, {column.better}" for column in data.columns] + [""]
     lines += [f"- {line}" for line in data.legend] + [""]
-    lines += degenerate(data.degenerate)
+    lines += degenerate(data.degenerate) + controls(data.controls)
     lines += training(data) + effects(data) + ranks(data) + seed_ranks(data) + failed(data.failed)
     lines += partial(data.partial)
     if data.notes:
@@ -125,6 +128,24 @@ def degenerate(rows: list[dict]) -> list[str]:
     lines += [row(["dataset", "model", "check", "seeds", "invalidates", "reason (first flagged seed)"]), row(["---"] * 6)]
     lines += [row([entry[key] for key in ("dataset", "label", "check", "seeds", "invalidates", "reason")]) for entry in rows]
     return lines + [""]
+
+
+def controls(tables: list[ControlTable]) -> list[str]:
+    """Per negative control, the per-factor R² of the supervised ceiling and of each method, the factors no
+    method can recover and why; nothing when there is no negative control."""
+    if not tables:
+        return []
+    lines = ["## Negative controls", "", CONTROL_TEXT, ""]
+    for table in tables:
+        lines += [f"### {table.dataset}", ""]
+        if table.rows:
+            lines += [row(["model"] + [table.header(factor) for factor in table.factors]),
+                      row(["---"] + ["---:"] * len(table.factors))]
+            lines += [row([f"{entry.label} {CEILING_TAG}" if entry.ceiling else entry.label] + entry.cells)
+                      for entry in table.rows] + [""]
+        lines += [f"- {line}" for line in table.reasons()] + [""]
+        lines += [line for note in table.notes for line in (note, "")]
+    return lines
 
 
 def failed(cells: list[dict]) -> list[str]:

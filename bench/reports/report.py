@@ -2,8 +2,8 @@
 
 :func:`write_report` turns the records of :func:`crlbench.suites.results.load_records` into one folder::
 
-    leaderboard.md    the protocol, a table per dataset, paired differences, ranks, failed and partial cells, notes,
-                      captioned figures
+    leaderboard.md    the protocol, a table per dataset, degenerate runs, negative controls, paired differences,
+                      ranks, failed and partial cells, notes, captioned figures
     leaderboard.csv   long form: one row per (dataset, label, metric) with every number behind a cell, at full precision
     effects.csv       one row per (dataset, label, metric): the paired test and difference against the comparison label
     scores.csv        one row per cell and score (docs/protocol.md names its columns), for tools that read results
@@ -21,9 +21,12 @@ untrained row's on the same seed: crlbench.reports.derived_checks) that invalida
 with the most seeds in a column and no flagged seed, the best mean and those that print the same are bold (for
 the score's direction), and ``†`` marks a Holm-corrected Wilcoxon p < 0.05 against the comparison label.
 Reference rows (the record's ``reference``: copy, mean image...) are shown under the methods and never
-ranked, bolded or tested. ``‡ k/n`` after a method's name: k of its n seeds did not converge by the
-trainer's rule (crlbench.reports.convergence). Every table names what each method is given (labels, the
-true graph, an initial graph, pairs, or nothing) and its latent size; the protocol box at the top
+ranked, bolded or tested. Neither is a negative control, a dataset whose records declare factors its images
+cannot carry (``unidentifiable``; crlbench.reports.controls): its leaderboard says why it is not ranked, and the
+"Negative controls" section shows per factor the supervised reference row's R² ceiling beside each method's.
+``‡ k/n`` after a method's name: k of its n seeds did not converge by the trainer's rule
+(crlbench.reports.convergence). Every table names what each method is given (labels, the true graph, an initial
+graph, pairs, environments, or nothing) and its latent size; the protocol box at the top
 states the suite, budget, image size, seeds, evaluation split and sizes, each method's resolved
 hyperparameters, and the crlbench version and commit (crlbench.reports.protocol).
 """
@@ -41,11 +44,14 @@ import numpy as np
 import pandas as pd
 
 from crlbench.core.files import atomic_write
-from crlbench.core.records import flagged_checks, is_partial, is_reference
+from crlbench.core.records import flagged_checks, is_reference
 from crlbench.reports import convergence, figures, html, latex, markdown, numbers, protocol, stats
+from crlbench.reports.controls import control_datasets, control_line, control_tables
 from crlbench.reports.derived_checks import derivation_note, untrained_note, with_derived_checks
 from crlbench.reports.columns import columns as score_columns
-from crlbench.reports.protocol import budget_text, given_text
+from crlbench.reports.pooling import check_pooling, pooled_notes
+from crlbench.reports.protocol import given_text
+from crlbench.reports.scores_frame import SCORES_COLUMNS, scores_frame  # noqa: F401 (SCORES_COLUMNS re-exported)
 from crlbench.reports.tables import MARKER  # noqa: F401 (re-exported: the significance mark)
 from crlbench.reports.tables import (Drawn, Entry, MethodFacts, ReportData, Table, flag_legend, legend_lines)
 
@@ -253,13 +259,14 @@ def cpu_text(seconds: list[float | None]) -> str:
 
 def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame,
                       flags: dict[tuple[str, str, str], int] | None = None,
-                      references: set[str] = frozenset()) -> pd.DataFrame:
+                      references: set[str] = frozenset(), unranked: set[str] = frozenset()) -> pd.DataFrame:
     """The summary with the paired tests and the bold / significant / flagged marks of each cell.
 
     ``best`` is decided on matched seeds: among the methods (not ``references``) of a (dataset, metric) whose
     count of seeds with the score is the most any method of that column has, and that no check flags
     (``flags``: flagged seeds per (dataset, label, metric)), the best mean and every mean that prints the
-    same (crlbench.reports.numbers) are bold."""
+    same (crlbench.reports.numbers) are bold. Nothing is bold on an ``unranked`` dataset (a negative control:
+    crlbench.reports.controls)."""
     flags = flags or {}
     merged = summary.merge(tests[["dataset", "label", "metric", "n_pairs", "p_value", "p_holm", "mean_difference",
                                   "difference_low", "difference_high"]],
@@ -267,7 +274,9 @@ def merged_statistics(summary: pd.DataFrame, tests: pd.DataFrame,
     merged["reference"] = merged["label"].isin(references)
     merged["flagged"] = [flags.get(key, 0) for key in zip(merged["dataset"], merged["label"], merged["metric"])]
     merged["best"] = False
-    for _, index in merged.groupby(["dataset", "metric"], sort=False).groups.items():
+    for (dataset, _), index in merged.groupby(["dataset", "metric"], sort=False).groups.items():
+        if dataset in unranked:
+            continue
         group = merged.loc[index]
         methods = group[~group["reference"]]
         most = int(methods["n_ok"].max()) if len(methods) else 0
@@ -308,8 +317,11 @@ def not_applicable_scores(frame: pd.DataFrame, metrics: list[str]) -> set[tuple[
 
 def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], metrics: list[str],
                  facts: dict[tuple[str, str], MethodFacts] | None = None,
-                 not_applicable: set[tuple[str, str, str]] = frozenset()) -> list[Table]:
-    facts = facts or {}
+                 not_applicable: set[tuple[str, str, str]] = frozenset(),
+                 controls: dict[str, dict[str, str]] | None = None) -> list[Table]:
+    """A leaderboard per dataset; a negative control's (``controls``: dataset -> its unidentifiable factors)
+    carries the line saying why it is not ranked."""
+    facts, controls = facts or {}, controls or {}
     tables = []
     for dataset in datasets:
         rows = merged[merged["dataset"] == dataset]
@@ -322,7 +334,8 @@ def build_tables(merged: pd.DataFrame, datasets: list[str], labels: list[str], m
                    for row in rows.itertuples()}
         methods = {label: facts.get((dataset, label), MethodFacts()) for label in present}
         tables.append(Table(dataset, [label for label in present if label not in references], metrics, entries,
-                            methods, [label for label in present if label in references]))
+                            methods, [label for label in present if label in references],
+                            control_line(controls[dataset]) if dataset in controls else ""))
     return tables
 
 
@@ -340,29 +353,6 @@ def partial_cells(frame: pd.DataFrame) -> list[dict]:
     return [{"dataset": row.dataset, "label": row.label, "seed": row.seed, "hash": row.hash,
              "error": f"partial (its other scores stand): {row.metric_errors}"}
             for row in partial.itertuples()]
-
-
-SCORES_COLUMNS = ["suite", "budget", "seed", "method", "model", "dataset", "score", "value", "status", "flags",
-                  "reference", "converged", "hash"]
-
-
-def scores_frame(records: list[dict]) -> pd.DataFrame:
-    """``scores.csv``: one row per cell and score (a cell without scores, failed or not applicable, gets one row
-    with an empty score), columns :data:`SCORES_COLUMNS`; status is ok, partial, failed or not_applicable."""
-    rows = []
-    for record in records:
-        cell = record["cell"]
-        status = "partial" if is_partial(record) else record["status"]
-        converged = (record.get("convergence") or {}).get("converged")
-        flags = flagged_checks(record)
-        base = {"suite": cell.get("suite"), "budget": budget_text(cell.get("budget")), "seed": cell["seed"],
-                "method": cell.get("label") or cell["model"], "model": cell.get("model"), "dataset": cell["dataset"],
-                "status": status, "reference": is_reference(record),
-                "converged": "" if converged is None else bool(converged), "hash": record.get("hash")}
-        scores = record.get("scores") or {}
-        for score, value in (sorted(scores.items()) or [("", None)]):
-            rows.append({**base, "score": score, "value": value, "flags": ";".join(flags.get(score, []))})
-    return pd.DataFrame(rows, columns=SCORES_COLUMNS)
 
 
 # --- provenance ----------------------------------------------------------------------------------
@@ -435,7 +425,7 @@ def make_figures(records: list[dict], frame: pd.DataFrame, summary: pd.DataFrame
 
 def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str, reference_label: str = "icm_vae",
                  metrics: list[str] | None = None, provenance: dict | None = None,
-                 suite: Mapping[str, Any] | None = None) -> list[Path]:
+                 suite: Mapping[str, Any] | None = None, pool: bool = False) -> list[Path]:
     """Write the leaderboards (md, csv, tex), ``index.html`` and ``figures/`` into ``out_dir``.
 
     ``records`` are result records (crlbench.suites.results.load_records; ``_dir`` locates matrices and
@@ -443,9 +433,12 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
     default those of ``DEFAULT_METRICS`` present in the records. ``provenance`` adds entries to the
     HTML and markdown footer. ``suite`` (optional: ``SuiteConfig.to_dict()`` and ``cells``, the planned
     count) adds the declared budget, the description and the planned cells to the protocol box.
-    Returns the written paths, figures included.
+    A (dataset, label) row whose cells differ in more than their seed (budget, image size, evaluation...:
+    crlbench.reports.pooling) raises :class:`crlbench.reports.pooling.MixedSettingsError` before anything is
+    written, unless ``pool`` (then the notes name what was pooled). Returns the written paths, figures included.
     """
     check_records(records)
+    pooled = check_pooling(records, pool=pool)
     records = with_derived_checks(records)  # latent_vs_untrained for every method record; two more for records
     # that predate the checks (all from the reference rows)
     out_dir = Path(out_dir)
@@ -455,21 +448,24 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
     frame = frame.iloc[np.lexsort((frame["seed"], frame["label"].map(labels.index),
                                    frame["dataset"].map(datasets.index)))].reset_index(drop=True)
     references = set(frame.loc[frame["reference"].astype(bool), "label"])
-    methods = frame[~frame["label"].isin(references)]  # reference rows are never tested or ranked
+    controls = control_datasets(records)  # negative controls: their images cannot carry some factors
+    # only methods, on datasets that are not negative controls, are tested, ranked or bold
+    ranked = frame[~frame["label"].isin(references) & ~frame["dataset"].isin(controls)]
     summary = stats.summarise(frame, metrics)
-    tests = stats.paired_tests(methods, metrics, reference=reference_label)
-    ranks = [stats.rank_test(methods, metric) for metric in metrics]
-    seed_ranks = {dataset: [stats.seed_rank_test(methods, dataset, metric) for metric in metrics]
-                  for dataset in datasets if dataset in set(methods["dataset"])}
-    merged = merged_statistics(summary, tests.table, flag_counts(records, metrics), references)
+    tests = stats.paired_tests(ranked, metrics, reference=reference_label)
+    ranks = [stats.rank_test(ranked, metric) for metric in metrics]
+    seed_ranks = {dataset: [stats.seed_rank_test(ranked, dataset, metric) for metric in metrics]
+                  for dataset in datasets if dataset in set(ranked["dataset"])}
+    merged = merged_statistics(summary, tests.table, flag_counts(records, metrics), references, set(controls))
     facts = method_facts(records)
     tallies = convergence.tallies(records)
     records = ordered_records(records, datasets, labels)
     architectures = reference_architectures(records)
     data = ReportData(title, reference_label, metrics, score_columns(metrics),
-                      build_tables(merged, datasets, labels, metrics, facts, not_applicable_scores(frame, metrics)),
+                      build_tables(merged, datasets, labels, metrics, facts, not_applicable_scores(frame, metrics),
+                                   controls),
                       ranks, failed_cells(frame),
-                      tests.notes + [note for rank in ranks for note in rank.notes]
+                      pooled_notes(pooled) + tests.notes + [note for rank in ranks for note in rank.notes]
                       + [note for tests_of in seed_ranks.values() for rank in tests_of for note in rank.notes],
                       collect_provenance(records, provenance), protocol.describe(records, suite),
                       convergence.per_label(tallies),
@@ -478,7 +474,8 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
                                    + untrained_note(records),
                                    architectures),
                       paired=tests, seed_ranks=seed_ranks, partial=partial_cells(frame), references=architectures,
-                      flags=seed_flags(merged), degenerate=degenerate_rows(records, metrics))
+                      flags=seed_flags(merged), degenerate=degenerate_rows(records, metrics),
+                      controls=control_tables(records, controls, labels))
     data.figures = make_figures(records, frame, summary, metrics, ranks, out_dir / "figures")
     written = _write_texts(out_dir, data, with_facts(merged, facts, data), tests.table, scores_frame(records))
     return written + [item.path for _, items in data.figures for item in items]

@@ -5,7 +5,8 @@ A leaderboard entry reads ``mean ± half-width`` of the 95% bootstrap interval o
 (crlbench.reports.stats), or ``mean [low, high]`` when the interval is too asymmetric for a ``±``
 (crlbench.reports.numbers), with ``(ok/total)`` when some seeds failed or lack the score and ``§ k/n``
 when k of its n seeds are flagged by a degeneracy check that invalidates the score (the record's
-``checks``). Reference rows (the record's ``reference``) form their own group under the methods.
+``checks``). Reference rows (the record's ``reference``) form their own group under the methods. A negative
+control's leaderboard (crlbench.reports.controls) carries a line saying why it is not ranked.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from crlbench.reports import numbers, stats
 from crlbench.reports.columns import Column
+from crlbench.reports.controls import ControlTable
 from crlbench.reports.convergence import MARK as UNCONVERGED, Tally
 from crlbench.reports.protocol import Protocol
 
@@ -95,6 +97,7 @@ class Table:
     entries: dict[tuple[str, str], Entry]
     methods: dict[str, MethodFacts] = field(default_factory=dict)
     references: list[str] = field(default_factory=list)  # reference rows: shown under the methods, never ranked
+    control: str = ""  # a negative control's line: why it is not ranked (crlbench.reports.controls); else empty
 
     def facts(self, label: str) -> MethodFacts:
         return self.methods.get(label, MethodFacts())
@@ -137,6 +140,7 @@ class ReportData:
     flags: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)  # (dataset, label, metric) ->
     # (flagged seeds, seeds with the score): what the leaderboard marks ``§ k/n``, for the rank and effect tables
     degenerate: list[dict] = field(default_factory=list)  # per (dataset, method, check) that fired: seeds, reason
+    controls: list[ControlTable] = field(default_factory=list)  # per negative control, its per-factor ceilings
 
     def column(self, metric: str) -> Column:
         return next(column for column in self.columns if column.key == metric)
@@ -159,8 +163,8 @@ def legend_lines(reference: str, convergence_line: str | None = None, flag_lines
         "each bound keeps 2 significant digits); a mean without spread keeps 3 significant digits.",
         "(ok/total): seeds with a score out of all seeds, shown when some failed.",
         f"{NOT_APPLICABLE}: the score does not apply to the method (graph recovery for a method that learns no "
-        "graph; a method that trains on pairs, on a dataset without them; a score a reference row does not "
-        "stand for).",
+        "graph; a method that trains on pairs or environments, on a dataset without them; reconstruction and "
+        "interventional scores for a method without a decoder; a score a reference row does not stand for).",
         "Bold: decided on matched seeds among the methods of the column with the most seeds that have the score "
         "and no flagged seed: the best mean and every mean that prints the same at the coarser of the two "
         "precisions (ties). A mean over fewer seeds than the most in its column is never bold (it is not "
@@ -170,7 +174,8 @@ def legend_lines(reference: str, convergence_line: str | None = None, flag_lines
         "Holm-corrected over the comparisons of one score on one dataset.",
         "given: what the method receives besides the images (labels: factor labels during training; true graph: "
         "the dataset's causal graph; initial graph: a starting graph it may change; pairs: before/after "
-        "intervention pairs; nothing: unsupervised). latent: the number of latent dimensions it learns.",
+        "intervention pairs; environments: which interventional environment each row comes from, not its "
+        "target; nothing: unsupervised). latent: the number of latent dimensions it learns.",
     ]
     if references:
         lines.append("Reference rows (under the methods, marked (reference)): computed by the same runner on the "
