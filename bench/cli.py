@@ -23,6 +23,7 @@ from crlbench import __version__
 from crlbench.core import registry
 from crlbench.core.config import DatasetConfig, load_dataset_config
 from crlbench.core.errors import ConfigError, CrlbenchError
+from crlbench.tracking.ui import READY_TIMEOUT_S
 
 KIND_CHOICES = {"models": "model", "datasets": "dataset", "metrics": "metric"}
 MAX_COUNT = 64  # images per row of a preview
@@ -182,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     single = commands.add_parser("run", help="train and evaluate one cell from flags", epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    single.add_argument("--dataset", required=True, help="a registered dataset name")
-    single.add_argument("--model", required=True, help="a registered model name")
+    single.add_argument("--dataset", required=True, help="a registered dataset name (a plugin's with --plugins)")
+    single.add_argument("--model", required=True, help="a registered model name (a plugin's with --plugins)")
     single.add_argument("--seed", type=int, default=0)
     single.add_argument("--epochs", type=int)
     single.add_argument("--steps", type=int)
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     single.add_argument("--metric", dest="metrics", action="append", metavar="NAME",
                         help=f"a metric variant (repeatable; default: {', '.join(DEFAULT_METRICS)})")
     single.add_argument("--label", help="the model's name in reports (default: the model name)")
+    single.add_argument("--plugins", dest="plugins", action="append", default=[], metavar="MODULE",
+                        help="import a plugin module first, as a suite's 'plugins:' does, so that --model, --dataset "
+                             "and --metric may name what it registers (repeatable; installed or on PYTHONPATH)")
     _work_arguments(single)
     _keep_checkpoints_argument(single)
     single.set_defaults(handler=run_single_command)
@@ -213,7 +217,34 @@ def build_parser() -> argparse.ArgumentParser:
                         help="work directory of a suite (default: $CRLBENCH_WORKDIR or runs)")
     report.add_argument("--title", help="the report's title (default: the suite's name)")
     report.add_argument("--reference", default="icm_vae", help="label that paired tests compare against")
+    report.add_argument("--suite", dest="suites", action="append", metavar="NAME",
+                        help="with a folder: only the cells this suite recorded (repeatable); a suite YAML file "
+                        "also picks the cells it shares with other suites")
+    report.add_argument("--pool", action="store_true",
+                        help="pool cells of one (dataset, label) whose settings differ (budget, image size, "
+                        "evaluation...) into one row; refused by default")
     report.set_defaults(handler=run_report_command)
+
+    compare = commands.add_parser(
+        "compare", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="two work directories, two suites or two labels side by side, paired on seeds",
+        description="Per dataset, method and score: both means, the paired difference b - a over matched seeds\n"
+        "with its 95% bootstrap interval, and the exact Wilcoxon signed-rank p.\n"
+        "Two commits: two work directories, e.g. crlbench compare runs-main runs-branch.")
+    compare.add_argument("sources", type=Path, nargs="+", metavar="SOURCE",
+                         help="side a, then side b (or one source for both, split by --suites or --labels): a work "
+                         "directory, a report folder (its scores.csv) or a suite YAML file (its cells in --workdir)")
+    compare.add_argument("--suites", nargs=2, metavar=("A", "B"), help="the cells suite A recorded against suite B's")
+    compare.add_argument("--labels", nargs=2, metavar=("A", "B"),
+                         help="method label A against label B, e.g. icm_vae 'icm_vae (tuned)'")
+    compare.add_argument("--metric", dest="metrics", action="append", metavar="SCORE",
+                         help="a score key, e.g. dci@reg.disentanglement (repeatable; default: the report's scores)")
+    compare.add_argument("--workdir", type=Path, default=None,
+                         help="work directory of suite YAML sources (default: $CRLBENCH_WORKDIR or runs)")
+    compare.add_argument("--out", type=Path, help="write compare.md and compare.csv here (default: markdown to stdout)")
+    compare.add_argument("--pool", action="store_true",
+                         help="let a side pool cells of one (dataset, label) whose settings differ")
+    compare.set_defaults(handler=run_compare_command)
 
     tuning = commands.add_parser("tune", help="run (or resume) an Optuna study for one model on one dataset",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -225,16 +256,23 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--n-trials", type=int, help="trials in all, counting earlier ones (default: the config's)")
     tuning.add_argument("--workers", type=int, default=1,
                         help="local worker processes on the study, sharing this machine's GPUs (default: 1)")
-    tuning.add_argument("--export", action="store_true",
-                        help="write the best hyperparameters to configs/tuned/<model>-<dataset>[-<study>].yaml "
-                        "(the study's name, unless it starts with <model>-<dataset>)")
+    exporting = tuning.add_mutually_exclusive_group()
+    exporting.add_argument("--export", action="store_true",
+                           help="after the trials, write the best hyperparameters to configs/tuned/<model>-<dataset>"
+                           "[-<study>].yaml (the study's name, unless it starts with <model>-<dataset>)")
+    exporting.add_argument("--export-only", action="store_true",
+                           help="run no trial: export the best of the trials the study's storage already holds "
+                           "(an error if the study does not exist or has no complete trial)")
     tuning.add_argument("--force", action="store_true",
-                        help="with --export: replace a file another study exported")
+                        help="with --export or --export-only: replace a file another study exported")
     tuning.set_defaults(handler=run_tune_command)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a work directory")
     ui.add_argument("--workdir", type=Path, default=None, help="work directory (default: $CRLBENCH_WORKDIR or runs)")
     ui.add_argument("--port", type=int, default=5000, help="port of the UI on 127.0.0.1 (default: 5000)")
+    ui.add_argument("--start-timeout", type=float, default=READY_TIMEOUT_S, metavar="SECONDS",
+                    help="how long the server may take to answer before crlbench ui gives up and stops it "
+                         f"(default: {READY_TIMEOUT_S:g})")
     ui.set_defaults(handler=run_ui_command)
     return parser
 
@@ -335,6 +373,7 @@ def single_run_suite(args: argparse.Namespace):
     from crlbench.suites.model_files import model_file
     from crlbench.suites.suite_config import suite_from_dict
 
+    check_run_flags(args)
     budget = {key: value for key, value in (("epochs", args.epochs), ("steps", args.steps)) if value is not None}
     values = _key_values(args.hyperparameters, "--set")
     # --set also over the model file's per-dataset values, which a suite's hyperparameters do not override
@@ -358,7 +397,82 @@ def single_run_suite(args: argparse.Namespace):
         "models": [model],
         "metrics": list(args.metrics or DEFAULT_METRICS),
     }
-    return suite_from_dict(data, where="crlbench run")
+    if args.plugins:
+        data["plugins"] = list(args.plugins)
+    try:
+        return suite_from_dict(data, where=RUN_SUITE)
+    except ConfigError as error:  # what check_run_flags does not foresee, still named by its flag
+        raise ConfigError(in_flag_terms(str(error), args)) from None
+
+
+RUN_SUITE = "crlbench run"  # the source the one-cell suite's errors name, which in_flag_terms rephrases
+
+
+def check_run_flags(args: argparse.Namespace) -> None:
+    """``crlbench run``'s flags checked in their own terms, before its one-cell suite is built: the plugins
+    imported, then each name, number and KEY=VALUE parameter (``--model 'foo': unknown model; known: ...``)."""
+    registry.load_plugins(args.plugins, source="--plugins")
+    _check_flag_name("--dataset", args.dataset, "dataset")
+    _check_flag_name("--model", args.model, "model")
+    if args.steps is None and args.epochs is None:
+        raise ConfigError("give the training budget: --steps N (optimiser steps) or --epochs N, or both (whichever "
+                          "ends first)")
+    for flag, value in (("--steps", args.steps), ("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag} must be a positive integer; got {value}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer; got {args.seed}")
+    for index, metric in enumerate(args.metrics or ()):
+        _check_flag_name("--metric", metric, "metric")
+        if metric in args.metrics[:index]:
+            raise ConfigError(f"--metric {metric!r} is given twice")
+    if args.model_file not in (None, "none") and not Path(args.model_file).is_file():
+        raise ConfigError(f"--model-file {args.model_file!r}: no such file (a model YAML file, or 'none')")
+    dataset_params = _key_values(args.dataset_params, "--data")
+    _check_flag_params("--data", registry.registry("dataset").get(args.dataset).Params, dataset_params)
+    hyperparameters = _key_values(args.hyperparameters, "--set")
+    if hyperparameters:
+        _check_flag_params("--set", registry.model_declaration(args.model).Config, hyperparameters)
+
+
+def _check_flag_name(flag: str, value: str, kind: str) -> None:
+    """A :class:`ConfigError` ``FLAG 'value': unknown KIND; known: ...`` unless ``value`` is a registered name."""
+    from crlbench.core.errors import unknown_name
+
+    names = registry.registry(kind)
+    if value not in names:  # a listed name, or the alias of a renamed one (the suite resolves it, warning)
+        message = str(unknown_name(kind, value, names.names()))  # "unknown KIND 'value'; known: ... (did you mean ...)"
+        raise ConfigError(f"{flag} {value!r}: " + message.replace(f"unknown {kind} {value!r}", f"unknown {kind}", 1))
+
+
+def _check_flag_params(flag: str, params_type: type, values: dict[str, Any]) -> None:
+    """``values`` (from ``flag KEY=VALUE``) checked as ``params_type`` checks them: names, types, ranges."""
+    from crlbench.core.params import parse_params
+
+    try:
+        parse_params(params_type, values, owner=flag)
+    except TypeError:  # a field without a default, which a model file gives: the suite checks the whole set
+        return
+    except ConfigError as error:  # a dataclass's own range checks do not know the flag
+        raise ConfigError(str(error) if str(error).startswith(flag) else f"{flag}: {error}") from None
+
+
+def in_flag_terms(message: str, args: argparse.Namespace) -> str:
+    """A suite-config error of ``crlbench run``'s one-cell suite with its key path (``key 'models[0]'``) named by
+    the flag that set it (``--model 'foo'``); a message that names a file (a model file) is kept as it is."""
+    prefix = f"{RUN_SUITE}: "
+    if not message.startswith(prefix):
+        return message
+    rest = message[len(prefix):]
+    flags = {"key 'models[0]'": f"--model {args.model!r}", "key 'datasets[0]'": f"--dataset {args.dataset!r}",
+             "key 'budget'": "the budget (--steps, --epochs, --batch-size)", "key 'seeds'": "--seed",
+             "key 'plugins'": "--plugins",
+             **{f"key 'metrics[{index}]'": f"--metric {name!r}"
+                for index, name in enumerate(args.metrics or DEFAULT_METRICS)}}
+    for key, flag in flags.items():
+        if rest.startswith(key):
+            return flag + rest[len(key):]
+    return rest
 
 
 def _run_suite(config, args: argparse.Namespace) -> int:
@@ -388,7 +502,7 @@ def _run_suite(config, args: argparse.Namespace) -> int:
     _writable_workdir(args)
     start = time.perf_counter()
     tracking_uri = _tracking_uri(args, workdir)
-    with _keep_checkpoints(getattr(args, "keep_checkpoints", False)):
+    with _keep_checkpoints(getattr(args, "keep_checkpoints", False)), _progress_lines(terminal_bar=True):
         summary = run_suite(config, workdir, workers=workers, tracking_uri=tracking_uri,
                             retry_failed=getattr(args, "retry_failed", False), executor=executor, ingest=ingest)
     seconds = time.perf_counter() - start
@@ -490,6 +604,29 @@ def _keep_checkpoints(keep: bool):
             os.environ[KEEP_CHECKPOINTS] = before
 
 
+@contextlib.contextmanager
+def _progress_lines(terminal_bar: bool):
+    """Print the progress lines the library logs (crlbench.suites.progress: one per finished cell or trial) on
+    stdout, where logs of the run collect; with ``terminal_bar``, not when stdout and stderr are both
+    terminals, where the bar shows the same numbers."""
+    from crlbench.suites.progress import PROGRESS_LOGGER
+
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    terminal = all(getattr(stream, "isatty", lambda: False)() for stream in (sys.stdout, sys.stderr))
+    handler = logging.NullHandler() if terminal_bar and terminal else logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    before = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # once, here: not again through --verbose's handler on stderr
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
+
+
 def _print_cell(record: dict[str, Any], workdir: Path, tracking_uri: str | None, suite_name: str) -> None:
     """One cell's scores as an aligned table, then where its record, report and MLflow run are."""
     from crlbench.suites.results import RESULT, cell_dir
@@ -529,7 +666,9 @@ def _workdir_size(workdir: Path) -> str:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
+    from crlbench.reports.pooling import check_pooling
     from crlbench.reports.report import write_report
+    from crlbench.scores import select_records
     from crlbench.suites.results import load_records
     from crlbench.suites.runner import provenance
 
@@ -553,72 +692,124 @@ def run_report_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.source}: expected a suite YAML file or a folder of results")
     if not records:
         raise ConfigError(f"{args.source}: no results found (run the suite first)")
+    if args.suites:
+        if suite is not None:
+            raise ConfigError(f"--suite: {args.source} is a suite file, which picks its own cells; give a folder of "
+                              f"results instead")
+        records = select_records(records, suites=args.suites, where=args.source)
+    check_pooling(records, pool=args.pool)  # before the report folder is made
     writable_folder(args.out, "the report folder (--out)")
     start = time.perf_counter()
     files = write_report(records, args.out, title=title, reference_label=args.reference,
-                         provenance={"report_commit": provenance()["git_commit"]}, suite=suite)
+                         provenance={"report_commit": provenance()["git_commit"]}, suite=suite, pool=args.pool)
     print(f"wrote {len(files)} files to {args.out} in {time.perf_counter() - start:.1f} s ({len(records)} cells)")
     return 0
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    from crlbench.reports.compare import compare_scores, render_markdown
+    from crlbench.scores import load_scores
+
+    if len(args.sources) > 2:
+        raise ConfigError(f"compare: give one or two sources, not {len(args.sources)}")
+    if len(args.sources) == 1 and not (args.suites or args.labels):
+        raise ConfigError("compare: give a second source, or split one with --suites A B or --labels A B")
+    sources = args.sources if len(args.sources) == 2 else args.sources * 2  # one source serves both sides
+    sides, names = [], []
+    for index, source in enumerate(sources):
+        suites = [args.suites[index]] if args.suites else None
+        labels = [args.labels[index]] if args.labels else None
+        sides.append(load_scores(source, workdir=args.workdir, suites=suites, labels=labels,
+                                 check_settings=not args.pool))
+        names.append(" ".join([str(source)] + [f"suite {name}" for name in suites or []]
+                              + [f"label {name}" for name in labels or []]) + f" ({sides[-1]['hash'].nunique()} cells)")
+    try:
+        table = compare_scores(*sides, scores=args.metrics, labels=tuple(args.labels) if args.labels else None)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    text = render_markdown(table, names=tuple(names))
+    if args.out is None:
+        print(text, end="")
+        return EXIT_OK
+    from crlbench.reports.report import write_text
+
+    writable_folder(args.out, "the comparison folder (--out)")
+    write_text(args.out / "compare.md", text)
+    write_text(args.out / "compare.csv", table.to_csv(index=False))
+    print(f"wrote compare.md and compare.csv to {args.out} ({len(table)} row{'s' * (len(table) != 1)})")
+    return EXIT_OK
 
 
 def run_tune_command(args: argparse.Namespace) -> int:
     import optuna
 
     from crlbench.suites.suite_config import check_name
-    from crlbench.tuning.tune import export_best, load_tune, state_counts, study_folder, study_report, tune
+    from crlbench.tuning.tune import (export_best, load_tune, state_counts, stored_study, study_folder, study_report,
+                                      tune)
 
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     config = load_tune(args.config)
     if args.study_name is not None:
         check_name(args.study_name, "--study-name")
-    workdir = _writable_workdir(args)
+    if args.export_only:
+        given = ([f"--n-trials {args.n_trials}"] if args.n_trials is not None else []) + (
+            [f"--workers {args.workers}"] if args.workers != 1 else [])
+        if given:
+            raise ConfigError(f"--export-only runs no trial, so it takes no option of how trials run; got "
+                              f"{', '.join(given)}")
     export_dir = args.config.resolve().parent.parent / "tuned"  # configs/tune/x.yaml -> configs/tuned/
-    if args.export:
+    if args.export or args.export_only:
         writable_folder(export_dir, "the export folder")
-    start = time.perf_counter()
-    study = tune(config, storage=args.storage, study_name=args.study_name, n_trials=args.n_trials,
-                 workers=args.workers, workdir=workdir, tracking_uri=_tracking_uri(args, workdir))
-    seconds = time.perf_counter() - start
-    states = state_counts(study)
-    summary = study_report(study, study_folder(workdir, study.study_name) / "report", storage_url=args.storage)
-    print(f"study {study.study_name}: {sum(states.values())} trials ("
-          + ", ".join(f"{count} {state.lower()}" for state, count in states.items() if count)
-          + f") after {seconds:.1f} s; report in {summary.parent}")
+    if args.export_only:  # the trials the storage holds; nothing trained, no report or MLflow run written
+        study = stored_study(config, storage=args.storage, study_name=args.study_name, workdir=_workdir(args))
+        states = state_counts(study)
+        done = "in its storage; no trial run (--export-only)"
+    else:
+        workdir = _writable_workdir(args)
+        start = time.perf_counter()
+        with _progress_lines(terminal_bar=False):  # a line per trial, on a terminal too: there is no bar
+            study = tune(config, storage=args.storage, study_name=args.study_name, n_trials=args.n_trials,
+                         workers=args.workers, workdir=workdir, tracking_uri=_tracking_uri(args, workdir))
+        seconds = time.perf_counter() - start
+        states = state_counts(study)
+        summary = study_report(study, study_folder(workdir, study.study_name) / "report", storage_url=args.storage)
+        done = f"after {seconds:.1f} s; report in {summary.parent}"
+    counts = ", ".join(f"{count} {state.lower()}" for state, count in states.items() if count)
+    print(f"study {study.study_name}: {sum(states.values())} trials{f' ({counts})' if counts else ''} {done}")
     if not states["COMPLETE"]:
         print("crlbench: error: no trial completed; nothing to export", file=sys.stderr)
         return failed_status(states["FAIL"]) if states["FAIL"] else EXIT_FAILED
     print(f"  best value {study.best_value:.6g} at trial {study.best_trial.number}: {study.best_params}")
-    if args.export:  # configs/tuned/<model>-<dataset>[-<study>].yaml, next to the suites that reference it
+    if args.export or args.export_only:  # configs/tuned/<model>-<dataset>[-<study>].yaml, beside the suites using it
         path = export_best(study, config, export_dir, force=args.force)
         print(f"  exported to {path}")
     return 0
 
 
 def run_ui_command(args: argparse.Namespace) -> int:
-    """Start the MLflow UI and print each crlbench experiment's URL (MLflow 3 opens on its GenAI
-    page otherwise). The server runs under a supervisor (crlbench.core.supervisor) that holds its
-    process group: on SIGTERM, SIGHUP or Ctrl-C the whole group gets SIGTERM (SIGKILL after a few
-    seconds), and when this process dies however it dies the supervisor takes the group down.
-    A port already in use is refused before anything starts."""
+    """Start the MLflow UI and, once its server answers HTTP, print each crlbench experiment's URL in the
+    model-training view (crlbench.tracking.ui; MLflow 3 opens on its GenAI pages otherwise). The server runs
+    under a supervisor (crlbench.core.supervisor) that holds its process group: on SIGTERM, SIGHUP or Ctrl-C
+    the whole group gets SIGTERM (SIGKILL after a few seconds), and when this process dies however it dies the
+    supervisor takes the group down. A port already in use is refused before anything starts; a server that
+    exits, or does not answer within --start-timeout seconds, before any URL is printed is an error."""
     import subprocess
 
-    from crlbench.tracking.mlflow_runs import ui_command
+    from crlbench.tracking.mlflow_runs import _client, default_tracking_uri, ui_command
+    from crlbench.tracking.ui import (HEALTH, check_port_free, experiment_url, mark_model_training, stop_group,
+                                      ui_experiments, wait_until_answering)
 
+    if args.start_timeout <= 0:
+        raise ConfigError(f"--start-timeout must be a positive number of seconds; got {args.start_timeout:g}")
     workdir = _workdir(args)
-    _check_port_free(args.port)
-    from crlbench.tracking.mlflow_runs import _client, default_tracking_uri
-
+    check_port_free(args.port)
     _client(default_tracking_uri(workdir))  # a new store is created whole, under its lock, before the server opens it
     command = ui_command(workdir, port=args.port)
-    print("starting: " + " ".join(command))
     base = f"http://127.0.0.1:{args.port}"
     experiments = ui_experiments(workdir)
-    _mark_model_training(workdir, experiments)
-    for experiment_id, name in experiments:
-        print(f"  {name}: {base}/#/experiments/{experiment_id}/runs")
-    if not experiments:
-        print(f"  no crlbench experiment in {workdir} yet; open {base}/#/experiments")
-    sys.stdout.flush()
+    mark_model_training(workdir, experiments)
+    print(f"starting the MLflow UI (waiting up to {args.start_timeout:g} s for it to answer at {base}): "
+          + " ".join(command), flush=True)
     # the supervisor leads the server's process group (uvicorn workers and all) and dies with this process
     server = subprocess.Popen([sys.executable, "-m", "crlbench.core.supervisor", *command])
 
@@ -627,94 +818,28 @@ def run_ui_command(args: argparse.Namespace) -> int:
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
+        seconds = wait_until_answering(base + HEALTH, server, timeout_s=args.start_timeout)
+        print(f"ready after {seconds:.0f} s; open (runs in MLflow's model-training view, cells sorted by name):")
+        for experiment_id, name in experiments:
+            print(f"  {name}: {experiment_url(base, experiment_id)}")
+        if not experiments:
+            print(f"  no crlbench experiment in {workdir} yet: {experiment_url(base)}")
+        sys.stdout.flush()
         return server.wait()
     except (_Stop, KeyboardInterrupt) as stopped:
-        _stop_group(server)
+        stop_group(server)
         return 128 + stopped.signum if isinstance(stopped, _Stop) else EXIT_OK
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if server.poll() is None:
-            _stop_group(server)
-
-
-def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
-    """A :class:`ConfigError` when ``host:port`` cannot be bound (another server holds it): the UI would
-    otherwise print URLs that open that other server."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; a listener is not
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            raise ConfigError(f"port {port} on {host} is in use ({error.strerror or error}); stop what holds it "
-                              f"or choose another with --port") from None
+            stop_group(server)
 
 
 class _Stop(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
-
-
-def _stop_group(server, grace_s: float = 5.0) -> None:
-    """SIGTERM to the server's process group, SIGKILL after ``grace_s`` seconds."""
-    import subprocess
-
-    for signum, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(server.pid, signum)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            server.send_signal(signum)  # before the supervisor has made its group, the group is not there yet
-        try:
-            server.wait(wait_s)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(server.pid, signal.SIGKILL)  # workers the server left behind
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow 3's UI asks "GenAI or model training?" where it is missing
-
-
-def _mark_model_training(workdir: Path, experiments: list[tuple[str, str]]) -> None:
-    """Tag crlbench's experiments as model training (``custom_model_development``) where they carry no
-    kind yet, so MLflow 3's UI opens them on their runs, not on its GenAI pages."""
-    if not experiments:
-        return
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{Path(workdir) / 'mlflow.db'}?mode=ro", uri=True)) as db:
-            tagged = {str(row[0]) for row in db.execute("SELECT experiment_id FROM experiment_tags WHERE key = ?",
-                                                        (EXPERIMENT_KIND,))}
-        untagged = [experiment_id for experiment_id, _ in experiments if experiment_id not in tagged]
-        if not untagged:
-            return
-        from mlflow import MlflowClient
-
-        from crlbench.tracking.mlflow_runs import default_tracking_uri
-
-        client = MlflowClient(tracking_uri=default_tracking_uri(workdir))
-        for experiment_id in untagged:
-            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, "custom_model_development")
-    except Exception as error:  # noqa: BLE001 - the UI works without the tag (it asks once per experiment)
-        logging.getLogger(__name__).warning("could not tag the experiments as model training: %s", error)
-
-
-def ui_experiments(workdir: Path) -> list[tuple[str, str]]:
-    """(id, name) of the active ``crlbench/...`` experiments in the work directory's MLflow store, read
-    from its SQLite file (no MLflow import); empty when there is no store yet."""
-    database = Path(workdir) / "mlflow.db"
-    if not database.is_file():
-        return []
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
-            rows = connection.execute("SELECT experiment_id, name FROM experiments WHERE name LIKE 'crlbench/%' "
-                                      "AND lifecycle_stage = 'active' ORDER BY experiment_id").fetchall()
-    except sqlite3.Error:
-        return []
-    return [(str(experiment_id), name) for experiment_id, name in rows]
 
 
 def _key_values(items: list[str], flag: str) -> dict[str, Any]:

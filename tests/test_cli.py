@@ -1,7 +1,9 @@
 """The crlbench command line, run as a user would."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -253,22 +255,51 @@ def start_ui(workdir, port: int, **popen) -> subprocess.Popen:
     return ui
 
 
-def test_ui_prints_the_experiment_urls_and_stops_its_server_with_it(tmp_path):
+def output_lines(process: subprocess.Popen):
+    """A queue of ``process``'s stdout lines as they come (read by a thread), for reads with a timeout."""
+    import queue
+    import threading
+
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    return lines
+
+
+def test_ui_prints_the_urls_once_its_server_answers_and_stops_its_server_with_it(tmp_path):
+    """Issue 26: the URL came about 27 s before the server answered. Now "starting", then "ready after N s"
+    when the server answers HTTP, then the experiments' URLs in the model-training view."""
     import os
+    import queue
     import signal
     import time
+    import urllib.request
 
     from mlflow import MlflowClient
 
     from crlbench.tracking.mlflow_runs import default_tracking_uri
+    from crlbench.tracking.ui import experiment_url
 
     client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path))
     experiment_id = client.create_experiment("crlbench/quick")
     client.create_experiment("not-crlbench")
     port = free_port()
-    ui = None
+    ui = subprocess.Popen([sys.executable, "-m", "crlbench", "ui", "--port", str(port), "--workdir", str(tmp_path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        ui = start_ui(tmp_path, port, stdout=subprocess.PIPE, text=True)
+        lines, seen = output_lines(ui), []
+        deadline = time.monotonic() + 120
+        while not (seen and seen[-1].startswith("ready after ")):
+            try:
+                seen.append(lines.get(timeout=max(deadline - time.monotonic(), 0.1)))
+            except queue.Empty:
+                pytest.fail(f"crlbench ui printed no 'ready after' line within 120 s: {seen}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:  # at once: it answers
+            assert answer.status == 200
+        assert seen[0].startswith("starting the MLflow UI") and not any("#/experiments" in line for line in seen)
+        assert re.fullmatch(r"ready after \d+ s; .*:\n", seen[-1])
+        url_line = lines.get(timeout=10)
+        while "#/experiments/" not in url_line:  # the server's own log lines share the output
+            url_line = lines.get(timeout=10)
         os.kill(ui.pid, signal.SIGTERM)
         assert ui.wait(timeout=15) == 128 + signal.SIGTERM
         deadline = time.monotonic() + 5
@@ -276,11 +307,13 @@ def test_ui_prints_the_experiment_urls_and_stops_its_server_with_it(tmp_path):
             assert time.monotonic() < deadline, "the MLflow server outlived crlbench ui"
             time.sleep(0.2)
     finally:
-        if ui is not None and ui.poll() is None:
+        if ui.poll() is None:
             ui.kill()
-    out = ui.stdout.read()
-    assert f"crlbench/quick: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs" in out
-    assert "not-crlbench" not in out
+    url = experiment_url(f"http://127.0.0.1:{port}", experiment_id)
+    assert url_line == f"  crlbench/quick: {url}\n"
+    assert "workflowType=machine_learning" in url and "orderByKey=tags.%60mlflow.runName%60" in url
+    rest = ui.stdout.read()
+    assert "not-crlbench" not in rest
     assert client.get_experiment(experiment_id).tags.get("mlflow.experimentKind") == "custom_model_development"
 
 
@@ -318,6 +351,101 @@ def test_ui_refuses_a_port_in_use_in_one_line(tmp_path):
     assert result.returncode == 2 and "starting" not in result.stdout
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"crlbench: error: port {port} on 127.0.0.1 is in use") and "--port" in line
+
+
+def test_ui_urls_open_the_runs_table_in_the_model_training_view_with_the_cells_flat():
+    """MLflow 3 reads workflowType from the address; sorted by name, child runs are not nested under (and
+    collapsed in) their parent run (crlbench.tracking.ui)."""
+    from crlbench.tracking.ui import experiment_url
+
+    assert experiment_url("http://127.0.0.1:5000", "7") == (
+        "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+        "&orderByKey=tags.%60mlflow.runName%60&orderByAsc=true")
+    assert experiment_url("http://127.0.0.1:5000/") == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+
+
+@pytest.fixture
+def idle_process():
+    """A process that runs and never answers HTTP (a server still starting)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_waiting_for_the_ui_returns_once_the_server_answers_any_http(idle_process):
+    import http.server
+    import threading
+    import time
+
+    from crlbench.tracking.ui import wait_until_answering
+
+    port = free_port()
+    servers = []
+
+    def serve_later():
+        time.sleep(0.6)
+        servers.append(http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.BaseHTTPRequestHandler))
+        servers[0].serve_forever()  # answers 501 to a GET: an answer all the same
+
+    threading.Thread(target=serve_later, daemon=True).start()
+    try:
+        seconds = wait_until_answering(f"http://127.0.0.1:{port}/health", idle_process, timeout_s=30, poll_s=0.1)
+    finally:
+        while not servers:
+            time.sleep(0.05)
+        servers[0].shutdown()
+        servers[0].server_close()
+    assert 0.5 < seconds < 10
+
+
+def test_waiting_for_the_ui_stops_when_its_server_exits():
+    from crlbench.tracking.ui import ServerNotReady, wait_until_answering
+
+    exited = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(ServerNotReady, match=r"exited \(status 3\) before it answered"):
+        wait_until_answering(f"http://127.0.0.1:{free_port()}/health", exited, timeout_s=60, poll_s=0.1)
+
+
+def test_waiting_for_the_ui_gives_up_after_its_timeout(idle_process):
+    import time
+
+    from crlbench.tracking.ui import ServerNotReady, wait_until_answering
+
+    start = time.monotonic()
+    with pytest.raises(ServerNotReady, match=r"did not answer .* within 0.5 s.*--start-timeout"):
+        wait_until_answering(f"http://127.0.0.1:{free_port()}/health", idle_process, timeout_s=0.5, poll_s=0.1)
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("server, message", [
+    ("import os, time; open(PID, 'w').write(str(os.getpid())); time.sleep(60)", "did not answer"),
+    ("import os; open(PID, 'w').write(str(os.getpid())); raise SystemExit(4)", "exited (status 4)"),
+])
+def test_ui_prints_no_url_for_a_server_that_never_answers_and_leaves_no_process(tmp_path, monkeypatch, capsys,
+                                                                               server, message):
+    import time
+
+    from crlbench.tracking import mlflow_runs
+
+    pid_file = tmp_path / "server.pid"
+    code = server.replace("PID", repr(str(pid_file)))
+    monkeypatch.setattr(mlflow_runs, "ui_command", lambda workdir, port: [sys.executable, "-c", code])
+    assert main(["ui", "--workdir", str(tmp_path), "--port", str(free_port()), "--start-timeout", "5"]) == 2
+    captured = capsys.readouterr()
+    assert "starting the MLflow UI" in captured.out and "#/experiments" not in captured.out
+    assert message in captured.err
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the server outlived crlbench ui"
+        time.sleep(0.1)
+
+
+def test_ui_refuses_a_start_timeout_that_is_not_positive(tmp_path, capsys):
+    assert main(["ui", "--workdir", str(tmp_path), "--port", str(free_port()), "--start-timeout", "0"]) == 2
+    assert "--start-timeout must be a positive number of seconds; got 0" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 # --- crlbench run trains with the settings a suite would (configs/models/MODEL.yaml) ----------------------------
@@ -386,3 +514,74 @@ def test_the_model_files_are_package_data():
     assert setuptools["package-data"]["crlbench.configs.models"] == ["*.yaml"]
     assert model_file("ivae") == root / "configs" / "models" / "ivae.yaml"
     assert model_file("no_such_model") is None
+
+
+# --- crlbench run --plugins, and its errors in the flags' terms --------------------------------------------------
+
+@pytest.fixture
+def test_plugins(monkeypatch):
+    """tests/plugins importable; the names they register dropped afterwards."""
+    from crlbench.core import registry
+    from suite_fixture import PLUGINS
+
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    for kind in registry.KINDS:
+        names = registry.registry(kind)
+        monkeypatch.setattr(names, "_objects", dict(names._objects))
+        monkeypatch.setattr(names, "_registered_by", dict(names._registered_by))
+    yield
+    sys.modules.pop("crl_plugin_unaligned", None)
+
+
+def test_run_imports_the_plugins_it_is_given_as_a_suite_does(test_plugins):
+    cell = single_run_cell("--plugins", "crl_plugin_unaligned", "--dataset", "pendulum", "--model",
+                           "linear_unaligned", "--steps", "10")
+    assert cell.model == "linear_unaligned" and cell.plugins == ("crl_plugin_unaligned",)
+    suite = suite_cell("pendulum", "beta_vae.yaml")
+    assert suite.plugins == () and single_run_cell("--dataset", "pendulum", "--model", "beta_vae",
+                                                   "--steps", "10").hash == suite.hash  # no plugins: as before
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--model", "bta_vae"], "--model 'bta_vae': unknown model; known: beta_vae, "),
+    (["--dataset", "pendlum"], "--dataset 'pendlum': unknown dataset; known: causal_circuit, "),
+    (["--metric", "dci"], "--metric 'dci': unknown metric; known: counterfactual@probe, "),
+    (["--metric", "dci@reg", "--metric", "dci@reg"], "--metric 'dci@reg' is given twice"),
+    (["--plugins", "no_such_plugin_module_26"], "--plugins: plugin module 'no_such_plugin_module_26' could not be"),
+    (["--set", "bta=2"], "--set: unknown parameter 'bta'; known: "),
+    (["--set", "beta=high"], "--set: parameter 'beta' must be float; got 'high'"),
+    (["--set", "beta=-1"], "--set: model 'beta_vae': parameter 'beta' must be non-negative; got -1.0"),
+    (["--data", "sise=32"], "--data: unknown parameter 'sise'; known: "),
+    (["--steps", "0"], "--steps must be a positive integer; got 0"),
+    (["--epochs", "-2"], "--epochs must be a positive integer; got -2"),
+    (["--batch-size", "0"], "--batch-size must be a positive integer; got 0"),
+    (["--seed", "-1"], "--seed must be a non-negative integer; got -1"),
+    (["--model-file", "no/such/model.yaml"], "--model-file 'no/such/model.yaml': no such file"),
+])
+def test_run_errors_name_the_flag_not_a_suite_key(tmp_path, capsys, flags, expected):
+    base = {"--dataset": "pendulum", "--model": "beta_vae", "--steps": "3"}
+    argv = ["run", *[item for flag, value in base.items() if flag not in flags for item in (flag, value)], *flags,
+            "--workdir", str(tmp_path), "--no-tracking"]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("crlbench: error: " + expected), line
+    assert "key '" not in line and "crlbench run:" not in line
+    assert not (tmp_path / "cells").exists()
+
+
+def test_run_without_a_budget_names_the_flags(tmp_path, capsys):
+    assert main(["run", "--dataset", "pendulum", "--model", "beta_vae", "--workdir", str(tmp_path)]) == 2
+    assert "give the training budget: --steps N (optimiser steps) or --epochs N" in capsys.readouterr().err
+
+
+def test_a_suite_error_the_flag_checks_miss_is_still_named_by_its_flag():
+    import argparse
+
+    from crlbench.cli import in_flag_terms
+
+    args = argparse.Namespace(model="foo", dataset="pendulum", metrics=["mig", "dci@reg"])
+    assert in_flag_terms("crlbench run: key 'models[0]': key 'name': unknown model 'foo'", args) == (
+        "--model 'foo': key 'name': unknown model 'foo'")
+    assert in_flag_terms("crlbench run: key 'metrics[1]': key 'options': x", args) == "--metric 'dci@reg': key 'options': x"
+    assert in_flag_terms("crlbench run: key 'seeds' must be ...", args) == "--seed must be ..."
+    assert in_flag_terms("/home/me/model.yaml: key 'training' ...", args) == "/home/me/model.yaml: key 'training' ..."

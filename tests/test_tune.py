@@ -4,6 +4,7 @@ fail single trials, survive a killed worker, export a model file and log to MLfl
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -510,3 +511,58 @@ def test_the_per_trial_sampler_is_reproducible_and_tpe_still_learns_from_earlier
         choices = ["a", "b", "good", "d", "e"]
         picked = run(0, lambda trial: float(trial.suggest_categorical("c", choices) != "good"), {"c": "good"})
         assert sum(params["c"] == "good" for params in picked[-15:]) >= 8
+
+
+# --- progress lines and export-only (issue 26) ------------------------------------------------------
+
+def test_the_tune_command_prints_a_line_per_trial_and_exports_without_training(tmp_path, workdir, capsys):
+    from crlbench.cli import main
+
+    configs = tmp_path / "configs"
+    (configs / "tune").mkdir(parents=True)
+    path = write_tune(configs / "tune")
+    arguments = ["tune", str(path), "--workdir", str(workdir), "--no-tracking"]
+    assert main(arguments + ["--n-trials", "2"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("study tiny-tune: trial ")]
+    assert len(lines) == 2  # before issue 26 a study printed nothing until its end
+    assert all(re.match(r"study tiny-tune: trial \d complete \(value \S+\) in \S+ s; best \S+ at trial \d; ", line)
+               for line in lines), lines
+    assert "; 1/2 trials, " in lines[0] and "; 2/2 trials, " in lines[1] and lines[1].endswith("elapsed, ETA 0:00")
+
+    assert main(arguments + ["--export-only"]) == 0
+    out = capsys.readouterr().out
+    assert "study tiny-tune: 2 trials (2 complete) in its storage; no trial run (--export-only)" in out
+    assert "trial 2" not in out and "exported to" in out
+    exported = configs / "tuned" / "linear_ae-pendulum-tiny-tune.yaml"
+    assert exported_study(exported) == "tiny-tune"
+    study = optuna.load_study(study_name="tiny-tune", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    assert len(study.trials) == 2  # nothing was trained
+
+
+def test_export_only_without_the_study_says_so_and_creates_nothing(tmp_path, workdir, capsys):
+    from crlbench.cli import main
+
+    (tmp_path / "configs" / "tune").mkdir(parents=True)
+    path = write_tune(tmp_path / "configs" / "tune")
+    arguments = ["tune", str(path), "--workdir", str(workdir), "--export-only"]
+    assert main(arguments) == 2
+    assert f"no study storage at {workdir / 'optuna.db'}" in capsys.readouterr().err
+    assert not (workdir / "optuna.db").exists() and not (workdir / "tune").exists()
+
+    enqueue(workdir / "optuna.db", "another", [])
+    assert main(arguments) == 2
+    assert "study 'tiny-tune' is not in the storage" in (err := capsys.readouterr().err) and "it holds: another" in err
+    assert main(arguments + ["--n-trials", "5"]) == 2
+    assert "--export-only runs no trial" in capsys.readouterr().err
+
+
+def test_export_only_of_a_study_without_a_complete_trial_exports_nothing(tmp_path, workdir, capsys):
+    from crlbench.cli import EXIT_FAILED, main
+
+    (tmp_path / "configs" / "tune").mkdir(parents=True)
+    path = write_tune(tmp_path / "configs" / "tune", pruner={"type": "threshold", "lower": 1e9})  # every trial pruned
+    tune(load_tune(path), workdir=workdir, n_trials=1)
+    assert main(["tune", str(path), "--workdir", str(workdir), "--export-only"]) == EXIT_FAILED
+    captured = capsys.readouterr()
+    assert "1 trials (1 pruned)" in captured.out and "no trial completed; nothing to export" in captured.err
+    assert not list((tmp_path / "configs" / "tuned").glob("*.yaml"))

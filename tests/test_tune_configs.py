@@ -10,6 +10,7 @@ with the project's own loader (:func:`crlbench.tuning.tune_config.load_tune`), w
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ BUILT_IN_MODELS = ("beta_vae", "causal_vae", "dear", "icm_vae", "scm_vae")
 # Everything but the model and its search space must be the same in every file.
 SHARED = ("dataset", "trials", "seeds", "budget", "objective", "sampler", "pruner", "evaluation", "metrics",
           "device", "checkpoint_every", "plugins")
-FILES = sorted(TUNE_DIR.glob("*.yaml"))
+FIRST_TRY = TUNE_DIR / "tiny.yaml"  # a first try of `crlbench tune` (minutes of nothing), not one of the compared studies
+FILES = sorted(path for path in TUNE_DIR.glob("*.yaml") if path != FIRST_TRY)
 # Settings that are ablations of a method (reported side by side in the suites), not tuning knobs:
 # ICM-VAE's warm-up start (reference epoch 2; icm_vae+warm0 in the quick suite starts at 0).
 ABLATIONS = {"icm_vae": ("warmup_start_epoch",)}
@@ -35,7 +37,7 @@ def configs() -> dict[Path, TuneConfig]:
 
 
 def built_in_models() -> set[str]:
-    """The four methods crlbench ships, and any other model its own package declares, reference rows aside
+    """The methods crlbench ships, and any other model its own package declares, reference rows aside
     (docs/protocol.md, "Reference rows": they are exempt from tuning)."""
     provided = {entry.name for entry in registry.registry("model").entries()
                 if entry.provider.split()[0] == "crlbench"
@@ -67,9 +69,18 @@ def test_every_config_is_named_after_its_model_and_dataset(configs):
         assert command in path.read_text(), f"{path.name}: its header should give the command ({command} ...)"
 
 
+def observational(config) -> tuple[str, dict]:
+    """A config's dataset and parameters, less the environments mode a method that learns from environments
+    needs (Contrastive CRL tunes on Pendulum's pooled environments, the others on its observations)."""
+    return config.dataset.name, {key: value for key, value in config.dataset.params.items() if key != "environments"}
+
+
 def test_all_configs_tune_on_the_same_dataset(configs):
-    datasets = {path.name: (config.dataset.name, config.dataset.params) for path, config in configs.items()}
+    datasets = {path.name: observational(config) for path, config in configs.items()}
     assert len({repr(value) for value in datasets.values()}) == 1, f"the configs tune on different datasets: {datasets}"
+    for path, config in configs.items():  # the environments mode exactly where the method needs it
+        needs = getattr(registry.model_declaration(config.model.name), "needs_environments", False)
+        assert bool(config.dataset.params.get("environments")) == needs, path.name
 
 
 def test_all_configs_search_the_same_number_of_hyperparameters(configs):
@@ -79,7 +90,8 @@ def test_all_configs_search_the_same_number_of_hyperparameters(configs):
 
 @pytest.mark.parametrize("setting", SHARED)
 def test_all_configs_share_one_budget(configs, setting):
-    values = {path.name: _plain(getattr(config, setting)) for path, config in configs.items()}
+    values = {path.name: observational(config) if setting == "dataset" else _plain(getattr(config, setting))
+              for path, config in configs.items()}
     distinct = {repr(value) for value in values.values()}
     assert len(distinct) == 1, f"{setting!r} differs between the tuning configs: {values}"
 
@@ -106,6 +118,42 @@ def test_no_config_searches_an_ablation(configs):
         searched = {param.name for param in config.search_space}
         ablations = searched & set(ABLATIONS.get(config.model.name, ()))
         assert not ablations, f"{path.name}: {sorted(ablations)} is an ablation, not a tuning knob; keep the reference value"
+
+
+def test_every_config_states_what_a_trial_costs():
+    for path in [*FILES, FIRST_TRY]:
+        header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+        assert re.search(r"a trial (costs|takes) about", " ".join(header.split()), re.IGNORECASE), (
+            f"{path.name}: its header should state what a trial costs")
+
+
+def test_the_first_try_config_is_small_and_selects_as_the_shipped_ones(configs):
+    tiny, shipped = load_tune(FIRST_TRY), next(iter(configs.values()))
+    assert tiny.trials.n_trials <= 3 and len(tiny.seeds) == 1 and tiny.budget.steps <= 200
+    assert (_plain(tiny.objective), _plain(tiny.dataset), tiny.pruner.type) == (
+        _plain(shipped.objective), _plain(shipped.dataset), "none")
+    assert "crlbench tune configs/tune/tiny.yaml --export-only" in FIRST_TRY.read_text()
+
+
+@pytest.mark.slow
+def test_the_first_try_config_runs_its_trials_and_exports_without_training_again(tmp_path, data_dir, capsys):
+    # the README's first try, as a user runs it (in a copy of configs/, so that the export lands there)
+    import shutil
+
+    from crlbench.cli import main
+
+    configs = tmp_path / "configs"
+    shutil.copytree(TUNE_DIR.parent, configs, ignore=shutil.ignore_patterns("tuned"))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "data").symlink_to(data_dir, target_is_directory=True)
+    arguments = ["tune", str(configs / "tune" / "tiny.yaml"), "--workdir", str(workdir), "--no-tracking"]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert out.count("study tiny: trial ") == 2 and "2 trials (2 complete)" in out
+    assert main(arguments + ["--export-only"]) == 0
+    assert "no trial run (--export-only)" in capsys.readouterr().out
+    assert (configs / "tuned" / "beta_vae-pendulum-tiny.yaml").is_file()
 
 
 def _plain(value):

@@ -66,8 +66,16 @@ class LocalExecutor:
     def one_at_a_time(self) -> bool:
         return self.workers <= 1
 
-    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: bool = True,
+    def parallel(self, cells: Sequence[Cell]) -> int:
+        """How many of ``cells`` run at once: the workers that fit the cores (at least one)."""
+        from crlbench.suites.executor import scheduled_workers
+
+        return scheduled_workers(min(self.workers, len(cells)), max(cell.threads for cell in cells)) if cells else 1
+
+    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: Any = True,
             fences: Mapping[str, Fence] | None = None) -> None:
+        """``progress``: a bool, or the suite's :class:`crlbench.suites.progress.CellProgress`, whose bar shows
+        the running cells."""
         from crlbench.suites.executor import run_cells
 
         run_cells(cells, workdir, workers=self.workers, on_result=on_result, progress=progress, fences=fences)

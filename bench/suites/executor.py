@@ -50,6 +50,7 @@ from typing import Any
 from crlbench.core.errors import CrlbenchError, FencedOut
 from crlbench.core.fencing import Fence, fenced
 from crlbench.suites.cell import Cell
+from crlbench.suites.progress import CellProgress
 from crlbench.suites.results import RESULT, SCHEMA, cell_dir, read_result, write_json
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,11 @@ def cell_threads(threads: int) -> Iterator[None]:
 
 
 def run_cells(cells: Sequence[Cell], workdir: str | Path, *, workers: int = 1, on_result: ResultHook | None = None,
-              progress: bool = True, fences: Mapping[str, Fence] | None = None) -> list[dict[str, Any]]:
+              progress: bool | CellProgress = True, fences: Mapping[str, Fence] | None = None) -> list[dict[str, Any]]:
     """Run ``cells`` and return their records in completion order; ``on_result`` sees each as it lands.
+
+    ``progress``: draw a bar of these cells (on a terminal), or show the running cells on a suite's bar
+    (:class:`crlbench.suites.progress.CellProgress`, which counts the cells from their records).
 
     ``fences`` holds each cell's fencing token (by hash; crlbench.core.fencing): a cell whose lease was taken
     over meanwhile stops at its next write or epoch and gives no record (the new holder finishes it)."""
@@ -132,7 +136,10 @@ def run_cells(cells: Sequence[Cell], workdir: str | Path, *, workers: int = 1, o
     if threads > available_cores():
         log.warning("cells compute with %d threads on %d core(s): slower, but with the numbers of %d threads",
                     threads, available_cores(), threads)
-    bar = _bar(len(cells), progress)
+    if isinstance(progress, CellProgress):  # the suite's bar, which counts and estimates across batches
+        bar, progress = progress.executor_bar(), progress.drawn
+    else:
+        bar = _bar(len(cells), progress)
     try:
         if fitting <= 1:
             for cell in cells:

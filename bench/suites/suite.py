@@ -54,6 +54,7 @@ from crlbench.suites.cell_task import is_skipped
 from crlbench.suites.dispatch import Executor, LocalExecutor
 from crlbench.suites.lease import (HEARTBEAT_S, INVOCATIONS, STALE_AFTER_S, Holder, Leases, cell_lease, clear_stale,
                                    invocation_lease, lease_state)
+from crlbench.suites.progress import CellProgress
 from crlbench.suites.results import NOT_APPLICABLE, RESULT, cell_dir, read_result
 from crlbench.suites.suite_config import SuiteConfig
 
@@ -242,6 +243,7 @@ class _SuiteRun:
         self.retry_failed, self.progress, self.poll_s = retry_failed, progress, poll_s
         self.leases = leases
         self.tracker: Any = None
+        self.display: CellProgress | None = None  # while it works: a line per finished cell, the bar
         self.summary = SuiteSummary()
         self._holders: dict[str, str] = {}  # cell hash -> who runs it, for a cell found busy
         self._reported: set[str] = set()  # the cells of the running batch whose record (or skip) came
@@ -255,9 +257,21 @@ class _SuiteRun:
         for record, folder in unlogged:  # finished before, not in the experiment yet
             if self._log_finished(record, folder):
                 self.summary.logged += 1
-        if self.executor.leases_in_tasks:
-            self._work_in_tasks(todo)
-            return
+        cells = [p.cell for p in todo]
+        # a cluster executor runs every submitted cell at once, as far as this launcher knows
+        parallel = self.executor.parallel(cells) if isinstance(self.executor, LocalExecutor) else len(cells)
+        self.display = CellProgress(cells, parallel, bar=self.progress and bool(cells))
+        try:
+            if self.executor.leases_in_tasks:
+                self._work_in_tasks(todo)
+            else:
+                self._work_here(todo)
+        finally:
+            self.display.close()
+            self.display = None
+
+    def _work_here(self, todo: list[PlannedCell]) -> None:
+        """Take the cells' leases in this process and run them on the executor, one batch at a time."""
         batch_size = 1 if self.executor.one_at_a_time else len(todo)  # one worker: one cell at a time, shared
         waiting_for = None
         while todo:
@@ -277,7 +291,8 @@ class _SuiteRun:
                 fences = {cell.hash: self.leases.fence(cell_lease(self.workdir, cell.hash)) for cell in batch}
                 self._reported.clear()
                 try:
-                    self.executor.run(batch, self.workdir, on_result=self._on_result, progress=self.progress,
+                    self.executor.run(batch, self.workdir, on_result=self._on_result,
+                                      progress=self._executor_progress(),
                                       fences={key: fence for key, fence in fences.items() if fence is not None})
                 finally:
                     for cell in batch:  # a record that never came (the run stopped): free the cell
@@ -304,7 +319,7 @@ class _SuiteRun:
                     left.append(p)
             if batch:
                 results: dict[str, dict[str, Any]] = {}
-                self.executor.run([p.cell for p in batch], self.workdir, progress=self.progress,
+                self.executor.run([p.cell for p in batch], self.workdir, progress=self._executor_progress(),
                                   on_result=lambda record: self._on_task_result(record, results))
                 for p in batch:
                     result = results.get(p.cell.hash)
@@ -319,6 +334,13 @@ class _SuiteRun:
             if left and not batch:
                 waiting_for = self._wait_for_holders(left, waiting_for)
             todo = left
+
+    def _executor_progress(self) -> Any:
+        """The local executor shows its running cells on the suite's bar; another draws its own bar only
+        where the suite's is not drawn."""
+        if isinstance(self.executor, LocalExecutor):
+            return self.display
+        return self.progress and not (self.display is not None and self.display.drawn)
 
     def _wait_for_holders(self, left: list[PlannedCell], waiting_for: list[str] | None) -> list[str]:
         """Wait one poll for the cells others hold, saying who holds them when that changed; the holders."""
@@ -355,6 +377,7 @@ class _SuiteRun:
             self._holders[result["hash"]] = result.get("holder") or "another launcher"
             return
         self.summary.count(result, record_title(result))
+        self._show_finished(result)
         if self.tracker is not None:
             self._log_finished(result, cell_dir(self.workdir, result["hash"]))
 
@@ -385,6 +408,12 @@ class _SuiteRun:
         """Count a finished cell this launcher did not run."""
         if record is not None:
             self.summary.count(record, cell.title, "elsewhere" if elsewhere else "cached")
+            self._show_finished(record, "ran elsewhere" if elsewhere else "finished before")
+
+    def _show_finished(self, record: dict[str, Any], note: str = "") -> None:
+        """A cell of this invocation's work finished: its progress line (crlbench.suites.progress)."""
+        if self.display is not None:
+            self.display.finished(record, note)
 
     def _on_result(self, record: dict[str, Any]) -> None:
         self._reported.add(record["hash"])
@@ -394,6 +423,7 @@ class _SuiteRun:
             self.leases.release(path)
             return
         self.summary.count(record, record_title(record))
+        self._show_finished(record)
         try:
             if self.tracker is not None:
                 self._log_fenced(record, self.leases.fence(path))

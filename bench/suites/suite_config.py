@@ -22,7 +22,10 @@ A suite file (``configs/suites/*.yaml``)::
     evaluation: {split: test, n_train: 2000, n_test: 1000, interventions: 4}
 
 A model file (``configs/models/*.yaml``) holds ``name``, ``hyperparameters`` and ``per_dataset``:
-the reference code's per-dataset settings. Everything is checked before any work starts; errors
+the reference code's per-dataset settings, and ``training``: the method's reference ``batch_size`` and
+``reference_budget``. A model class may declare the latter two itself (class attributes
+``reference_batch_size`` and ``reference_budget``, :func:`declared_training`): a model file and the suite's
+entry override them. Everything is checked before any work starts; errors
 name the file, the key path and the accepted values.
 """
 
@@ -239,6 +242,8 @@ def _model_entry(item: Any, where: str, base: Path, datasets: tuple[DatasetEntry
     known = registry.registry("model").names()
     if name not in known:
         raise unknown_name("model", name, known, where=f"{where}: key 'name': ")
+    model_class = registry.model_declaration(name)  # its Config, without torch
+    training = {**declared_training(model_class, name), **training}  # a model file's values win over the class's
     hyperparameters.update(_typed(item.get("hyperparameters") or {}, dict, where, "hyperparameters", "a mapping"))
     for dataset, values in _typed(item.get("per_dataset") or {}, dict, where, "per_dataset", "a mapping").items():
         per_dataset.setdefault(dataset, {}).update(_typed(values or {}, dict, where, f"per_dataset.{dataset}", "a mapping"))
@@ -247,11 +252,34 @@ def _model_entry(item: Any, where: str, base: Path, datasets: tuple[DatasetEntry
                 "per_dataset": {**(training.get("per_dataset") or {}), **(overrides.get("per_dataset") or {})}}
     label = _typed(item.get("label", name), str, where, "label", "a string")
     entry = ModelEntry(name, label, hyperparameters, per_dataset, training)
-    model_class = registry.model_declaration(name)  # its Config, without torch
     for dataset in datasets:  # the hyperparameters every cell will use, checked now
         _parse(model_class.Config, entry.hyperparameters_for(dataset.name),
                f"{where}: key 'hyperparameters' (dataset {dataset.name!r})")
     return entry
+
+
+REFERENCE_ATTRIBUTES = {"batch_size": "reference_batch_size", "reference_budget": "reference_budget"}
+
+
+def declared_training(model_class: Any, name: str) -> dict[str, Any]:
+    """The reference batch size and reference run that model ``name``'s class declares (class attributes
+    ``reference_batch_size``, an integer, and ``reference_budget``, ``{epochs: N}`` or ``{steps: N, batch_size:
+    B}``; None or absent: not declared), as a model file's ``training`` mapping. A model file's ``training``
+    and the suite entry's own override them; a plugin declares its reference settings this way."""
+    declared: dict[str, Any] = {}
+    for key, attribute in REFERENCE_ATTRIBUTES.items():
+        value = getattr(model_class, attribute, None)
+        if value is None:
+            continue
+        where = f"model {name!r}: class attribute {attribute!r}"
+        if key == "batch_size" and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ConfigError(f"{where} must be a positive integer (the batch size of the method's reference run); "
+                              f"got {value!r}")
+        if key == "reference_budget":
+            _parse(Budget, value, where)
+            value = dict(value)
+        declared[key] = value
+    return declared
 
 
 def _training(data: Any, where: str, key: str, nested: bool = False) -> dict[str, Any]:

@@ -100,6 +100,10 @@ class CausalModel(nn.Module):
     needs_environments: ClassVar[bool] = False  # trains on rows labelled with their environment
     reference_for: ClassVar[tuple[str, ...]] = ()  # a reference row's metrics (+ "reconstruction"); () for a method
     assumptions: ClassVar[dict[str, str]] = {}  # what the method assumes of the data: {key: description}
+    # a plugin's reference run, where no model file gives one (crlbench.suites.suite_config.declared_training):
+    # its batch size, and {"epochs": N} or {"steps": N, "batch_size": B}; built-in models keep theirs in configs/models
+    reference_batch_size: ClassVar[int | None] = None
+    reference_budget: ClassVar[dict[str, int] | None] = None
 
     def __init__(self, card: Any, **hyperparameters: Any) -> None:
         super().__init__()

@@ -16,6 +16,11 @@ processes (this one and ``workers - 1`` spawned ones) share the missing trials e
 the next trial when it is free; a trial's cells compute on their own ``threads`` (1 by default,
 :func:`crlbench.suites.executor.cell_threads`), the process's ``cores // workers`` threads serve the rest.
 
+Progress. The invoking process logs a line per finished trial of this invocation (its value, state, wall
+time, the best so far, the elapsed time and an ETA: :mod:`crlbench.tuning.progress`), after each of its own
+trials and, once it waits for its workers, every ``POLL_S``. :func:`stored_study` reads a study without
+running anything (``crlbench tune --export-only``).
+
 Names. The study's objective is named (``Study.set_metric_names``: :attr:`TuneConfig.objective_name`), so
 optuna-dashboard and Optuna's plots show it rather than "Objective 0"; the study's user attribute
 ``crlbench.intermediate`` says what the intermediate values are (:attr:`TuneConfig.intermediate_name`).
@@ -73,6 +78,7 @@ from crlbench.core.files import atomic_write, ensure_folder, file_lock
 from crlbench.suites.results import cell_dir, read_result, write_json
 from crlbench.suites.suite_config import check_name
 from crlbench.tracking.mlflow_runs import metric_name
+from crlbench.tuning.progress import TrialProgress
 from crlbench.tuning.tune_config import (TuneConfig, build_pruner, build_sampler, build_trial_sampler,
                                          experimental_features, load_tune)
 
@@ -80,7 +86,7 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = ["TrialFailed", "TuneConfig", "default_storage", "export_best", "export_path", "exported_study", "load_tune",
-           "open_storage", "state_counts", "study_folder", "study_report", "tune"]
+           "open_storage", "state_counts", "stored_study", "study_folder", "study_report", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +172,11 @@ def tune(config: TuneConfig, *, storage: str | None = None, study_name: str | No
     workers = min(workers, missing)
     log.info("study %s: %d of %d trials there, %d to run on %d worker(s)", study_name, counted, total, missing, workers)
     tracker = TuneTracker(tracking_uri, study_name, config, url, settings.cells_root) if tracking_uri else None
+    progress = TrialProgress(study_name, missing, max(1, workers))
     with tracker if tracker is not None else contextlib.nullcontext():
         def log_finished(*_: Any) -> None:
+            progress.report(study, [trial for trial in study.get_trials(deepcopy=False)
+                                    if trial.user_attrs.get(INVOCATION) == settings.invocation])
             if tracker is not None:
                 tracker.log_finished(study, settings.invocation, adopted)
 
@@ -542,6 +551,37 @@ def exported_study(path: str | os.PathLike) -> str | None:
 
 
 _EXPORT_HEADER = re.compile(r"# Exported by `crlbench tune` from study '([^']*)'")
+
+
+def stored_study(config: TuneConfig, *, storage: str | None = None, study_name: str | None = None,
+                 workdir: str | os.PathLike = "runs") -> optuna.Study:
+    """The study as its storage holds it, for an export that runs no trial (``crlbench tune --export-only``):
+    nothing is created, sampled or trained. ``storage``, ``study_name`` and ``workdir`` as for :func:`tune`.
+
+    :class:`ConfigError` when the SQLite file does not exist, the storage holds no study of that name (the
+    message lists those it holds), or the study was created to optimise the other way than ``config`` asks."""
+    import optuna
+    from crlbench.tracking.mlflow_runs import _redacted, _scheme, _sqlite_path
+
+    workdir = Path(workdir).resolve()
+    study_name = (check_name(config.name, f"{config.source or 'tune config'}: key 'name'") if study_name is None
+                  else check_name(study_name, "tune: 'study_name'"))
+    url = storage or f"sqlite:///{(workdir / STORAGE_FILE).as_posix()}"  # not default_storage: it creates the folder
+    run_first = f"run `crlbench tune {config.source or '<tune file>'}` first"
+    if _scheme(url) == "sqlite" and not _sqlite_path(url).is_file():
+        raise ConfigError(f"study {study_name!r}: no study storage at {_sqlite_path(url)}; {run_first} (or give the "
+                          f"--workdir or --storage the study ran with)")
+    opened = open_storage(url)
+    names = sorted(optuna.get_all_study_names(opened))
+    if study_name not in names:
+        raise ConfigError(f"study {study_name!r} is not in the storage {_redacted(url)!r} (it holds: "
+                          f"{', '.join(names) or 'no study'}); {run_first}, or give its --study-name")
+    study = optuna.load_study(study_name=study_name, storage=opened)
+    stored = study.direction.name.lower()
+    if stored != config.objective.direction:
+        raise ConfigError(f"study {study_name!r} in {_redacted(url)!r} was created to {stored} its objective; "
+                          f"{config.source or config.name} asks to {config.objective.direction}: not its tune file")
+    return study
 
 
 def export_best(study: optuna.Study, config: TuneConfig, out_dir: str | os.PathLike = "configs/tuned",
