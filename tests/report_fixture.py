@@ -14,6 +14,10 @@ from before the per-epoch monitor), ``history.epochs[i]["heldout_reconstruction_
 A dataset in ``UNIDENTIFIABLE`` (``chamber_f3``) is a negative control: its records carry ``unidentifiable`` and
 r2@linear's per-factor scores (``r2@linear.r2_<k>``), near the label's quality on the factors the images carry and
 near a tenth of it on the others. The label ``supervised`` is the supervised reference row (its ``reference`` set).
+
+A (dataset, label) in ``ASSUMPTIONS_BROKEN`` (``contrastive_crl`` on ``pendulum``, a nonlinear SCM) is a method run
+on data that break one of its assumptions: its records carry ``assumptions_broken``, as the runner writes it
+(crlbench.suites.runner.broken_assumptions).
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ UNIDENTIFIABLE = {CONTROL: {"pol_1": "the hexagon's colour depends on the polari
                             "pol_2": "as pol_1: only cos^2(pol_1 - pol_2) reaches the image"}}
 CEILING = "supervised"  # the supervised reference row
 QUALITY[CEILING], GIVEN[CEILING], LATENT[CEILING] = 0.95, ["labels"], 5
+OUTSIDE = "contrastive_crl"  # a method that assumes a linear Gaussian latent SCM, which Pendulum's is not
+QUALITY[OUTSIDE], GIVEN[OUTSIDE], LATENT[OUTSIDE] = 0.4, ["environments"], 4
+ASSUMPTIONS_BROKEN = {("pendulum", OUTSIDE): {"linear_scm": "a linear Gaussian latent SCM"}}
 
 
 def write_cells(root: str | Path, *, datasets=DATASETS, labels=LABELS, seeds=(0, 1, 2),
@@ -165,6 +172,8 @@ def _record(dataset, label, seed, cell_hash, factors, quality, rng, epochs, reco
             "timings": {"train_s": 1.0, "encode_s": 0.1, "metrics_s": 0.2, "total_s": 1.3, "cpu_s": 100.0 + 10 * seed},
             "provenance": _provenance()}
     _add_control(record, quality, rng, noise)
+    if (dataset, label) in ASSUMPTIONS_BROKEN:
+        record["assumptions_broken"] = dict(ASSUMPTIONS_BROKEN[(dataset, label)])
     return record
 
 

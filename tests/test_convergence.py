@@ -196,14 +196,31 @@ def test_cells_too_short_for_the_rule_are_said_to_be_so_not_called_old_records()
     short = verdict(curve([0.2] * 2), None, readings([0.5] * 3))
     total = report.overall(report.tallies([ok_record(short), ok_record(short)]))
     text = report.summary_text(total)
-    assert text.startswith("not judged: none of the 2 finished cells could be judged (2 with too few score readings")
-    assert "written before" not in text and "the rule: converged: over the last third" in text
-    mixed = report.overall(report.tallies([ok_record(short), ok_record(None),
+    assert text.startswith("not judged: none of the 2 finished cells could be judged (2 too short for the rule, "
+                           "with fewer score readings in the last third of the run than it needs)")
+    assert "predates" not in text and "the rule: converged: over the last third" in text
+    assert report.legend_line(total) is None and total.seeds_text() == "not judged: 2 too short"
+    mixed = report.overall(report.tallies([ok_record(short), ok_record(None), ok_record(verdict([], None, [])),
                                            ok_record(verdict([], None, readings(0.01 * np.arange(30))))]))
     assert report.summary_text(mixed).endswith(
-        "; 2 not judged (1 with too few score readings for the rule (runs too short, or readings at one epoch); "
-        "1 written before the per-epoch monitor)")
+        "; 3 not judged (1 too short for the rule, with fewer score readings in the last third of the run than it "
+        "needs; 1 with no score readings during training; 1 whose record predates the convergence rule, with no "
+        "verdict recorded)")
     assert mixed.unconverged == 1 and mixed.marked
+    assert mixed.seeds_text() == "1/4 seeds unconverged, 3 not judged: 1 too short, 1 without readings, 1 predating the rule"
+
+
+def test_the_legend_counts_the_seeds_not_judged_by_their_true_cause():
+    """A smoke-sized suite: some runs judged, the others too short for the rule. The legend says they were too
+    short, counted, and blames no old record."""
+    from crlbench.reports import convergence as report
+
+    short = verdict([], None, readings([0.5] * 3))
+    judged = verdict([], None, readings(0.01 * np.arange(30)))
+    line = report.legend_line(report.overall(report.tallies([ok_record(short)] * 3 + [ok_record(judged)])))
+    assert line.endswith("Seeds without a verdict are not counted as unconverged: 3 here (3 too short for the rule, "
+                         "with fewer score readings in the last third of the run than it needs).")
+    assert "older" not in line and "predates" not in line
 
 
 def test_a_score_read_non_finite_is_said_unreadable_not_too_few_readings():
@@ -218,15 +235,15 @@ def test_a_score_read_non_finite_is_said_unreadable_not_too_few_readings():
     assert unreadable["converged"] is None
     short = verdict([], None, readings([0.5] * 3))
     text = report.summary_text(report.overall(report.tallies([ok_record(unreadable), ok_record(short)])))
-    assert "(1 with too few score readings for the rule" in text
-    assert "1 with a watched score unreadable: too few finite readings in the window" in text
+    assert "(1 too short for the rule" in text
+    assert "1 with a watched score read non-finite, too few finite readings left in the window" in text
     alone = report.summary_text(report.overall(report.tallies([ok_record(unreadable)])))
-    assert "too few score readings" not in alone and "unreadable" in alone
+    assert "too short" not in alone and "non-finite" in alone
 
 
-def test_records_without_any_verdict_still_read_as_written_before_the_monitor():
+def test_records_without_any_verdict_read_as_predating_the_rule():
     from crlbench.reports import convergence as report
 
     total = report.overall(report.tallies([ok_record(None)] * 3))
     assert report.summary_text(total) == ("not judged: none of the 3 finished cells records a convergence verdict "
-                                          "(records written before the per-epoch held-out monitor)")
+                                          "(the records predate the convergence rule)")

@@ -52,6 +52,11 @@ def tex_tables(tex: str) -> dict[str, str]:
             for table in tables}
 
 
+def tex_notes(tex: str) -> list[str]:
+    """The paragraphs of the notes after the LaTeX tables."""
+    return [part.strip() for part in tex.split("\\paragraph*{", 1)[1].split("\\endgroup", 1)[0].split("\n\n")]
+
+
 def tex_means(table: str) -> dict[str, list[str]]:
     """Per score row (its short name), the mean cells of a transposed LaTeX table, in method order."""
     rows = [line.removesuffix(" \\\\").split(" & ") for line in table.splitlines() if " & " in line]
@@ -213,8 +218,11 @@ def test_every_table_says_what_each_method_is_given_and_its_latent_size(suite):
     markdown = (out / "leaderboard.md").read_text()
     assert "| model | given | latent |" in markdown
     assert "| beta_vae | nothing | 16 |" in markdown and "| icm_vae | labels, true graph | 16 |" in markdown
-    for table in tex_tables((out / "leaderboard.tex").read_text()).values():  # latent as a row, given in the caption
-        assert r"causal\_vae: labels, initial graph" in table and "\nlatent & 16 & 16 & 16 \\\\" in table
+    tex = (out / "leaderboard.tex").read_text()
+    for dataset, table in tex_tables(tex).items():  # latent as a row, given in the notes after the tables
+        assert "\nlatent & 16 & 16 & 16 \\\\" in table
+        note = next(line for line in tex_notes(tex) if line.startswith(f"{dataset} (Table"))
+        assert r"causal\_vae: labels, initial graph" in note
     html = (out / "index.html").read_text()
     assert re.search(r">given<span[^>]*></span></button></th>", html) and ">labels, true graph</td>" in html
     frame = pd.read_csv(out / "leaderboard.csv")
@@ -246,7 +254,7 @@ def test_the_protocol_box_comes_first_and_states_the_setup_from_the_records(suit
     box = markdown.split("## Protocol", 1)[1].split("## Leaderboard", 1)[0]
     html = (out / "index.html").read_text()
     html_box = html.split('<section class="protocol"', 1)[1].split("</section>", 1)[0]
-    assert html.index('<section class="protocol"') < html.index("<h2>Leaderboard</h2>")
+    assert html.index('<section class="protocol"') < html.index('<h2 id="leaderboard">Leaderboard</h2>')
     for text in ("synthetic", "3 epochs of 64", "8×8 px", "0, 1, 2 (3 seeds", "test split",
                  "200 training images", "100 test images", "factor_codes", "0.1.0", "0123abc",
                  "18 (17 finished, 1 failed)", 'concept_dim=4, beta=1.2, schedule="budget"', "alpha=0.3",
@@ -288,9 +296,11 @@ def test_unconverged_seeds_are_marked_in_every_table_and_counted(suite):
     assert "| flow | beta_vae | 64 | 1,920 | 101 epochs | 0.38 % | 110 (100–120) | none | ‡ 1/3 seeds unconverged |" in markdown
     assert "| pendulum | beta_vae | 64 | 1,920 | 101 epochs | 0.38 % | 110 (100–120) | none | 3/3 converged |" in markdown
     assert "| beta_vae ‡ 1/6 |" in markdown.split("## Average ranks", 1)[1]
-    tables = tex_tables((out / "leaderboard.tex").read_text())
+    tex = (out / "leaderboard.tex").read_text()
+    tables = tex_tables(tex)
     assert r"beta\_vae$^\ddagger$" in tex_methods(tables["flow"]) and "ddagger" not in tables["pendulum"]
-    assert r"seeds that did not converge (beta\_vae 1/3)" in tables["flow"]
+    assert r"seeds that did not converge (beta\_vae 1/3)" in next(note for note in tex_notes(tex)
+                                                                  if note.startswith("flow (Table"))
     html = (out / "index.html").read_text()
     assert html.count('<span class="unconverged" title="1/3 seeds unconverged">‡ 1/3</span>') == 1
     csv = pd.read_csv(out / "leaderboard.csv")
@@ -303,7 +313,7 @@ def test_records_without_a_convergence_verdict_render_as_not_judged(tmp_path):
     report.write_report(load_records(tmp_path), tmp_path / "report", title="old", metrics=[HIGH])
     markdown = (tmp_path / "report" / "leaderboard.md").read_text()
     assert "- **convergence**: not judged: none of the 9 finished cells records a convergence verdict" in markdown
-    assert "‡" not in markdown and "| not judged |" in markdown
+    assert "‡" not in markdown and "| not judged: 3 predating the rule |" in markdown
     assert "training loss per epoch scaled to each model's own range" in markdown
 
 
@@ -378,6 +388,23 @@ def test_metric_headers_are_short_and_a_legend_names_the_score_and_its_direction
     assert "- CF MSE: `counterfactual@probe.counterfactual_mse`, lower is better" in markdown
 
 
+def test_the_contents_link_every_section_and_per_dataset_table_in_markdown_and_html(suite):
+    markdown = (suite[1] / "leaderboard.md").read_text()
+    contents = markdown.split("## Contents\n", 1)[1].strip("\n").split("\n\n", 1)[0]
+    links = re.findall(r"\]\(#([a-z0-9-]+)\)", contents)
+    assert len(links) == len(set(links)) and contents.startswith("- [Protocol](#protocol)")
+    assert "- [Leaderboard](#leaderboard): [flow](#leaderboard-flow), [pendulum](#leaderboard-pendulum)" in contents
+    anchors = re.findall(r'^<a id="([a-z0-9-]+)"></a>\n\n#{2,3} ', markdown, flags=re.M)
+    assert sorted(anchors) == sorted(links)  # every link has its heading, every anchored heading is linked
+    headings = re.findall(r"^## (.+)$", markdown, flags=re.M)
+    assert len(headings) - 1 == sum(line.startswith("- [") for line in contents.splitlines())  # all but Contents
+    html = (suite[1] / "index.html").read_text()
+    nav = html.split('<nav class="contents"', 1)[1].split("</nav>", 1)[0]
+    assert html.index("<nav") < html.index('<section class="protocol"')
+    assert re.findall(r'href="#([a-z0-9-]+)"', nav) == links
+    assert all(f'id="{link}"' in html for link in links)
+
+
 # --- LaTeX ---------------------------------------------------------------------------------------
 
 
@@ -391,13 +418,19 @@ def full_tables(tmp_path_factory):
     return records, root / "report"
 
 
-def test_tex_caption_carries_the_protocol(full_tables):
-    table = tex_tables((full_tables[1] / "leaderboard.tex").read_text())["pendulum"]
-    caption = table.split(r"\caption{", 1)[1].split(r"\label", 1)[0]
-    for text in ("Suite synthetic", "seeds 0, 1, 2", "budget 3 epochs of 64", r"images 8$\times$8 px",
+def test_tex_captions_are_two_short_sentences_and_the_notes_carry_the_protocol(full_tables):
+    tex = (full_tables[1] / "leaderboard.tex").read_text()
+    table = tex_tables(tex)["pendulum"]
+    caption = table.split(r"\caption{", 1)[1].split("}\n", 1)[0]
+    assert len(caption.split()) <= 40 and caption.count(". ") + caption.endswith(".") <= 2, caption
+    assert caption.startswith("Four models: pendulum, the mean of each score over seeds") and "Holm" in caption
+    notes = " ".join(tex_notes(tex))
+    assert tex.index(r"\paragraph*{Notes to Table~\ref{tab:four-models-pendulum}.}") > tex.rindex(r"\end{table")
+    for text in ("suite synthetic", "seeds 0, 1, 2", "budget 3 epochs of 64", r"images 8$\times$8 px",
                  "evaluation: test split", "200 training images", "100 test images", r"DCI-D = dci@reg.disentanglement",
-                 r"beta\_vae: nothing", r"$^\ddagger$: seeds that did not converge (dear 1/3)"):
-        assert text in caption, text
+                 r"beta\_vae: nothing", r"$^\ddagger$: seeds that did not converge (dear 1/3)",
+                 r"$^\ddagger$: the convergence rule: converged: the best held-out"):
+        assert text in notes, text
     assert list(tex_means(table)) == [column.short for column in report.score_columns(PRESENT_DEFAULTS)]
 
 
@@ -437,6 +470,44 @@ def test_every_figure_has_a_caption_not_a_file_name(suite):
     assert len(images) == len(captions) and all(first == second for first, _, second, _ in images)
     assert [caption for *_, caption in images] == [caption.replace("&#39;", "'") for caption in captions]
     assert all((suite[1] / path).exists() for _, path, _, _ in images)
+
+
+def text_boxes(figure) -> list[tuple[str, object]]:
+    """Every visible text of a drawn figure with its box in pixels: titles, tick labels and texts."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    texts = [text for ax in figure.axes for text in [ax.title, *ax.get_xticklabels(), *ax.texts]]
+    return [(text.get_text(), text.get_window_extent(renderer)) for text in texts
+            if text.get_visible() and text.get_text()]
+
+
+@pytest.mark.parametrize("average", [
+    {"causal_vae": 2.0, "dear": 2.0, "ilcm": 2.0},  # every rank tied: the issue's SHD diagram
+    {"icm_vae": 1.5, "causal_vae": 1.5, "dear": 3.0, "beta_vae": 4.25, "ilcm": 4.25, "scm_vae": 6.0, "ivae": 6.02},
+], ids=["all tied", "ties and near ties"])
+def test_critical_difference_labels_and_ticks_do_not_overlap_on_ties(average):
+    from matplotlib.transforms import Bbox
+
+    from crlbench.reports.stats import RankTest
+
+    ranks = pd.Series(average)
+    p_values = pd.DataFrame(1.0, index=ranks.index, columns=ranks.index)
+    p_values.loc[ranks.index[0], ranks.index[-1]] = p_values.loc[ranks.index[-1], ranks.index[0]] = 0.01
+    test = RankTest("graph@card.shd", pd.DataFrame([ranks.to_numpy()] * 8, columns=ranks.index), ranks,
+                    friedman_p=0.01, nemenyi=p_values, critical_difference=1.9)
+    boxes = text_boxes(figures.critical_difference_figure(test))
+    labels = [text for text, _ in boxes if "(" in text and ")" in text and ":" not in text]
+    assert len(labels) == len(average)  # every label drawn, once
+    ticks = [text for text, _ in boxes if text.isdigit()]
+    assert ticks == [str(rank) for rank in range(1, len(average) + 1)]  # whole ranks, 1 to k
+    gap = 2  # px: boxes that merely touch read as one run of text
+    padded = [(text, Bbox.from_extents(box.x0 - gap / 2, box.y0 - gap / 2, box.x1 + gap / 2, box.y1 + gap / 2))
+              for text, box in boxes]
+    overlapping = [(first, second) for index, (first, box) in enumerate(padded) for second, other in padded[index + 1:]
+                   if box.overlaps(other)]
+    assert overlapping == []
 
 
 def colours_in(path) -> set[tuple[int, int, int]]:

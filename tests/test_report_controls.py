@@ -155,12 +155,12 @@ def bold(html: str) -> int:
 def test_html_shows_the_section_with_marks_reasons_and_the_not_ranked_line(with_control, without_control):
     records, out = with_control
     html = (out / "index.html").read_text()
-    controls = html.split("<h2>Negative controls</h2>", 1)[1].split("<h2>", 1)[0]
+    controls = html.split('<h2 id="negative-controls">Negative controls</h2>', 1)[1].split("<h2", 1)[0]
     assert controls.count('<span class="flagged">✗</span>') == 2
     assert f'<td>{CEILING} <span class="reference">(reference, ceiling)</span></td>' in controls
     assert "".join(f"<td>{value}</td>" for value in ceiling_means(records, CEILING)) in controls
     assert "only through cos^2(pol_1 - pol_2)" in controls
-    leaderboard = html.split(f"<h3>{CONTROL}</h3>", 1)[1].split("<h3>", 1)[0]
+    leaderboard = html.split(f'<h3 id="leaderboard-{CONTROL.replace("_", "-")}">{CONTROL}</h3>', 1)[1].split("<h3", 1)[0]
     assert "Negative control, not ranked" in leaderboard and "<b>" not in leaderboard
     assert bold(html) == bold((without_control[1] / "index.html").read_text())  # the other datasets' bold only
 
@@ -170,7 +170,11 @@ def test_latex_has_the_ceiling_table_and_no_bold_on_the_control(with_control):
     tex = (out / "leaderboard.tex").read_text()
     tables = re.findall(r"\\begin\{table\*?\}.*?\\end\{table\*?\}", tex, flags=re.S)
     leaderboard = next(text for text in tables if r"\label{tab:controls-chamber-f3}" in text)
-    assert r"\textbf" not in leaderboard and "Negative control, not ranked" in leaderboard
+    assert r"\textbf" not in leaderboard and "A negative control: not ranked" in leaderboard
+    notes = tex.split(r"\paragraph*{Notes to Tables", 1)[1]
+    assert "chamber\\_f3 (Table~\\ref{tab:controls-chamber-f3}): given" in notes
+    assert "Negative control, not ranked: its images cannot carry pol\\_1, pol\\_2" in notes
+    assert "chamber\\_f3, a negative control (Table~\\ref{tab:controls-chamber-f3-control})" in notes
     ceiling = next(text for text in tables if r"\label{tab:controls-chamber-f3-control}" in text)
     assert r"model & blue & green & pol\_1$^\times$ & red & pol\_2$^\times$ \\" in ceiling
     assert f"{CEILING} (ceiling) & " + " & ".join(ceiling_means(records, CEILING)) + r" \\" in ceiling

@@ -17,7 +17,8 @@ caption), or an empty list / None when its inputs are absent; none of them raise
 - reconstruction against disentanglement; training curves (the held-out reconstruction error per epoch
   on a log axis, or each model's training loss scaled to its own range); scores per epoch (DCI and MCC read
   on the validation sample during training, with the leaderboard's own final reading); intervention grids;
-  and the critical-difference diagram of Demsar (2006) from average ranks.
+  and the critical-difference diagram of Demsar (2006) from average ranks, drawn here rather than by
+  scikit-posthocs so that tied ranks neither crowd the rank axis' tick labels nor put two labels on one spot.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scikit_posthocs
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -41,7 +41,7 @@ from crlbench.reports import numbers
 from crlbench.reports.columns import short_name
 from crlbench.reports.convergence import MARK as UNCONVERGED, Tally
 from crlbench.reports.palette import model_colour
-from crlbench.reports.stats import RankTest, direction, ok_values
+from crlbench.reports.stats import ALPHA, RankTest, direction, ok_values
 from crlbench.reports.tables import Drawn
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ FAR_OUT = 3.0  # Tukey's far-out fence, in interquartile ranges beyond the quart
 MONITOR = "heldout_reconstruction_mse"  # per-epoch held-out reconstruction error of the trainer
 SCORE_CURVES = ("dci@reg.disentanglement", "mcc@pearson.mcc")  # scores read during training (their curves)
 VALUE_DIGITS = 3  # significant digits of the do() values printed on intervention grids
+CD_ROW = 1.0  # critical-difference diagram: the height of a label's row, in the axis' data units
+CD_BAR_GAP = 0.45  # the vertical step between the axis and each level of non-significance bars
+CD_BAR_OVERHANG = 0.04  # ranks a bar reaches past its outer labels, so that a bar of tied labels shows
+CD_LABEL_GAP = 0.04  # the gap between the rank axis and the labels, as a fraction of its length
 
 
 def slug(text: str) -> str:
@@ -644,17 +648,84 @@ def critical_difference(ranks: RankTest, out_dir: Path) -> Drawn | None:
     blocks, groups = ranks.per_dataset.shape
     if ranks.nemenyi is None or blocks < 2 or groups < 3 or not ranks.reachable:
         return None
-    figure = new_figure(6, 0.9 + 0.3 * groups)
-    ax = figure.add_subplot()
-    scikit_posthocs.critical_difference_diagram(
-        ranks.average_ranks, ranks.nemenyi, ax=ax, label_fmt_left="{label} ({rank:.2f})",
-        label_fmt_right="({rank:.2f}) {label}",
-        color_palette={label: model_colour(label) for label in ranks.average_ranks.index})
     p_value = numbers.significant(ranks.friedman_p, 2)
     cd = numbers.significant(ranks.critical_difference, 3)
-    ax.set_title(f"{short_name(ranks.metric)}: average rank over {blocks} datasets "
-                 f"(Friedman p = {p_value}, CD = {cd})", fontsize=9, pad=14)
     caption = (f"Critical-difference diagram of {named(ranks.metric)}: each model's average rank over {blocks} "
                f"datasets (1 = best; Friedman p = {p_value}). Models joined by a bar do not differ by the Nemenyi "
-               f"critical difference {cd} at alpha 0.05 (Demsar 2006).")
-    return Drawn(save(figure, out_dir / f"cd_{slug(ranks.metric)}.png"), caption)
+               f"critical difference {cd} at alpha {ALPHA} (Demsar 2006).")
+    return Drawn(save(critical_difference_figure(ranks), out_dir / f"cd_{slug(ranks.metric)}.png"), caption)
+
+
+def critical_difference_figure(ranks: RankTest) -> Figure:
+    """The unsaved critical-difference diagram of ``ranks`` (:func:`cd_figure`) with its title: the score, the
+    number of datasets, the Friedman p and the critical difference."""
+    figure = cd_figure(ranks.average_ranks, ranks.nemenyi)
+    figure.axes[0].set_title(f"{short_name(ranks.metric)}: average rank over {ranks.per_dataset.shape[0]} datasets "
+                             f"(Friedman p = {numbers.significant(ranks.friedman_p, 2)}, "
+                             f"CD = {numbers.significant(ranks.critical_difference, 3)})", fontsize=9, pad=14)
+    return figure
+
+
+def cd_figure(average_ranks: pd.Series, p_values: pd.DataFrame, alpha: float = ALPHA) -> Figure:
+    """Demsar's (2006) diagram of ``average_ranks`` (label -> average rank, 1 = best) as an unsaved figure.
+
+    The rank axis runs over every possible rank, 1 to k, with a tick at each whole rank (so ties, which leave
+    the ranks' own range empty, cannot crowd the tick labels). Each label has a row of its own, the better half
+    on the left (best at the top), the worse half on the right (worst at the top), its name outside the axis on
+    its side and an elbow to its rank: labels of tied or near ranks are stacked, never drawn over each other.
+    Bars under the axis join the labels no pair of which differs (Nemenyi ``p_values`` >= ``alpha``)."""
+    order = average_ranks.astype(float).sort_values(kind="stable")
+    count = len(order)
+    half = (count + 1) // 2
+    left, right = order.iloc[:half], order.iloc[half:][::-1]
+    bars = cd_bars(order, p_values, alpha)
+    levels: list[list[tuple[float, float]]] = []  # bars that do not overlap share a level
+    placed = []
+    for low, high in bars:
+        level = next((index for index, used in enumerate(levels)
+                      if all(high < other_low or other_high < low for other_low, other_high in used)), len(levels))
+        if level == len(levels):
+            levels.append([])
+        levels[level].append((low, high))
+        placed.append((low, high, level))
+    first_row = -CD_BAR_GAP * (len(levels) + 1) - CD_ROW / 2
+    rows = max(len(left), len(right))
+    figure = new_figure(6, 0.9 + 0.3 * (rows + 0.5 * len(levels)))
+    ax = figure.add_subplot()
+    ax.set_xlim(1, count)
+    ax.set_ylim(first_row - CD_ROW * (rows - 0.5), 0.2)
+    ax.xaxis.set_ticks_position("top")
+    ax.set_xticks(range(1, count + 1))
+    ax.tick_params(axis="x", labelsize=8)
+    ax.yaxis.set_visible(False)
+    for side in ("left", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.spines["top"].set_position(("data", 0))
+    for low, high, level in placed:
+        y = -CD_BAR_GAP * (level + 1)
+        ax.plot([low - CD_BAR_OVERHANG, high + CD_BAR_OVERHANG], [y, y], color="black", linewidth=2.5,
+                solid_capstyle="butt", zorder=3)
+    for labels, x, align, text in ((left, 1 - CD_LABEL_GAP * (count - 1), "right", "{label} ({rank:.2f})"),
+                                   (right, count + CD_LABEL_GAP * (count - 1), "left", "({rank:.2f}) {label}")):
+        for row, (label, rank) in enumerate(labels.items()):
+            y, colour = first_row - CD_ROW * row, model_colour(str(label))
+            ax.plot([x, rank, rank], [y, y, 0], color=colour, linewidth=1.2, clip_on=False)
+            ax.scatter([rank], [0], color=colour, s=24, zorder=4, clip_on=False)
+            ax.text(x, y, text.format(label=label, rank=rank), color=colour, ha=align, va="center", fontsize=9,
+                    clip_on=False)
+    return figure
+
+
+def cd_bars(order: pd.Series, p_values: pd.DataFrame, alpha: float) -> list[tuple[float, float]]:
+    """The (lowest, highest) average rank of each maximal run of labels, consecutive in rank order, no pair of
+    which differs (``p_values`` >= ``alpha``); runs of one label are left out."""
+    labels = list(order.index)
+    runs: list[tuple[int, int]] = []
+    for start in range(len(labels)):
+        end = start
+        while end + 1 < len(labels) and all(p_values.loc[other, labels[end + 1]] >= alpha
+                                            for other in labels[start:end + 1]):
+            end += 1
+        if end > start and not any(low <= start and end <= high for low, high in runs):
+            runs.append((start, end))
+    return [(float(order.iloc[start]), float(order.iloc[end])) for start, end in runs]

@@ -11,9 +11,13 @@ when seeds are flagged by a degeneracy check. Reference rows follow the methods 
 ``\settowidth``); when it does not fit with LaTeX's 6 pt ``\tabcolsep`` it gets 3 pt (four methods
 with five-digit means need that), and when it does not fit even then it becomes a ``table*`` spanning
 both columns (469 pt) rather than being scaled down; methods that do not fit that either are split over
-stacked tabulars. The caption carries the protocol: suite, seeds, budget, image size, evaluation split. A
-negative control (crlbench.reports.controls) gets a second table after the leaderboards: rows = the supervised
-ceiling and the methods, columns = its factors, each entry the mean per-factor R² over seeds.
+stacked tabulars. A caption is two sentences (what the table is, what bold and the dagger mean); the
+protocol (suite, seeds, budget, image size, evaluation split), how to read an entry, every other mark, what each
+method is given and the score keys are in the notes after the tables (:func:`notes_lines`, a
+``\paragraph*{Notes}`` set ``\sloppy`` so that long names break lines, not the column). A method whose data break
+one of its assumptions is marked ``¶`` (``$^\P$``) in its column head. A negative control
+(crlbench.reports.controls) gets a second table after the leaderboards: rows = the supervised ceiling and the
+methods, columns = its factors, each entry the mean per-factor R² over seeds.
 Needs ``\usepackage{booktabs}``.
 """
 
@@ -24,14 +28,14 @@ from dataclasses import dataclass
 
 from crlbench.reports.convergence import LATEX_MARK
 from crlbench.reports.controls import MARK, PER_FACTOR, ControlTable
-from crlbench.reports.tables import Entry, ReportData, Table
+from crlbench.reports.tables import OUTSIDE, Entry, ReportData, Table
 from crlbench.reports import numbers, stats
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
            "±": r"$\pm$", "–": "--", "−": r"$-$", "×": r"$\times$", "²": r"$^2$", "‡": r"$^\ddagger$", "†": r"$^\dagger$",
            "≥": r"$\geq$", "§": r"\S{}", "≤": r"$\leq$", "<": r"$<$", ">": r"$>$", "|": r"$|$",
-           "✗": r"$^\times$"}
+           "✗": r"$^\times$", "¶": r"$^\P$"}
 ARROWS = {"max": r"$\uparrow$", "min": r"$\downarrow$"}
 COLUMN_WIDTH_PT = 229.5  # \columnwidth of \documentclass[twocolumn]{article} at 10 pt
 TEXT_WIDTH_PT = 469.0  # its \textwidth, which a table* spans
@@ -61,15 +65,14 @@ def render(data: ReportData) -> str:
         lines += table_lines(data, table) + [""]
     for control in data.controls:
         lines += control_lines(data, control) + [""]
-    return "\n".join(lines)
+    return "\n".join(lines + notes_lines(data) + [""])
 
 
 def table_lines(data: ReportData, table: Table) -> list[str]:
     shape = layout(data, table)
     lines = [f"\\begin{{{shape.environment}}}[t]", "\\centering", "\\small"]
     lines += [f"\\setlength{{\\tabcolsep}}{{{shape.tabcolsep:g}pt}}"] if shape.tabcolsep else []
-    lines += [f"\\caption{{{caption(data, table)}}}",
-              f"\\label{{tab:{label_key(data.title)}-{label_key(table.dataset)}}}"]
+    lines += [f"\\caption{{{caption(data, table)}}}", f"\\label{{{table_label(data, table.dataset)}}}"]
     for index, labels in enumerate(shape.blocks):
         lines += ["\\par\\medskip"] if index else []
         lines += tabular_lines(data, table, labels)
@@ -93,10 +96,12 @@ def tabular_lines(data: ReportData, table: Table, labels: list[str]) -> list[str
 
 
 def header_text(table: Table, label: str) -> str:
-    """A column's method name, with the convergence mark, or ``(ref.)`` for a reference row."""
+    """A column's method name, with the convergence mark and the mark of broken assumptions, or ``(ref.)`` for a
+    reference row."""
     if label in table.references:
         return escape(label) + " (ref.)"
-    return escape(label) + (LATEX_MARK if table.facts(label).convergence.marked else "")
+    method = table.facts(label)
+    return escape(label) + (LATEX_MARK if method.convergence.marked else "") + escape(method.outside())
 
 
 def spread_lines(entry: Entry) -> list[str]:
@@ -149,7 +154,7 @@ def column_widths(data: ReportData, table: Table) -> list[float]:
         means = [text_width(entry.shown()[0], bold=entry.bold) + marks * entry.significant for entry in entries]
         spreads = [text_width(line, "scriptsize") for entry in entries for line in spread_lines(entry)]
         header = (text_width(label) + marks * table.facts(label).convergence.marked
-                  + text_width(" (ref.)") * (label in table.references))
+                  + marks * bool(table.facts(label).broken) + text_width(" (ref.)") * (label in table.references))
         widths.append(max([header] + means + spreads))
     return widths
 
@@ -195,27 +200,68 @@ def layout(data: ReportData, table: Table) -> Layout:
 
 
 def caption(data: ReportData, table: Table) -> str:
+    """Two sentences: the table's title, dataset and what an entry is; what bold and the dagger mean (a negative
+    control: that it is not ranked). The rest is in the notes (:func:`notes_lines`)."""
+    first = (f"{escape(data.title)}: {escape(table.dataset)}, the mean of each score over seeds with its 95\\% "
+             "bootstrap interval below (notes after the tables).")
+    if table.control:
+        return first + " A negative control: not ranked, nothing bold or tested."
+    return (first + f" Bold: best; $^\\dagger$: Holm-corrected Wilcoxon $p < {stats.ALPHA}$ against "
+            f"{escape(data.reference)}.")
+
+
+def table_label(data: ReportData, dataset: str, suffix: str = "") -> str:
+    """The ``\\label`` of a dataset's table: ``tab:<title>-<dataset>``, with ``-control`` for a control's."""
+    return f"tab:{label_key(data.title)}-{label_key(dataset)}" + (f"-{suffix}" if suffix else "")
+
+
+def notes_lines(data: ReportData) -> list[str]:
+    """The notes after the tables: the protocol, how to read an entry and its marks, then per table what each
+    method is given and the marks it carries, the convergence rule and the score keys; set ``\\small`` and
+    ``\\sloppy`` so that long names move to the next line rather than overflow the column."""
     facts = dict(data.protocol.facts)
-    given = "; ".join(f"{label}: {table.facts(label).given}" for label in table.labels)
-    unconverged = [f"{label} {table.facts(label).convergence.unconverged}/{table.facts(label).convergence.total}"
-                   for label in table.labels if table.facts(label).convergence.marked]
-    rules = sorted({rule for label in table.labels for rule in table.facts(label).convergence.rules})
-    parts = [
-        f"{escape(data.title)}: {escape(table.dataset)}. Suite {escape(facts.get('suite', '?'))}; seeds "
-        f"{escape(facts.get('seeds', '?'))}; budget {escape(facts.get('budget', '?'))}; images "
-        f"{escape(facts.get('image size', '?'))}; evaluation: {escape(facts.get('evaluation', '?'))}.",
+    labels = ([table_label(data, table.dataset) for table in data.tables]
+              + [table_label(data, control.dataset, "control") for control in data.controls])
+    span = (f"Table~\\ref{{{labels[0]}}}" if len(labels) == 1
+            else f"Tables~\\ref{{{labels[0]}}}--\\ref{{{labels[-1]}}}")
+    paragraphs = [
+        f"Protocol: suite {escape(facts.get('suite', '?'))}; seeds {escape(facts.get('seeds', '?'))}; budget "
+        f"{escape(facts.get('budget', '?'))}; images {escape(facts.get('image size', '?'))}; evaluation: "
+        f"{escape(facts.get('evaluation', '?'))}.",
         "Each entry is the mean over seeds and, below it, $\\pm$ the half-width of its 95\\% bootstrap interval "
         "(half-width to 2 significant digits, the mean to the same decimal place), or, when it is too asymmetric "
-        "for a $\\pm$, its two arms stacked, $+$above over $-$below the mean; (ok/total) when seeds failed; \\S{} k/n: k of n seeds flagged by a "
-        "degeneracy check. Bold: best among the unflagged methods with the most seeds, with ties at the printed "
-        "precision; (ref.): a reference row, never bold; $\\uparrow$ higher, $\\downarrow$ lower is better; "
-        f"$^\\dagger$: Wilcoxon $p < {stats.ALPHA}$ against {escape(data.reference)}, Holm-corrected per score.",
-        f"Given besides the images: {escape(given)}.",
+        "for a $\\pm$, its two arms stacked, $+$above over $-$below the mean; (ok/total) when seeds failed; \\S{} "
+        "k/n: k of n seeds flagged by a degeneracy check. Bold: best among the unflagged methods with the most "
+        "seeds, with ties at the printed precision; (ref.): a reference row, never bold; $\\uparrow$ higher, "
+        f"$\\downarrow$ lower is better; $^\\dagger$: Wilcoxon $p < {stats.ALPHA}$ against "
+        f"{escape(data.reference)}, Holm-corrected per score.",
     ]
+    paragraphs += [table_note(data, table) for table in data.tables]
+    rules = sorted({rule for table in data.tables for label in table.labels
+                    for rule in table.facts(label).convergence.rules
+                    if table.facts(label).convergence.marked})
+    if rules:
+        paragraphs.append(f"{LATEX_MARK}: the convergence rule: {escape(' / '.join(rules))}.")
+    paragraphs.append("Scores: " + escape("; ".join(f"{data.column(m).short} = {m}" for m in data.metrics)) + ".")
+    paragraphs += [control_note(data, control) for control in data.controls]
+    lines = ["\\begingroup\\small\\sloppy", f"\\paragraph*{{Notes to {span}.}}"]
+    return lines + [line for paragraph in paragraphs for line in (paragraph, "")] + ["\\endgroup"]
+
+
+def table_note(data: ReportData, table: Table) -> str:
+    """One table's note: what each method is given, which seeds did not converge, which methods' data break their
+    assumptions, and a negative control's line."""
+    given = "; ".join(f"{label}: {table.facts(label).given}" for label in table.labels)
+    parts = [f"{escape(table.dataset)} (Table~\\ref{{{table_label(data, table.dataset)}}}): given besides the "
+             f"images: {escape(given)}."]
+    unconverged = [f"{label} {table.facts(label).convergence.unconverged}/{table.facts(label).convergence.total}"
+                   for label in table.labels if table.facts(label).convergence.marked]
     if unconverged:
-        parts.append(f"{LATEX_MARK}: seeds that did not converge ({escape(', '.join(unconverged))}) by the rule: "
-                     f"{escape(' / '.join(rules))}.")
-    parts.append("Scores: " + escape("; ".join(f"{data.column(m).short} = {m}" for m in table.metrics)) + ".")
+        parts.append(f"{LATEX_MARK}: seeds that did not converge ({escape(', '.join(unconverged))}).")
+    outside = [f"{label}: " + ", ".join(table.facts(label).broken.values())
+               for label in table.labels if table.facts(label).broken]
+    if outside:
+        parts.append(f"{escape(OUTSIDE)}: the data break an assumption of the method ({escape('; '.join(outside))}).")
     if table.control:
         parts.append(escape(table.control))
     return " ".join(parts)
@@ -236,7 +282,7 @@ def control_lines(data: ReportData, control: ControlTable) -> list[str]:
     lines = [f"\\begin{{{environment}}}[t]", "\\centering", "\\small"]
     lines += [f"\\setlength{{\\tabcolsep}}{{{tabcolsep:g}pt}}"] if tabcolsep else []
     lines += [f"\\caption{{{control_caption(data, control)}}}",
-              f"\\label{{tab:{label_key(data.title)}-{label_key(control.dataset)}-control}}",
+              f"\\label{{{table_label(data, control.dataset, 'control')}}}",
               f"\\begin{{tabular}}{{@{{}}l{'r' * len(control.factors)}@{{}}}}", "\\toprule",
               " & ".join(["model"] + [escape(factor) + escape(MARK) * (factor in control.unidentifiable)
                                         for factor in control.factors]) + " \\\\",
@@ -249,13 +295,21 @@ def control_lines(data: ReportData, control: ControlTable) -> list[str]:
 
 
 def control_caption(data: ReportData, control: ControlTable) -> str:
-    """What a control's table holds, the factors no method can recover and why, and what is missing."""
+    """Two sentences: the control's title and what an entry is; what the mark means (the reasons are in the
+    notes: :func:`control_note`)."""
+    return (f"{escape(data.title)}: {escape(control.dataset)}, a negative control, not ranked: per factor, the mean "
+            "$R^2$ over seeds of the supervised ceiling, then of each method (notes after the tables). "
+            f"{escape(MARK)}: a factor no method can recover from the images.")
+
+
+def control_note(data: ReportData, control: ControlTable) -> str:
+    """A control's note: where the scores come from, why each marked factor cannot be recovered, what is missing."""
     reasons = "; ".join(f"{factor}: {reason}" for factor, reason in control.unidentifiable.items())
-    parts = [f"{escape(data.title)}: {escape(control.dataset)}, a negative control, not ranked. Per factor, the mean "
-             f"over seeds of r2@linear's per-factor $R^2$ ({escape(PER_FACTOR.format(index='<k>'))}): the supervised "
-             "reference row's, the ceiling of what these images carry at this budget, then each method's; "
-             "(ok/total) when seeds lack the score.",
-             f"{escape(MARK)}: no method can recover the factor from the images ({escape(reasons)})."]
+    label = table_label(data, control.dataset, "control")
+    parts = [f"{escape(control.dataset)}, a negative control (Table~\\ref{{{label}}}): r2@linear's per-factor $R^2$ "
+             f"({escape(PER_FACTOR.format(index='<k>'))}) of the supervised reference row, the ceiling of what these "
+             "images carry at this budget, then of each method; (ok/total) when seeds lack the score. "
+             f"{escape(MARK)}: {escape(reasons)}."]
     return " ".join(parts + [escape(note) for note in control.notes])
 
 

@@ -2,13 +2,15 @@
 
 :func:`write_report` turns the records of :func:`crlbench.suites.results.load_records` into one folder::
 
-    leaderboard.md    the protocol, a table per dataset, degenerate runs, negative controls, paired differences,
-                      ranks, failed and partial cells, notes, captioned figures
+    leaderboard.md    a linked table of contents, the protocol, a table per dataset, degenerate runs, negative
+                      controls, paired differences, ranks, failed and partial cells, notes, captioned figures
     leaderboard.csv   long form: one row per (dataset, label, metric) with every number behind a cell, at full precision
     effects.csv       one row per (dataset, label, metric): the paired test and difference against the comparison label
     scores.csv        one row per cell and score (docs/protocol.md names its columns), for tools that read results
-    leaderboard.tex   a booktabs table per dataset that fits one column of a two-column paper (crlbench.reports.latex)
-    index.html        self-contained: the protocol box, figures as base64 PNG, sortable tables, provenance footer
+    leaderboard.tex   a booktabs table per dataset that fits one column of a two-column paper, with short captions
+                      and the protocol in notes after the tables (crlbench.reports.latex)
+    index.html        self-contained: contents, the protocol box, figures as base64 PNG (each a link to its file),
+                      sortable tables, provenance footer; readable at phone width
     figures/*.png
 
 A table cell reads ``mean ± halfwidth`` of the 95% bootstrap interval over seeds (crlbench.reports.stats),
@@ -25,7 +27,9 @@ ranked, bolded or tested. Neither is a negative control, a dataset whose records
 cannot carry (``unidentifiable``; crlbench.reports.controls): its leaderboard says why it is not ranked, and the
 "Negative controls" section shows per factor the supervised reference row's R² ceiling beside each method's.
 ``‡ k/n`` after a method's name: k of its n seeds did not converge by the trainer's rule
-(crlbench.reports.convergence). Every table names what each method is given (labels, the true graph, an initial
+(crlbench.reports.convergence; a seed not judged is counted by its cause). ``¶`` after a method's name: the
+dataset's data break an assumption the method makes (the records' ``assumptions_broken``), named in the legend.
+Every table names what each method is given (labels, the true graph, an initial
 graph, pairs, environments, or nothing) and its latent size; the protocol box at the top
 states the suite, budget, image size, seeds, evaluation split and sizes, each method's resolved
 hyperparameters, and the crlbench version and commit (crlbench.reports.protocol).
@@ -53,7 +57,8 @@ from crlbench.reports.pooling import check_pooling, pooled_notes
 from crlbench.reports.protocol import given_text
 from crlbench.reports.scores_frame import SCORES_COLUMNS, scores_frame  # noqa: F401 (SCORES_COLUMNS re-exported)
 from crlbench.reports.tables import MARKER  # noqa: F401 (re-exported: the significance mark)
-from crlbench.reports.tables import (Drawn, Entry, MethodFacts, ReportData, Table, flag_legend, legend_lines)
+from crlbench.reports.tables import (Drawn, Entry, MethodFacts, ReportData, Table, assumption_legend, flag_legend,
+                                     legend_lines)
 
 DEFAULT_METRICS = [
     "dci@reg.disentanglement", "dci@reg.completeness", "dci@reg.informativeness_test", "mcc@pearson.mcc",
@@ -209,11 +214,27 @@ def method_facts(records: list[dict]) -> dict[tuple[str, str], MethodFacts]:
         if record.get("status") == "ok":
             cell = record["cell"]
             grouped.setdefault((cell["dataset"], cell.get("label") or cell["model"]), []).append(record)
-    tallies = convergence.tallies(records)
+    tallies, broken = convergence.tallies(records), broken_assumptions(records)
     facts = {key: _facts(group) for key, group in grouped.items()}
     for key, method in facts.items():
         method.convergence = tallies.get(key, convergence.Tally())
+        method.broken = broken.get(key, {})
     return facts
+
+
+def broken_assumptions(records: list[dict]) -> dict[tuple[str, str], dict[str, str]]:
+    """Per (dataset, label) of a method, the assumptions of the method its data break (the records'
+    ``assumptions_broken``: key -> description, the first description given for each key), in order of
+    appearance; a row none of whose records names one is absent."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for record in records:
+        declared = record.get("assumptions_broken") or {}
+        if declared and not is_reference(record):
+            cell = record["cell"]
+            broken = found.setdefault((cell["dataset"], cell.get("label") or cell["model"]), {})
+            for key, text in declared.items():
+                broken.setdefault(str(key), " ".join(str(text).split()) or "not described")
+    return found
 
 
 def _facts(records: list[dict]) -> MethodFacts:
@@ -461,17 +482,15 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
     tallies = convergence.tallies(records)
     records = ordered_records(records, datasets, labels)
     architectures = reference_architectures(records)
-    data = ReportData(title, reference_label, metrics, score_columns(metrics),
-                      build_tables(merged, datasets, labels, metrics, facts, not_applicable_scores(frame, metrics),
-                                   controls),
-                      ranks, failed_cells(frame),
+    tables = build_tables(merged, datasets, labels, metrics, facts, not_applicable_scores(frame, metrics), controls)
+    data = ReportData(title, reference_label, metrics, score_columns(metrics), tables, ranks, failed_cells(frame),
                       pooled_notes(pooled) + tests.notes + [note for rank in ranks for note in rank.notes]
                       + [note for tests_of in seed_ranks.values() for rank in tests_of for note in rank.notes],
                       collect_provenance(records, provenance), protocol.describe(records, suite),
                       convergence.per_label(tallies),
                       legend_lines(reference_label, convergence.legend_line(convergence.overall(tallies)),
                                    flag_legend(fired_checks(records, metrics)) + derivation_note(records)
-                                   + untrained_note(records),
+                                   + untrained_note(records) + assumption_legend(tables),
                                    architectures),
                       paired=tests, seed_ranks=seed_ranks, partial=partial_cells(frame), references=architectures,
                       flags=seed_flags(merged), degenerate=degenerate_rows(records, metrics),
@@ -483,7 +502,7 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
 
 def with_facts(merged: pd.DataFrame, facts: dict[tuple[str, str], MethodFacts], data: ReportData) -> pd.DataFrame:
     """The long-form table with each score's short name, what each method is given, its latent size, budget
-    fraction and unconverged seeds (for the CSV)."""
+    fraction, unconverged seeds and the keys of the assumptions its data break, space-separated (for the CSV)."""
     merged = merged.copy()
     merged.insert(merged.columns.get_loc("metric") + 1, "short_name", [data.column(m).short for m in merged["metric"]])
     keys = list(zip(merged["dataset"], merged["label"]))
@@ -493,6 +512,7 @@ def with_facts(merged: pd.DataFrame, facts: dict[tuple[str, str], MethodFacts], 
     tallies = [facts.get(key, MethodFacts()).convergence for key in keys]
     merged["seeds_unconverged"] = [tally.unconverged for tally in tallies]
     merged["seeds_not_judged"] = [tally.not_judged for tally in tallies]
+    merged["assumptions_broken"] = [" ".join(facts.get(key, MethodFacts()).broken) for key in keys]
     return merged
 
 
@@ -501,7 +521,7 @@ def _write_texts(out_dir: Path, data: ReportData, merged: pd.DataFrame, effects:
     out_dir.mkdir(parents=True, exist_ok=True)
     effects = effects.assign(comparison=data.reference)
     texts = {"leaderboard.md": markdown.render(data, out_dir), "leaderboard.tex": latex.render(data),
-             "index.html": html.render(data), "leaderboard.csv": merged.to_csv(index=False),
+             "index.html": html.render(data, out_dir), "leaderboard.csv": merged.to_csv(index=False),
              "effects.csv": effects.to_csv(index=False), "scores.csv": scores.to_csv(index=False)}
     for name, text in texts.items():
         write_text(out_dir / name, text)

@@ -5,7 +5,7 @@ row with an empty ``score``); :func:`typed` gives a frame built from records and
 ``scores.csv`` the same dtypes, so both sources load into equal frames. The columns (docs/protocol.md,
 "scores.csv", says what each holds):
 
-=============  ====================================================================================================
+============== ====================================================================================================
 ``suite``      the suite that ran the cell (its record's ``cell.suite``)
 ``budget``     the budget as text, ``30 epochs of 64`` (crlbench.reports.protocol.budget_text)
 ``seed``       the cell's seed
@@ -21,7 +21,7 @@ row with an empty ``score``); :func:`typed` gives a frame built from records and
 ``hash``       the cell's content hash: its folder under ``cells/``
 ``epochs``     the budget's epochs, ``steps`` its steps, ``batch_size`` its batch size (each NA when unset)
 ``image_size`` the dataset's image side in pixels (its resolved ``size`` parameter)
-=============  ====================================================================================================
+============== ====================================================================================================
 
 A ``scores.csv`` written before the last four columns existed loads with the budget's parts parsed from
 ``budget`` and ``image_size`` NA.

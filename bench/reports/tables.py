@@ -6,7 +6,9 @@ A leaderboard entry reads ``mean ± half-width`` of the 95% bootstrap interval o
 (crlbench.reports.numbers), with ``(ok/total)`` when some seeds failed or lack the score and ``§ k/n``
 when k of its n seeds are flagged by a degeneracy check that invalidates the score (the record's
 ``checks``). Reference rows (the record's ``reference``) form their own group under the methods. A negative
-control's leaderboard (crlbench.reports.controls) carries a line saying why it is not ranked.
+control's leaderboard (crlbench.reports.controls) carries a line saying why it is not ranked. A method's name
+reads ``¶`` when the dataset's data break one of its assumptions (the records' ``assumptions_broken``), and a
+legend line names them (:func:`assumption_legend`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from crlbench.reports.protocol import Protocol
 
 MARKER = "†"  # Holm-corrected Wilcoxon p < alpha against the reference
 FLAG = "§"  # some seeds of the entry are flagged by a degeneracy check that invalidates the score
+OUTSIDE = "¶"  # after a method's name: the dataset's data break an assumption the method makes
 NOT_APPLICABLE = "n/a"  # a score that does not apply to the method (graph recovery of a method without a graph)
 ARROWS = {"max": "↑", "min": "↓"}
 
@@ -85,6 +88,11 @@ class MethodFacts:
     schedule: str = "none"
     representation: str = "?"
     convergence: Tally = field(default_factory=Tally)
+    broken: dict[str, str] = field(default_factory=dict)  # the method's assumptions these data break: key -> what
+
+    def outside(self) -> str:
+        """:data:`OUTSIDE` when the data break an assumption of the method, else empty."""
+        return OUTSIDE if self.broken else ""
 
 
 @dataclass
@@ -182,6 +190,18 @@ def legend_lines(reference: str, convergence_line: str | None = None, flag_lines
                      "same evaluation rows to show what a score means, not methods: never ranked, bolded or "
                      "tested. " + "; ".join(f"{label}: {text}" for label, text in references.items()) + ".")
     return lines + ([convergence_line] if convergence_line else []) + (flag_lines or [])
+
+
+def assumption_legend(tables: list[Table]) -> list[str]:
+    """The legend entry for :data:`OUTSIDE` naming, per dataset and method, the assumptions its data break (the
+    records' ``assumptions_broken``), or nothing when no row is outside its method's assumptions."""
+    rows = [f"{label} on {table.dataset}: " + ", ".join(f"{text} ({key})" for key, text in broken.items())
+            for table in tables for label in table.labels if (broken := table.facts(label).broken)]
+    if not rows:
+        return []
+    return [f"{OUTSIDE} after a method's name: the dataset's data break an assumption the method makes, so its scores "
+            "there are obtained outside the method's assumptions (the row is not left out of bold, tests or ranks). "
+            f"Broken: {'; '.join(rows)}."]
 
 
 def flag_legend(fired: dict[str, dict]) -> list[str]:
