@@ -12,7 +12,7 @@ WORKERS ?= 2
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup bench test test-slow test-cluster soak benchmarks clean
+.PHONY: setup bench test test-slow test-cluster soak benchmarks docs clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,15 @@ test-cluster: setup
 SOAK_MINUTES ?= 8
 soak: setup
 	$(BIN)/python benchmarks/chaos_soak.py --minutes $(SOAK_MINUTES)
+
+# The documentation site from docs/ (getting-started.md, "Building the docs"): Sphinx with MyST, the API reference
+# generated from the docstrings into docs/api/. Warnings are errors, and a link to a missing page or heading
+# anchor is one (MyST's cross-references); links to the web are not followed, so the build needs no network.
+docs: setup
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	rm -rf docs/_build/html docs/api
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+	$(BIN)/python -m pytest -q tests/test_docs_site.py  # and a broken link or anchor does fail this configuration
 
 benchmarks: setup
 	$(BIN)/python benchmarks/render_speed.py

@@ -15,7 +15,7 @@ environment t + 1's is then, with its constants in c_t,
 and a classifier with scores [logit(x, t), 0] (class 0: observational) is trained to tell each environment
 from the observations: parametric (c, b, l, s, A per the formula) on top of the nonparametric f.
 
-The loss, per batch:
+The loss, per batch::
 
     CE_obs + CE_int + kappa sum_k (mean of z_k over the observational rows)^2
         + eta sum_ij |A_ij| + mu (tr expm(A * A) - d)

@@ -13,7 +13,7 @@ run, two stages inside one training budget (``on_train_start``):
 2. **ILCM** on the 8-d features of both images (``causalcircuit_ilcm``), the reducer frozen. Noise encoder
    q(e | f) (MLP, Gaussian), decoder p(f | e) (MLP, std log(e - 1) = 0.5413, the reference's fixed-std head),
    intervention encoder q(I | e1, e2) over {none, 1..K}, and the implicit causal model
-   (:mod:`crlbench.baselines.ilcm_scm`). The loss per pair is
+   (:mod:`crlbench.baselines.ilcm_scm`). The loss per pair is ::
 
        E_q(I) E_q(e1, e2 | I) [ -log p(f1 | e1) - log p(f2 | e2) ]
          + beta (log q(e1, e2_I | I) - log p(e1, e2_I | I)) + beta_I (log q(I) - log pi(I)),

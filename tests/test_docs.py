@@ -56,6 +56,9 @@ def outside_citations(line: str, source: Path) -> list[str]:
 def test_the_scan_sees_the_repository():
     scanned = {path.relative_to(ROOT).as_posix() for path in repository_files()}
     assert {"README.md", "docs/models.md", "docs/protocol.md", "tests/test_docs.py"} <= scanned
+    # the documentation site: the pages that hold the README's reference material, and its configuration
+    assert {"docs/getting-started.md", "docs/suites.md", "docs/metrics.md", "docs/generated-datasets.md",
+            "docs/conf.py"} <= scanned
     assert not any(name.startswith((".venv/", ".git/", "runs/", "reports/")) for name in scanned)
 
 

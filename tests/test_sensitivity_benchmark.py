@@ -1,4 +1,4 @@
-"""benchmarks/sensitivity.py, the paired comparison of the top pair behind the README's sensitivity sentence."""
+"""benchmarks/sensitivity.py, the paired comparison of the top pair behind the sensitivity suites (docs/suites.md)."""
 
 import json
 

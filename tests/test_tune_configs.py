@@ -137,7 +137,7 @@ def test_the_first_try_config_is_small_and_selects_as_the_shipped_ones(configs):
 
 @pytest.mark.slow
 def test_the_first_try_config_runs_its_trials_and_exports_without_training_again(tmp_path, data_dir, capsys):
-    # the README's first try, as a user runs it (in a copy of configs/, so that the export lands there)
+    # the first try of docs/tuning.md, as a user runs it (in a copy of configs/, so that the export lands there)
     import shutil
 
     from crlbench.cli import main

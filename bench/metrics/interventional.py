@@ -15,6 +15,7 @@ noise u, and each factor k:
    concept k to what the encoder already gives x: it changes nothing but passes x through the
    model, so it carries the model's reconstruction error and serves as each do()'s baseline;
 4. scores, with pixels in [0, 1]:
+
    (a) ``counterfactual_mse``: the mean squared pixel error between x_hat and x';
    (b) ``reconstruction_mse``: the mean squared pixel error between x_null and x;
    (c) a linear probe, fitted on the latents of ``probe_samples`` training images to their

@@ -350,7 +350,7 @@ class _ScoredMLP(nn.Module):
 class ReferenceJointDiscriminator(nn.Module):
     """DEAR's ``BigJointDiscriminator`` (d_conv_dim c = 32, dis_fc_size 512, 64x64): x branch SNconv1x1 to c, blocks
     to 2c (32x32), self-attention, 4c, 8c, 16c (4x4), 16c (no downsampling), ReLU, global sum pooling -> feature 16c
-    and SN-Linear score; z branch and joint branch are ``_ScoredMLP``s; D = (s_x + s_z + s_xz) / 3 per sample [N].
+    and SN-Linear score; z branch and joint branch are ``_ScoredMLP`` modules; D = (s_x + s_z + s_xz) / 3 per sample [N].
 
     The reference squeezes s_x to [N] but not s_z, s_xz ([N, 1]), so its sum broadcasts to an [N, N] matrix whose
     mean enters the losses; here every score is [N], the evident intent."""
