@@ -21,6 +21,7 @@ from crlbench.suites.lease import Holder, Leases, cell_lease, lease_state
 from crlbench.suites.results import cell_dir, read_result
 from crlbench.suites.suite import run_suite
 from crlbench.suites.suite_config import load_suite
+from crlbench.tracking.mlflow_runs import MlflowTracking
 from suite_fixture import PLUGINS, write_suite
 
 
@@ -227,8 +228,8 @@ def test_a_detached_executor_leaves_its_cells_in_flight_and_a_later_run_collects
     for thread in detached.threads:
         thread.join()
     later = ThreadTasks()
-    summary = run_suite(config, workdir, progress=False, executor=later, tracking_uri=f"sqlite:///{workdir}/m.db")
+    summary = run_suite(config, workdir, progress=False, executor=later, tracking=MlflowTracking(f"sqlite:///{workdir}/m.db"))
     assert (summary.ok, summary.cached, summary.in_flight) == (0, 2, 0) and later.submitted == []
     assert summary.logged == 2  # finished while nobody watched: logged now, once
     assert run_suite(config, workdir, progress=False, executor=later, ingest=True,
-                     tracking_uri=f"sqlite:///{workdir}/m.db").logged == 0
+                     tracking=MlflowTracking(f"sqlite:///{workdir}/m.db")).logged == 0

@@ -222,10 +222,10 @@ def test_a_bf16_cell_records_its_precision_and_device(tmp_path, monkeypatch, no_
 
 
 def test_a_tuning_worker_takes_its_gpu_by_its_index(monkeypatch):
-    from crlbench.tuning import tune
+    from crlbench.tuning import workers
 
     monkeypatch.setenv(executor.WORKER_SLOT, "0")  # restored (removed) after the test, which sets it
     seen = []
-    monkeypatch.setattr(tune, "_optimize", lambda config, settings, tickets, worker: seen.append(executor.worker_slot()))
-    tune._worker(None, None, 3, 20)  # a spawned worker's entry point (the launcher's own trials are worker 0)
+    monkeypatch.setattr(workers, "_optimize", lambda config, settings, tickets, worker: seen.append(executor.worker_slot()))
+    workers._worker(None, None, 3, 20)  # a spawned worker's entry point (the launcher's own trials are worker 0)
     assert seen == [3]

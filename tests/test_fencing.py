@@ -58,13 +58,14 @@ LAUNCHER = textwrap.dedent("""
     import logging, sys
     from crlbench.suites.suite import run_suite
     from crlbench.suites.suite_config import load_suite
+    from crlbench.tracking.mlflow_runs import MlflowTracking
 
     if __name__ == "__main__":
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("crlbench.suites.executor").setLevel(logging.DEBUG)
         heartbeat, stale = float(sys.argv[3]), float(sys.argv[4])
         summary = run_suite(load_suite(sys.argv[1]), sys.argv[2], workers=2, progress=False,
-                            tracking_uri="sqlite:///" + sys.argv[2] + "/mlflow.db", heartbeat_s=heartbeat,
+                            tracking=MlflowTracking("sqlite:///" + sys.argv[2] + "/mlflow.db"), heartbeat_s=heartbeat,
                             stale_after_s=stale)
         print("summary", summary.ok, summary.failed, summary.elsewhere, flush=True)
 """)

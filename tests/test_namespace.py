@@ -167,9 +167,10 @@ MAY_IMPORT = {
     "cli": set(PARTS),
     "__main__": {"cli"},
 }
-# Imports inside a function that the docstrings name: the suite launcher logs its cells to MLflow, and
-# tracking draws a cell's intervention grid with the report's figure code.
-LAZY_EXCEPTIONS = {("crlbench.suites.suite", "tracking"), ("crlbench.tracking.mlflow_runs", "reports")}
+# Imports inside a function that the docstrings name: tracking draws a cell's intervention grid with the
+# report's figure code. (The suites report their cells through the hook they are given: they never import
+# tracking, not even inside a function.)
+LAZY_EXCEPTIONS = {("crlbench.tracking.cell_runs", "reports")}
 
 
 def _modules():
@@ -225,3 +226,99 @@ def test_a_cell_needs_neither_the_suite_config_nor_the_runner():
     config builds cells, and the validation fraction lives with the cell whose hash records it."""
     imported = {name for name, _ in _imports(ROOT / "bench" / "suites" / "cell.py")}
     assert not imported & {"crlbench.suites.suite_config", "crlbench.suites.runner"}, imported
+
+
+# --- the module graph: no cycle, counting imports inside functions ----------------------------------
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each crlbench module and the crlbench modules it imports, at module level or inside a function
+    (``from package import module`` counts as importing the module)."""
+    known = dict(_modules())
+    return {module: {name for name, _ in _imports(path) if name in known and name != module}
+            for module, path in known.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    components.append(sorted(component))
+    return components
+
+
+def test_the_cycle_finder_finds_a_cycle_through_an_import_inside_a_function():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_itself_back_through_others():
+    """No import cycle among crlbench's modules, counting the imports inside functions (which only defer one):
+    each module can be read, tested and imported without the modules that import it."""
+    assert _cycles(_import_graph()) == []
+
+
+def test_no_part_imports_itself_back_through_others():
+    """Between parts too (suites, tracking, tuning, ...): tracking reads the suites' records, and the suites
+    report their cells through a hook, never importing tracking."""
+    parts: dict[str, set[str]] = {}
+    for module, imported in _import_graph().items():
+        parts.setdefault(_part(module) or module, set()).update(
+            _part(name) or name for name in imported if (_part(name) or name) != (_part(module) or module))
+    assert _cycles(parts) == []
+
+
+def test_no_import_is_relative():
+    """The graph above reads absolute imports only (``from crlbench.x import y``), as the code writes them."""
+    relative = [f"{module}: line {node.lineno}" for module, path in _modules()
+                for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom) and node.level]
+    assert not relative, relative
+
+
+def test_the_executors_share_an_interface_that_imports_none_of_them():
+    """The local, Slurm and Ray executors import the contract they implement; the contract, the runner and the
+    suite import no executor but the local default (the suite's), and only dispatch chooses among them."""
+    graph = _import_graph()
+    executors = {"crlbench.suites.executor", "crlbench.suites.slurm", "crlbench.suites.ray_cells"}
+    for executor in executors:
+        assert "crlbench.suites.executor_contract" in graph[executor], executor
+    assert not graph["crlbench.suites.executor_contract"] & (executors | {"crlbench.suites.dispatch"})
+    assert not graph["crlbench.suites.runner"] & (executors | {"crlbench.suites.dispatch",
+                                                             "crlbench.suites.executor_contract"})
+    assert graph["crlbench.suites.suite"] & (executors | {"crlbench.suites.dispatch"}) == {"crlbench.suites.executor"}
+    importers = {module for module, imported in graph.items() if imported & {"crlbench.suites.slurm",
+                                                                            "crlbench.suites.ray_cells"}}
+    assert importers <= {"crlbench.suites.dispatch", "crlbench.cli.suite"}, importers

@@ -99,9 +99,10 @@ from crlbench.suites.suite_config import load_suite
 def killed(*args, **kwargs):  # the process dies while the first cell's child run is open
     os.kill(os.getpid(), signal.SIGKILL)
 
-tracking._log_cell_files = killed
+tracking.log_cell_files = killed
 workdir = sys.argv[2]
-run_suite(load_suite(sys.argv[1]), workdir, tracking_uri=tracking.default_tracking_uri(workdir), progress=False)
+run_suite(load_suite(sys.argv[1]), workdir, tracking=tracking.MlflowTracking(tracking.default_tracking_uri(workdir)),
+          progress=False)
 """
 
 
@@ -120,7 +121,7 @@ def _runs(workdir: Path, suite: str = "tiny") -> list:
 
 
 def test_a_rerun_closes_the_runs_of_a_killed_invocation_and_logs_every_cell_once(tmp_path, plugin_path, caplog):
-    from crlbench.tracking.mlflow_runs import default_tracking_uri
+    from crlbench.tracking.mlflow_runs import MlflowTracking, default_tracking_uri
 
     path = write_suite(tmp_path, **QUICK_SUITE)
     workdir = tmp_path / "work"
@@ -135,7 +136,8 @@ def test_a_rerun_closes_the_runs_of_a_killed_invocation_and_logs_every_cell_once
     assert {run.info.status for run in left_open.values()} == {"RUNNING"} and len(left_open) == 2  # parent, child
 
     with caplog.at_level(logging.WARNING):
-        summary = run_suite(load_suite(path), workdir, tracking_uri=default_tracking_uri(workdir), progress=False)
+        summary = run_suite(load_suite(path), workdir, tracking=MlflowTracking(default_tracking_uri(workdir)),
+                            progress=False)
     assert (summary.ok, summary.cached, summary.failed) == (2, 1, 0)
     assert caplog.text.count("as KILLED: its process") == 2
     runs = _runs(workdir)
@@ -151,7 +153,8 @@ def test_a_rerun_closes_the_runs_of_a_killed_invocation_and_logs_every_cell_once
     assert [r["provenance"]["finished_at"] for r in again if r["hash"] == finished[0]["hash"]] == \
         [finished[0]["provenance"]["finished_at"]]  # logged, not trained again
 
-    rerun = run_suite(load_suite(path), workdir, tracking_uri=default_tracking_uri(workdir), progress=False)
+    rerun = run_suite(load_suite(path), workdir, tracking=MlflowTracking(default_tracking_uri(workdir)),
+                      progress=False)
     assert (rerun.ok, rerun.cached) == (0, 3)
     assert len(_runs(workdir)) == len(runs)  # nothing left to do: no run opened, nothing logged twice
 

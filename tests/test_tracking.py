@@ -336,28 +336,28 @@ def test_check_tracking_names_a_read_only_database_in_one_line(tmp_path, monkeyp
     not write (os.access), and one SQLite opens read-only (simulated as root, who may write any file)."""
     import sqlite3
 
-    from crlbench.tracking import mlflow_runs
+    from crlbench.tracking import store  # where the check lives
 
     database = tmp_path / "mlflow.db"
     check_tracking(f"sqlite:///{database}")  # a working store, tables created
     real_access = os.access
-    monkeypatch.setattr(mlflow_runs.os, "access", lambda path, mode: False if Path(path) == database
+    monkeypatch.setattr(store.os, "access", lambda path, mode: False if Path(path) == database
                         else real_access(path, mode))
     with pytest.raises(TrackingUnavailable) as caught:
         check_tracking(f"sqlite:///{database}")
     assert str(caught.value) == (f"the tracking database {database} is read-only for this user; make it (and its "
                                  f"folder) writable, or give another --tracking-uri")
-    monkeypatch.setattr(mlflow_runs.os, "access", real_access)
+    monkeypatch.setattr(store.os, "access", real_access)
     real_connect = sqlite3.connect
-    monkeypatch.setattr(mlflow_runs.sqlite3, "connect", lambda path, **kwargs: real_connect(
+    monkeypatch.setattr(store.sqlite3, "connect", lambda path, **kwargs: real_connect(
         f"file:{path}?mode=ro", uri=True, **kwargs))
     with pytest.raises(TrackingUnavailable, match="read-only for this user") as caught:
         check_tracking(f"sqlite:///{database}")
     assert str(database) in str(caught.value) and "\n" not in str(caught.value)
-    monkeypatch.setattr(mlflow_runs.sqlite3, "connect", real_connect)
+    monkeypatch.setattr(store.sqlite3, "connect", real_connect)
     with real_connect(database) as connection:  # the probe left no table behind
         assert not connection.execute("SELECT name FROM sqlite_master WHERE name = ?",
-                                      (mlflow_runs.WRITE_PROBE,)).fetchall()
+                                      (store.WRITE_PROBE,)).fetchall()
 
 
 def test_check_tracking_refuses_a_file_that_is_not_a_database(tmp_path):

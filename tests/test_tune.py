@@ -249,7 +249,7 @@ def test_two_launches_at_once_on_one_study_sample_distinct_parameters_for_every_
         import sys, time
         from pathlib import Path
         import crlbench.tuning.tune as tuning
-        run_workers = tuning._run_workers
+        run_workers = tuning.run_workers
 
         def at_the_barrier(*args, **kwargs):  # the study is open and its trials counted: wait for the other
             Path({str(barrier)!r}, sys.argv[1]).touch()
@@ -258,7 +258,7 @@ def test_two_launches_at_once_on_one_study_sample_distinct_parameters_for_every_
                 time.sleep(0.05)
             return run_workers(*args, **kwargs)
 
-        tuning._run_workers = at_the_barrier
+        tuning.run_workers = at_the_barrier
         tuning.tune(tuning.load_tune({str(path)!r}), workdir={str(workdir)!r}, n_trials=6)
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]),

@@ -15,7 +15,7 @@ of it: a new metric or a relabelled model reuses the trained cell.
 The thread count is part of the cell because torch's reductions (and OpenMP and BLAS kernels) add up
 in an order that depends on how many threads share the work: one cell on 1 and on 2 threads trains
 slightly different weights. A cell always computes on its own ``threads``
-(:func:`crlbench.suites.executor.cell_threads`), whatever the worker count or the machine's cores.
+(:func:`crlbench.suites.cell_resources.cell_threads`), whatever the worker count or the machine's cores.
 
 The git commit is recorded in every result but not hashed, so that a commit that does not touch
 a model (documentation, reports) keeps the cache; bump ``crlbench.__version__`` or a model's

@@ -3,11 +3,12 @@ the shared work directory, its record saying where it ran (``ran_on``).
 
 The lease is the one local launchers share (:mod:`crlbench.suites.lease`), taken by the task itself, so
 no cell runs twice at once: a task that finds a live lease (a second launcher's, or another task's)
-skips the cell and returns :func:`skipped` (no record is written); a stale lease (its holder's process
-ended, or its heartbeat stopped) is taken over and the takeover logged. With ``supersedes``, a task takes
-over the lease of its own earlier attempt at once (same ``invocation``): a requeued Slurm task, whose
-earlier attempt Slurm ended. A retried Ray task does not (its lost node's worker may still run): it
-waits for that lease to go stale like any other. Either resumes from the cell's checkpoint.
+skips the cell and returns :func:`crlbench.suites.executor_contract.skipped` (no record is written); a
+stale lease (its holder's process ended, or its heartbeat stopped) is taken over and the takeover
+logged. With ``supersedes``, a task takes over the lease of its own earlier attempt at once (same
+``invocation``): a requeued Slurm task, whose earlier attempt Slurm ended. A retried Ray task does not
+(its lost node's worker may still run): it waits for that lease to go stale like any other. Either
+resumes from the cell's checkpoint.
 
 A task that finds a record written since its cells were submitted (``since``: by another launcher, or by
 its own earlier attempt before it was requeued), or a record the suite counts as done (written by another
@@ -23,28 +24,18 @@ from typing import Any
 
 from crlbench.core.errors import FencedOut
 from crlbench.suites.cell import Cell
-from crlbench.suites.executor import written_since
+from crlbench.suites.executor_contract import (  # noqa: F401 - SKIPPED, is_skipped: re-exported
+    SKIPPED, is_skipped, skipped, written_since)
 from crlbench.suites.lease import HEARTBEAT_S, STALE_AFTER_S, Holder, Leases, cell_lease, lease_state
 
 log = logging.getLogger(__name__)
-
-SKIPPED = "skipped"  # the status of what a task returns when it left the cell to a live lease holder
-
-
-def skipped(cell_hash: str, holder: str) -> dict[str, Any]:
-    """What a task returns when another live holder runs the cell: not a record, nothing is written."""
-    return {"hash": cell_hash, "status": SKIPPED, "holder": holder}
-
-
-def is_skipped(result: dict[str, Any]) -> bool:
-    return result.get("status") == SKIPPED
 
 
 def run_leased_cell(cell: Cell, workdir: str | Path, *, ran_on: dict[str, Any], invocation: str, since: float,
                     supersedes: bool = False, heartbeat_s: float = HEARTBEAT_S,
                     stale_after_s: float = STALE_AFTER_S) -> dict[str, Any]:
     """Run ``cell`` under its lease as ``invocation`` (``slurm-<job>_<index>``, ``ray-<task id>``), or
-    skip it: the cell's record (``ran_on`` filled in), or :func:`skipped` when a live holder runs it."""
+    skip it: the cell's record (``ran_on`` filled in), or ``skipped`` when a live holder runs it."""
     from crlbench.suites.runner import run_cell
 
     workdir = Path(workdir)
@@ -66,11 +57,11 @@ def run_leased_cell(cell: Cell, workdir: str | Path, *, ran_on: dict[str, Any], 
 
 
 def finished_record(cell: Cell, workdir: Path) -> dict[str, Any] | None:
-    """The cell's record if it is done as the suite plans cells (:func:`crlbench.suites.suite.cell_state`): a
+    """The cell's record if it is done as the suite plans cells (:func:`crlbench.suites.planning.cell_state`): a
     launcher may have written it after this task's launcher checked the cell and before ``since``."""
     from crlbench.core import registry
+    from crlbench.suites.planning import cell_state
     from crlbench.suites.results import read_result
-    from crlbench.suites.suite import cell_state  # the suite imports this module
 
     registry.load_plugins(cell.plugins)  # a fresh task process: the cell's hash needs its model's declaration
     record = read_result(cell_lease(workdir, cell.hash).parent)

@@ -1,7 +1,10 @@
-"""The local executor: cells in parallel worker processes, each cell on its own thread count.
+"""The local executor (:class:`LocalExecutor`, ``--executor local``): cells in parallel worker processes,
+each cell on its own thread count. It implements :class:`crlbench.suites.executor_contract.Executor`, as the
+Slurm and Ray executors do.
 
 **Threads belong to the cell.** A cell computes with exactly ``cell.threads`` threads (the suite's
-``threads`` key, 1 by default, part of the cell's hash): :func:`cell_threads` sets torch's intra-op
+``threads`` key, 1 by default, part of the cell's hash):
+:func:`crlbench.suites.cell_resources.cell_threads` sets torch's intra-op
 threads, caps the OpenMP and BLAS pools (threadpoolctl) and runs joblib on threads, wherever the cell
 runs (this process, a worker, a tuning trial). Its scores therefore do not depend on ``--workers`` or
 on the machine's cores.
@@ -41,17 +44,21 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from crlbench.core.errors import CrlbenchError, FencedOut
+from crlbench.core.errors import ConfigError, CrlbenchError, FencedOut
 from crlbench.core.fencing import Fence, fenced
 from crlbench.suites.cell import Cell
+from crlbench.suites.cell_resources import (  # noqa: F401 - cell_threads, device_index, worker_slot: re-exported
+    WORKER_SLOT, cell_threads, device_index, worker_slot)
+from crlbench.suites.executor_contract import (  # noqa: F401 - written_since: re-exported
+    ResultHook, failed_record, written_since)
 from crlbench.suites.progress import CellProgress
-from crlbench.suites.results import RESULT, SCHEMA, cell_dir, read_result, write_json
+from crlbench.suites.provenance import placement
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +67,7 @@ POLL_SECONDS = 0.5
 WATCHDOG_SECONDS = 1.0  # how often a worker also checks its parent's pid (the pipe normally tells at once)
 STOP_SECONDS = 10.0  # how long an idle worker gets to exit before it is killed
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-WORKER_SLOT = "CRLBENCH_WORKER_SLOT"  # a worker's index among its launcher's workers: which GPU it uses
 EXIT_PARENT_DIED = 70
-ResultHook = Callable[[dict[str, Any]], None]
 
 
 def available_cores() -> int:
@@ -70,17 +75,6 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def worker_slot() -> int | None:
-    """This process's worker slot (``$CRLBENCH_WORKER_SLOT``), or None outside a worker."""
-    value = os.environ.get(WORKER_SLOT, "")
-    return int(value) if value.isdigit() else None
-
-
-def device_index(slot: int, devices: int) -> int:
-    """The GPU of worker ``slot`` among ``devices`` GPUs: workers take them in turn."""
-    return slot % devices if devices > 0 else 0
 
 
 def threads_per_worker(workers: int) -> int:
@@ -93,23 +87,32 @@ def scheduled_workers(workers: int, threads: int, cores: int | None = None) -> i
     return max(1, min(workers, cores // threads))
 
 
-@contextlib.contextmanager
-def cell_threads(threads: int) -> Iterator[None]:
-    """Compute with exactly ``threads`` threads inside the block: torch's intra-op pool, every OpenMP and
-    BLAS pool loaded in the process (threadpoolctl), and joblib's ``Parallel`` on its threading backend
-    (no loky processes to outlive a killed worker; the runner's ``n_jobs`` follows torch's thread count).
-    Everything is restored afterwards."""
-    import torch
-    from joblib import parallel_config
-    from threadpoolctl import threadpool_limits
+class LocalExecutor:
+    """Cells in ``workers`` processes on this machine (:func:`run_cells`): the ``local`` executor
+    (:class:`crlbench.suites.executor_contract.Executor`). The launcher holds each cell's lease while it runs."""
 
-    previous = torch.get_num_threads()
-    with threadpool_limits(limits=threads), parallel_config(backend="threading"):
-        torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
+    name = "local"
+    leases_in_tasks = False
+    detach = False
+
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise ConfigError(f"--workers must be a positive integer; got {workers}")
+        self.workers = workers
+
+    @property
+    def one_at_a_time(self) -> bool:
+        return self.workers <= 1
+
+    def parallel(self, cells: Sequence[Cell]) -> int:
+        """How many of ``cells`` run at once: the workers that fit the cores (at least one)."""
+        return scheduled_workers(min(self.workers, len(cells)), max(cell.threads for cell in cells)) if cells else 1
+
+    def run(self, cells: Sequence[Cell], workdir: Path, *, on_result: ResultHook, progress: Any = True,
+            fences: Mapping[str, Fence] | None = None) -> None:
+        """``progress``: a bool, or the suite's :class:`crlbench.suites.progress.CellProgress`, whose bar shows
+        the running cells."""
+        run_cells(cells, workdir, workers=self.workers, on_result=on_result, progress=progress, fences=fences)
 
 
 def run_cells(cells: Sequence[Cell], workdir: str | Path, *, workers: int = 1, on_result: ResultHook | None = None,
@@ -287,8 +290,6 @@ class _Pool:
         if record is None:
             how = _exit_description(worker.process.exitcode)
             log.warning("cell %s failed: its worker process (pid %d) %s", cell.title, worker.process.pid, how)
-            from crlbench.suites.runner import placement
-
             self._fail(worker, "WorkerDied", f"the worker process running this cell (pid {worker.process.pid}) "
                        f"{how}; the other cells went on. Rerun with --retry-failed to run it again",
                        placement("local", str(worker.process.pid)))
@@ -349,7 +350,7 @@ def _worker_main(connection, workdir: str, threads: int, parent_pid: int, slot: 
     os.environ[WORKER_SLOT] = str(slot)  # its GPU (crlbench.suites.runner.resolve_device)
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the suite's process, which stops the workers
-    _limit_threads(threads)
+    limit_threads(threads)
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())  # workers draw no bars: no semaphore for the resource tracker to find leaked
@@ -421,7 +422,7 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(EXIT_PARENT_DIED)
 
 
-def _limit_threads(threads: int) -> None:
+def limit_threads(threads: int) -> None:
     """A worker's thread pools, sized before they start (``cell_threads`` sets each cell's exactly)."""
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
@@ -438,30 +439,6 @@ def _exit_description(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"was killed by {name} (killed by a user or by the kernel's out-of-memory killer)"
     return f"ended abruptly with exit status {exitcode}"
-
-
-def written_since(cell: Cell, workdir: Path, since: float) -> dict[str, Any] | None:
-    """The record a worker wrote for ``cell`` after ``since`` (it died before it could send it), if any."""
-    path = cell_dir(workdir, cell.hash) / RESULT
-    try:
-        if path.stat().st_mtime < since:
-            return None
-        record = read_result(path.parent)
-    except Exception:  # noqa: BLE001 - absent, or cut short: the cell failed
-        return None
-    return record if record is not None and record.get("hash") == cell.hash else None
-
-
-def failed_record(cell: Cell, workdir, error_type: str, message: str, ran_on: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A failed record for a cell whose worker did not return one (it died, or failed outside the runner);
-    ``ran_on`` says where it ran (by default: the local executor, task id unknown)."""
-    from crlbench.suites.runner import placement, provenance
-
-    record = {"schema": SCHEMA, "hash": cell.hash, "status": "failed", "cell": cell.to_dict(),
-              "error": {"type": error_type, "message": message, "traceback": ""},
-              "timings": {}, "provenance": provenance(), "ran_on": ran_on or placement("local", None)}
-    write_json(cell_dir(workdir, cell.hash) / RESULT, record)
-    return record
 
 
 def _bar(total: int, enabled: bool) -> Any:

@@ -34,7 +34,8 @@ from typing import Any, Mapping, Sequence
 
 from crlbench.core.errors import ConfigError
 from crlbench.suites.cell import Cell
-from crlbench.suites.dispatch import ResultHook, require
+from crlbench.suites.executor_contract import ResultHook, failed_record, require, skipped, written_since
+from crlbench.suites.provenance import placement
 from crlbench.suites.results import RESULT, cell_dir, read_result
 
 log = logging.getLogger(__name__)
@@ -130,9 +131,6 @@ class RayExecutor:
         import ray
 
         from crlbench.core.errors import FencedOut
-        from crlbench.suites.cell_task import skipped
-
-        from crlbench.suites.executor import failed_record, written_since
 
         try:
             result = ray.get(ref)
@@ -162,8 +160,6 @@ def run_ray_cell(cell: Cell, workdir: str, since: float, shared: bool, archive: 
     """A Ray task: the cell under its lease in the shared work directory, or (``shared`` False) in a
     temporary folder of this node, from ``archive`` (its folder so far), returning its files."""
     import ray
-
-    from crlbench.suites.runner import placement
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     task_id = ray.get_runtime_context().get_task_id()

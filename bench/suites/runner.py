@@ -49,12 +49,8 @@ other stored results (a finished cell's scores) are kept.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import functools
 import logging
 import os
-import platform
-import subprocess
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -64,7 +60,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import crlbench
 from crlbench.core import registry
 from crlbench.core.errors import (ConfigError, DiskFullError, FencedOut, NotApplicable, UnsafeCheckpointError,
                                   unknown_name)
@@ -73,9 +68,11 @@ from crlbench.core.files import ensure_folder, sweep_temporaries
 from crlbench.metrics import compute, compute_with_model
 from crlbench.metrics.interventional import concept_value
 from crlbench.suites.cell import VALIDATION_FRACTION, Cell
+from crlbench.suites.cell_resources import cell_threads, device_index, worker_slot
 from crlbench.suites.checks import cell_checks
-from crlbench.suites.executor import cell_threads, device_index, worker_slot
 from crlbench.suites.monitor import MONITOR_METRICS, ValidationMonitor, validation_sample
+from crlbench.suites.provenance import (  # noqa: F401 - git_commit: re-exported
+    git_commit, placement, provenance)
 from crlbench.suites.representation import (  # noqa: F401 - ENCODE_BATCH, MONITOR_STREAM: re-exported
     ENCODE_BATCH, EVALUATION_STREAM, METRIC_STREAM, MONITOR_STREAM, VALIDATION_SEED, Representation,
     as_model_images, encode, evaluation_representation, factor_alignment, reconstruction_error)
@@ -366,7 +363,7 @@ def _subset(split, rows: np.ndarray, name: str):
 def resolve_device(device: str) -> str:
     """The device a cell trains on. ``auto`` is CUDA when torch sees a GPU, else the CPU. CUDA without an
     index (``cuda``, or ``auto`` on a GPU machine) is, in worker i of a launcher, ``cuda:(i mod GPUs)``
-    (:func:`crlbench.suites.executor.worker_slot`), so that workers spread over a machine's GPUs; in the
+    (:func:`crlbench.suites.cell_resources.worker_slot`), so that workers spread over a machine's GPUs; in the
     launcher's own process it is ``cuda`` (torch's current GPU). Other names (``cpu``, ``cuda:1``) pass
     through. The cell's hash keeps the device as the suite names it, never the one resolved here."""
     if device == "auto":
@@ -498,7 +495,7 @@ def _metric(spec, cell: Cell, model, dataset, train_split, eval_split, latents, 
 def _options(variant, given: dict[str, Any], block_size: int) -> dict[str, Any]:
     """The suite's options plus what the runner fills in per model: concept block size, factor
     bins for discrete-only variants, and scikit-learn's ``n_jobs`` = the cell's threads (joblib runs
-    on threads inside a cell: crlbench.suites.executor.cell_threads)."""
+    on threads inside a cell: crlbench.suites.cell_resources.cell_threads)."""
     options = dict(given)
     defaults = variant.defaults
     if "block_size" in defaults:
@@ -543,41 +540,3 @@ def _intervention_grid(cell: Cell, model, dataset, split, test_rows: np.ndarray,
 
 def _stream_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1)[0])
-
-
-def placement(executor: str, task_id: str | None, **extra: Any) -> dict[str, Any]:
-    """Where a cell ran, as its record's ``ran_on`` says: the executor (``local``, ``slurm``, ``ray``), the
-    host, and the task id (a local worker's pid, a Slurm job array task ``<job>_<index>``, a Ray task id)."""
-    return {"executor": executor, "host": platform.node(), "task_id": task_id, **extra}
-
-
-def provenance() -> dict[str, Any]:
-    """Library versions, the git commit, the host and the time, recorded with every result."""
-    return {**_static_provenance(), "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-@functools.lru_cache(maxsize=1)
-def _static_provenance() -> dict[str, Any]:
-    import pandas
-    import scipy
-    import sklearn
-
-    versions = {"crlbench": crlbench.__version__, "python": platform.python_version(), "torch": torch.__version__,
-                "numpy": np.__version__, "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
-                "pandas": pandas.__version__}
-    return {"versions": versions, "git_commit": git_commit(), "host": platform.node(),
-            "torch_threads": torch.get_num_threads()}
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """HEAD of the checkout crlbench runs from, with ``+dirty`` when tracked files are modified."""
-    root = Path(crlbench.__file__).resolve().parent.parent  # the package is the folder bench/ of the checkout
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "")

@@ -38,7 +38,8 @@ from typing import Any, Mapping, Sequence
 
 from crlbench.core.errors import ConfigError
 from crlbench.suites.cell import Cell
-from crlbench.suites.dispatch import ResultHook, require
+from crlbench.suites.executor_contract import ResultHook, failed_record, require, written_since
+from crlbench.suites.provenance import placement
 from crlbench.suites.results import cell_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,6 @@ class CellTask:
         import submitit
 
         from crlbench.suites.cell_task import run_leased_cell
-        from crlbench.suites.runner import placement
 
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
         task_id = submitit.JobEnvironment().job_id
@@ -219,8 +219,6 @@ class SlurmExecutor:
 
     def _reattach(self, cell: Cell, workdir: Path) -> _Task | None:
         """The task an earlier submission gave ``cell``, when its outcome is not collected yet."""
-        from crlbench.suites.executor import written_since
-
         path = cell_dir(workdir, cell.hash) / POINTER
         try:
             pointer = read_json(path)
@@ -272,8 +270,6 @@ class SlurmExecutor:
 
     def _outcome(self, task: _Task, workdir: Path) -> dict[str, Any]:
         """The task's record (or ``skipped``); a failed record when it ended without one."""
-        from crlbench.suites.executor import failed_record, written_since
-
         try:
             return task.job.result()
         except Exception as error:  # noqa: BLE001 - UncompletedJobError, FailedJobError: the cell failed

@@ -1,14 +1,14 @@
 """Run a suite: plan its cells against the result store, run what is missing, track, summarise.
 
-A cell is *done* when its record exists with status ``ok`` and was evaluated with the suite's
-metrics and evaluation settings; *stale* when it has a record made with other settings (the runner
-then computes the new metrics from the stored latents and checkpoint, without training; a record
-that failed under other settings is tried again under the new ones); *failed* when its record says
-so; *partial* when it finished but one of its metrics failed (its other scores stand); failed and
-partial cells are skipped unless ``retry_failed`` (which computes what is missing); *running*
-while another launcher holds its lease; *pending* otherwise (a killed cell resumes from its latest
-checkpoint). Planning warns about each finished cell whose model's source file changed since it was
-computed (its record's ``model_source``): its ``version`` was not bumped, so the cell is reused.
+The plan (:mod:`crlbench.suites.planning`): a cell is *done* when its record exists with status ``ok``
+and was evaluated with the suite's metrics and evaluation settings; *stale* when it has a record made
+with other settings (the runner then computes the new metrics from the stored latents and checkpoint,
+without training; a record that failed under other settings is tried again under the new ones); *failed*
+when its record says so; *partial* when it finished but one of its metrics failed (its other scores
+stand); failed and partial cells are skipped unless ``retry_failed`` (which computes what is missing);
+*running* while another launcher holds its lease; *pending* otherwise (a killed cell resumes from its
+latest checkpoint). Planning warns about each finished cell whose model's source file changed since it
+was computed (its record's ``model_source``): its ``version`` was not bumped, so the cell is reused.
 
 **Launchers share a work directory** (:mod:`crlbench.suites.lease`). A cell runs only under its lease
 (``cells/<hash>/lease.json``), taken in this process before the cell is handed to the executor and
@@ -28,11 +28,14 @@ lease the cells it submits: a cell whose task found a live lease is waited for a
 elsewhere. A detached launcher (``--detach``) returns once its cells are submitted (*in flight*); a
 later run of the same command collects what finished, waits for what still runs and submits the rest.
 
-**MLflow, exactly once.** Before any work, an invocation that tracks ends KILLED the runs of the
-suite's experiment that dead invocations left RUNNING (:func:`crlbench.tracking.mlflow_runs.close_dead_runs`), and
-logs every finished cell the experiment does not hold yet (a record finished by a launcher killed
-before logging it, or run with ``--no-tracking``): a cell folder's ``mlflow.json`` says which run
-holds its record, so a rerun with nothing left to do opens no run (and does not import MLflow).
+**Tracking, exactly once.** A suite reports its cells through the hook it is given
+(:mod:`crlbench.suites.tracking_hook`; the command line gives MLflow's,
+:class:`crlbench.tracking.mlflow_runs.MlflowTracking`), and imports no tracking code itself. Before any
+work, an invocation that tracks has the hook end KILLED the runs of the suite's experiment that dead
+invocations left RUNNING, and logs every finished cell the experiment does not hold yet (a record finished
+by a launcher killed before logging it, or run with ``--no-tracking``): a cell folder's ``mlflow.json``
+says which run holds its record, so a rerun with nothing left to do opens no run (and does not import
+MLflow).
 """
 
 from __future__ import annotations
@@ -50,29 +53,20 @@ from crlbench.core.errors import FencedOut
 from crlbench.core.fencing import Fence
 from crlbench.core.records import is_partial
 from crlbench.suites.cell import Cell
-from crlbench.suites.cell_task import is_skipped
-from crlbench.suites.dispatch import Executor, LocalExecutor
+from crlbench.suites.executor import LocalExecutor
+from crlbench.suites.executor_contract import Executor, is_skipped
 from crlbench.suites.lease import (HEARTBEAT_S, INVOCATIONS, STALE_AFTER_S, Holder, Leases, cell_lease, clear_stale,
                                    invocation_lease, lease_state)
+from crlbench.suites.planning import (  # noqa: F401 - STATES, suite_records: re-exported
+    RETRIED, STATES, PlannedCell, cell_state, plan, record_signature, suite_records)
 from crlbench.suites.progress import CellProgress
-from crlbench.suites.results import NOT_APPLICABLE, RESULT, cell_dir, read_result
+from crlbench.suites.results import NOT_APPLICABLE, cell_dir, read_result
 from crlbench.suites.suite_config import SuiteConfig
+from crlbench.suites.tracking_hook import SuiteTracking
 
 log = logging.getLogger(__name__)
 
-STATES = ("done", "stale", "partial", "failed", "pending", "running")
-RETRIED = ("failed", "partial")  # the record states ``retry_failed`` runs again
 POLL_S = 2.0  # how often a launcher looks at cells running elsewhere while it waits for them
-
-
-@dataclass(frozen=True)
-class PlannedCell:
-    cell: Cell
-    state: str  # one of STATES
-    resumable: bool = False  # a checkpoint exists
-    record_state: str = ""  # what its record says (done, stale, partial, failed or pending), running or not
-    holder: str | None = None  # who runs it, when running elsewhere
-    signature: tuple | None = field(default=None, compare=False)  # its record file when planned
 
 
 @dataclass
@@ -107,72 +101,6 @@ class SuiteSummary:
             self.ok += 1
 
 
-def plan(config: SuiteConfig, workdir: str | Path, stale_after_s: float = STALE_AFTER_S) -> list[PlannedCell]:
-    """Every cell of the suite and its state in ``workdir``."""
-    planned, sources = [], {}
-    for cell in config.cells():
-        directory = cell_dir(workdir, cell.hash)
-        record = read_result(directory)
-        record_state = cell_state(cell, record)
-        _warn_if_source_changed(cell, record, sources)
-        lease = lease_state(directory / "lease.json", stale_after_s)
-        holder = None
-        if lease is not None and lease.live:
-            holder = lease.holder.describe() if lease.holder else "a launcher (its lease is being written)"
-        planned.append(PlannedCell(cell, "running" if holder else record_state,
-                                   (directory / "checkpoint" / "last.pt").exists(), record_state, holder,
-                                   _signature(directory)))
-    return planned
-
-
-def suite_records(config: SuiteConfig, workdir: str | Path) -> list[dict[str, Any]]:
-    """The records of the suite's finished cells (``_dir`` set), labelled as the suite labels them."""
-    records = []
-    for cell in config.cells():
-        directory = cell_dir(workdir, cell.hash)
-        record = read_result(directory)
-        if record is not None:
-            record["_dir"] = str(directory)
-            record["cell"]["label"] = cell.label
-            records.append(record)
-    return records
-
-
-def cell_state(cell: Cell, record: dict[str, Any] | None) -> str:
-    if record is None:
-        return "pending"
-    stored = record["cell"]
-    wanted = cell.to_dict()
-    same = all(stored.get(key) == wanted[key] for key in ("metrics", "evaluation", "label"))
-    if not same:
-        return "stale"
-    if (record["status"] == "ok" and not record.get("metric_errors")) or record["status"] == NOT_APPLICABLE:
-        return "done"
-    return "partial" if record["status"] == "ok" else "failed"
-
-
-def _warn_if_source_changed(cell: Cell, record: dict[str, Any] | None, sources: dict[str, Any]) -> None:
-    """Warn when a finished cell's model was computed from another version of its source file than
-    the one installed now (its ``version`` was not bumped, so the cell is reused)."""
-    stored = (record or {}).get("model_source") if (record or {}).get("status") == "ok" else None
-    if not isinstance(stored, dict) or not stored.get("sha256"):
-        return
-    if cell.model not in sources:
-        from crlbench.core import registry
-
-        source = registry.model_source(cell.model)  # the file, without importing torch
-        if source is None:  # a loaded or plugin model: its class
-            from crlbench.training.model import source_fingerprint
-
-            source = source_fingerprint(registry.registry("model").get(cell.model))
-        sources[cell.model] = source
-    current = sources[cell.model]
-    if current is not None and current["sha256"] != stored["sha256"]:
-        log.warning("model %r: its source file %s changed since cell %s (%s) was computed; the cell is reused "
-                    "as it is: bump the model's `version` to recompute it", cell.model, current["file"],
-                    cell.title, cell.hash)
-
-
 # The caches libraries write on their own (matplotlib's font list and config, torch's compiled kernels), kept
 # in the work directory unless the user set their own: a suite writes nothing outside it (the chaos soak checks)
 CACHE_VARIABLES = {"MPLCONFIGDIR": "matplotlib", "TORCHINDUCTOR_CACHE_DIR": "torchinductor"}
@@ -189,19 +117,21 @@ def keep_caches_in(workdir: Path) -> None:
     tempfile.tempdir = str(temporary)
 
 
-def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tracking_uri: str | None = None,
+def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tracking: SuiteTracking | None = None,
               retry_failed: bool = False, progress: bool = True, heartbeat_s: float = HEARTBEAT_S,
               stale_after_s: float = STALE_AFTER_S, poll_s: float = POLL_S, executor: Executor | None = None,
               ingest: bool = False) -> SuiteSummary:
-    """Run the suite's unfinished cells; with ``tracking_uri`` each cell becomes an MLflow child run.
+    """Run the suite's unfinished cells; with ``tracking`` each landed cell is reported to it.
 
-    ``executor`` runs the cells (:mod:`crlbench.suites.dispatch`; by default ``workers`` local worker
-    processes). ``retry_failed`` runs cells whose record failed again. Cells other launchers run are
-    waited for (see the module's docstring); ``heartbeat_s``, ``stale_after_s`` and ``poll_s`` tune the
-    leases. ``ingest`` runs nothing: it logs to MLflow the finished cells it does not hold yet (cells a
-    detached Slurm array finished while no launcher watched). The tracking store is checked before any
-    training, so an unreachable server fails at once; a rerun with nothing left to do opens no run (and
-    does not import MLflow).
+    ``tracking`` is the hook of :mod:`crlbench.suites.tracking_hook`: for MLflow,
+    ``tracking=crlbench.tracking.mlflow_runs.MlflowTracking(uri)``, which makes each cell a child run of the
+    invocation's run. ``executor`` runs the cells (:mod:`crlbench.suites.dispatch`; by default ``workers``
+    local worker processes). ``retry_failed`` runs cells whose record failed again. Cells other launchers
+    run are waited for (see the module's docstring); ``heartbeat_s``, ``stale_after_s`` and ``poll_s`` tune
+    the leases. ``ingest`` runs nothing: it logs to the tracking store the finished cells it does not hold
+    yet (cells a detached Slurm array finished while no launcher watched). The tracking store is checked
+    before any training, so an unreachable server fails at once; a rerun with nothing left to do opens no
+    run (and does not import MLflow).
     """
     workdir = Path(workdir)
     keep_caches_in(workdir)
@@ -218,7 +148,7 @@ def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tra
             else:
                 run.collect(p.cell, read_result(cell_dir(workdir, p.cell.hash)), elsewhere=False)
         finished = [(record, cell_dir(workdir, record["hash"])) for record in run.summary.records]
-        setup = _tracker(config, tracking_uri, workdir, run.leases.holder, bool(todo), finished, stale_after_s)
+        setup = _tracker(config, tracking, workdir, run.leases.holder, bool(todo), finished, stale_after_s)
         if setup is None:
             run.work(todo, [])
             return run.summary
@@ -228,7 +158,7 @@ def run_suite(config: SuiteConfig, workdir: str | Path, *, workers: int = 1, tra
             run.tracker = tracker
             run.work(todo, unlogged)
             if run.leases.taken_over:  # a launcher died while this one ran: its runs are open
-                _close_dead_runs(tracking_uri, config, run.leases.holder, workdir, stale_after_s)
+                _close_dead_runs(tracking, config, run.leases.holder, workdir, stale_after_s)
             tracker.finish(ok=run.summary.ok, failed=run.summary.failed, cached=run.summary.cached,
                            elsewhere=run.summary.elsewhere, not_applicable=run.summary.not_applicable)
     return run.summary
@@ -358,7 +288,7 @@ class _SuiteRun:
         if state is not None and state.live:
             self._holders[p.cell.hash] = state.holder.describe() if state.holder else "another launcher"
             return "busy"
-        changed = _signature(directory) != p.signature
+        changed = record_signature(directory) != p.signature
         record = read_result(directory) if changed else None
         state_now = cell_state(p.cell, record) if changed else p.record_state
         if state_now in ("pending", "stale") or (state_now in RETRIED and self.retry_failed and not changed):
@@ -390,7 +320,7 @@ class _SuiteRun:
             self._holders[p.cell.hash] = state.holder.describe() if state and state.holder else "another launcher"
             return "busy"
         self._holders.pop(p.cell.hash, None)
-        changed = _signature(directory) != p.signature  # another launcher wrote its record meanwhile
+        changed = record_signature(directory) != p.signature  # another launcher wrote its record meanwhile
         record = read_result(directory) if changed else None
         state = cell_state(p.cell, record) if changed else p.record_state
         if state in ("pending", "stale") or (state in RETRIED and self.retry_failed and not changed):
@@ -463,42 +393,33 @@ class _SuiteRun:
             self.leases.release(lease)
 
 
-def _tracker(config: SuiteConfig, uri: str | None, workdir: Path, me: Holder, running: bool,
+def _tracker(config: SuiteConfig, tracking: SuiteTracking | None, workdir: Path, me: Holder, running: bool,
              finished: list[tuple[dict[str, Any], Path]], stale_after_s: float):
-    """``(SuiteTracker, finished records to log)`` when this invocation has something to track, else None.
+    """``(SuiteLog, finished records to log)`` when this invocation has something to track, else None.
 
-    Nothing is imported from MLflow when no cell is to run, every finished one is noted as logged
-    and no dead invocation of this work directory may have left a run open."""
-    if uri is None:
+    Nothing is asked of the store when no cell is to run, every finished one is noted as logged and no
+    dead invocation of this work directory may have left a run open."""
+    if tracking is None:
         return None
-    from crlbench.tracking.mlflow_runs import logged_run
-
-    name = f"crlbench/{config.name}"
-    finished = [(record, folder) for record, folder in finished if logged_run(folder, uri, name, record) is None]
+    finished = tracking.not_noted(config.name, finished)
     dead = _dead_invocations(workdir, stale_after_s)
     if not (running or finished or dead):
         return None
-    from crlbench.suites.runner import provenance
-    from crlbench.tracking.mlflow_runs import SuiteTracker, check_tracking, provenance_tags, unlogged
-
-    check_tracking(uri)
-    _close_dead_runs(uri, config, me, workdir, stale_after_s)
+    tracking.check()
+    _close_dead_runs(tracking, config, me, workdir, stale_after_s)
     if finished and not running:
-        finished = unlogged(uri, name, finished)  # logged before mlflow.json existed: noted, not logged again
+        finished = tracking.unlogged(config.name, finished)  # logged before the folders noted it: noted now
     if not (running or finished):
         return None
-    tracker = SuiteTracker(uri, config.name, config=config.to_dict(), config_path=config.source,
-                           tags=provenance_tags(provenance()), invocation=me, workdir=workdir)
-    return tracker, finished
+    return tracking.open(config, me, workdir), finished
 
 
-def _close_dead_runs(uri: str, config: SuiteConfig, me: Holder, workdir: Path, stale_after_s: float) -> None:
+def _close_dead_runs(tracking: SuiteTracking, config: SuiteConfig, me: Holder, workdir: Path,
+                     stale_after_s: float) -> None:
     """End KILLED the suite's runs that dead invocations left open, then forget those invocations."""
-    from crlbench.tracking.mlflow_runs import close_dead_runs
-
     dead = _dead_invocations(workdir, stale_after_s)
     try:
-        close_dead_runs(uri, f"crlbench/{config.name}", me, workdir)
+        tracking.close_dead_runs(config.name, me, workdir)
     except Exception as error:  # noqa: BLE001 - closing old runs never stops the suite
         log.warning("MLflow: could not close the runs of dead invocations: %s", error)
         return
@@ -517,15 +438,6 @@ def _dead_invocations(workdir: Path, stale_after_s: float) -> list[Path]:
         if state is not None and not state.live:
             dead.append(path)
     return dead
-
-
-def _signature(directory: Path) -> tuple | None:
-    """Which ``result.json`` a cell folder holds (None: none), to see that another launcher wrote it."""
-    try:
-        stat = os.stat(directory / RESULT)
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def record_title(record: dict[str, Any]) -> str:

@@ -85,7 +85,7 @@ class SuiteConfig:
     evaluation: Evaluation = Evaluation()
     device: str = "cpu"
     checkpoint_every: int = 1
-    threads: int = 1  # per cell: torch, OpenMP, BLAS and joblib threads (crlbench.suites.executor.cell_threads)
+    threads: int = 1  # per cell: torch, OpenMP, BLAS and joblib threads (crlbench.suites.cell_resources.cell_threads)
     precision: str = DEFAULT_PRECISION  # training autocast (crlbench.training.precision)
     plugins: tuple[str, ...] = ()
     description: str = ""

@@ -1,0 +1,136 @@
+"""A study's report: ``summary.json`` (trials by state, the best value, trial and hyperparameters, parameter
+importances with a note when they are noise) and Optuna's plots, naming the objective and the intermediate
+values (:func:`study_report`).
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crlbench.suites.results import write_json
+from crlbench.tracking.store import redacted
+from crlbench.tuning.objective import SEED_VALUES
+from crlbench.tuning.study import INTERMEDIATE, best_trial, state_counts
+from crlbench.tuning.tune_config import experimental_features
+
+if TYPE_CHECKING:
+    import optuna
+
+IMPORTANCE_MIN_TRIALS = 20  # below this many complete trials, parameter importances are noise
+
+
+def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: str | None = None) -> Path:
+    """Write ``summary.json`` and Optuna's plots (``optimization_history.png``, ``param_importances.png``,
+    ``parallel_coordinate.png``, and ``intermediate_values.png`` when trials reported some) to ``out_dir``;
+    a plot that cannot be drawn is skipped with a note. Returns the path of ``summary.json``.
+
+    The plots name the objective (the study's metric name) and the intermediate values (the study's
+    ``crlbench.intermediate``) rather than "Objective Value". With fewer than
+    :data:`IMPORTANCE_MIN_TRIALS` complete trials, ``importance_note`` (and the importance plot's
+    title) says that the importances are noise."""
+    import optuna
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    names = sorted({name for trial in complete for name in trial.params})
+    states = state_counts(study)
+    url = storage_url or _storage_url(study)
+    target = (study.metric_names or [None])[0] or study.user_attrs.get("crlbench.objective") or "Objective Value"
+    intermediate = study.user_attrs.get(INTERMEDIATE) or "intermediate value"
+    importance_note = None
+    if len(complete) < IMPORTANCE_MIN_TRIALS:
+        importance_note = (f"only {len(complete)} complete trial(s): parameter importances from fewer than "
+                           f"{IMPORTANCE_MIN_TRIALS} are noise; do not read them as which hyperparameter matters")
+    summary: dict[str, Any] = {
+        "study": study.study_name,
+        "direction": study.direction.name.lower(),
+        "objective": study.user_attrs.get("crlbench.objective"),
+        "objective_name": target,
+        "intermediate": study.user_attrs.get(INTERMEDIATE),
+        "storage": redacted(url) if url else None,
+        "trials": sum(states.values()),
+        "states": states,
+        "best": None, "importances": None, "importance_note": importance_note, "figures": [], "notes": [],
+    }
+    if complete:
+        best = best_trial(study)
+        summary["best"] = {"value": best.value, "params": best.params, "trial": best.number,
+                           "seed_values": best.user_attrs.get(SEED_VALUES)}
+    plotting = optuna.visualization.matplotlib
+    plots: list[tuple[str, Callable | None, str | None]] = [
+        ("optimization_history", lambda s: plotting.plot_optimization_history(s, target_name=target),
+         "no complete trial" if not complete else None),
+        ("parallel_coordinate", lambda s: plotting.plot_parallel_coordinate(s, target_name=target),
+         "no complete trial" if not complete else None)]
+    if any(trial.intermediate_values for trial in study.get_trials(deepcopy=False)):
+        plots.append(("intermediate_values", lambda s: _labelled(plotting.plot_intermediate_values(s), intermediate),
+                      None))
+    importance_skip = ("fewer than 2 complete trials" if len(complete) < 2 else
+                       "only one searched hyperparameter" if len(names) < 2 else None)
+    if importance_skip is None:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        with experimental_features():
+            summary["importances"] = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        plots.insert(1, ("param_importances", lambda s: _noted(plotting.plot_param_importances(
+            s, evaluator=evaluator, target_name=target), importance_note), None))
+    else:
+        plots.insert(1, ("param_importances", None, importance_skip))
+    if importance_note is not None and importance_skip is None:
+        summary["notes"].append(f"param_importances.png: {importance_note}")
+    for name, plot, skip in plots:
+        if skip is None:
+            skip = _save_plot(plot, study, out / f"{name}.png")
+        if skip is None:
+            summary["figures"].append(f"{name}.png")
+        else:
+            summary["notes"].append(f"{name}.png skipped: {skip}")
+    path = out / "summary.json"
+    write_json(path, summary)
+    return path
+
+
+def _labelled(axes: Any, label: str) -> Any:
+    """Optuna's intermediate-values plot with ``label`` on its value axis (it has no ``target_name``)."""
+    axes.set_ylabel(label)
+    return axes
+
+
+def _noted(axes: Any, note: str | None) -> Any:
+    """A plot with ``note`` (a warning about what it shows) under its title."""
+    if note is not None:
+        title = axes.get_title(loc="left") or axes.get_title()  # Optuna's style sets it on the left
+        axes.set_title("")
+        axes.set_title(f"{title}\n{textwrap.fill(note, 70)}", loc="left", fontsize=9)
+    return axes
+
+
+def _save_plot(plot: Callable, study: optuna.Study, path: Path) -> str | None:
+    """Draw ``plot(study)`` to ``path``; the reason when it could not be drawn."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with warnings.catch_warnings():  # a single trial draws flat axes, which matplotlib warns about
+            warnings.simplefilter("ignore")
+            axes = plot(study)
+    except Exception as error:  # noqa: BLE001 - a plot is a convenience; the summary is what matters
+        return f"{type(error).__name__}: {error}"
+    figure = (axes.flat[0] if isinstance(axes, np.ndarray) else axes).figure
+    try:
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    return None
+
+
+def _storage_url(study: optuna.Study) -> str | None:
+    """The URL of the study's RDB storage (Optuna wraps it in a cache), if it has one."""
+    storage = getattr(study, "_storage", None)
+    return getattr(getattr(storage, "_backend", storage), "url", None)
