@@ -45,12 +45,14 @@ LAUNCHER = textwrap.dedent("""
     import logging, sys
     from crlbench.suites.suite import run_suite
     from crlbench.suites.suite_config import load_suite
+    from crlbench.tracking.mlflow_runs import MlflowTracking
 
     if __name__ == "__main__":
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         suite, workdir, heartbeat, stale, retry = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5] == "1"
         summary = run_suite(load_suite(suite), workdir, workers=2, progress=False, retry_failed=retry,
-                            tracking_uri="sqlite:///" + workdir + "/mlflow.db", heartbeat_s=heartbeat, stale_after_s=stale)
+                            tracking=MlflowTracking("sqlite:///" + workdir + "/mlflow.db"), heartbeat_s=heartbeat,
+                            stale_after_s=stale)
         print("summary ok", summary.ok, "failed", summary.failed, flush=True)
 """)
 CORRUPTIBLE = ("checkpoint/last.pt", "history.json", "result.json", "metrics/*.json")

@@ -88,7 +88,7 @@ def smoke(suite: Path, device: str, workdir: Path, workers: int, precision: str)
     data = {**read_yaml(suite), "device": device, "precision": precision}
     config = suite_from_dict(data, where=f"{suite} (device {device}, precision {precision})", base=suite.parent)
     start = time.perf_counter()
-    summary = run_suite(config, workdir, workers=workers, tracking_uri=None, progress=False)
+    summary = run_suite(config, workdir, workers=workers, progress=False)
     seconds = time.perf_counter() - start
     records = sorted(summary.records, key=lambda r: (r["cell"]["dataset"], r["cell"]["model"], r["cell"]["seed"]))
     devices = sorted({str(r.get("device")) for r in records})
