@@ -2,8 +2,6 @@
 buchholz_1 draws them in rank-Gaussian units (crlbench.datasets.environments), in support, seeded and cached,
 fed to a method that trains on them, and a not-applicable cell on a dataset without them."""
 
-import sys
-
 import numpy as np
 import pytest
 from scipy import special, stats
@@ -14,7 +12,7 @@ from crlbench.datasets.environments import MEAN_RANGE, VARIANCE_RANGE
 from crlbench.suites.results import cell_dir, read_result
 from crlbench.suites.suite import run_suite
 from crlbench.suites.suite_config import load_suite
-from suite_fixture import PLUGINS, write_suite
+from suite_fixture import plugin_path, write_suite  # noqa: F401 (plugin_path: a fixture)
 
 SMALL = {"pendulum": {"size": 16}, "flow": {"size": 16},
          "causal_circuit": {"size": 16, "n_train": 3000, "n_val": 20, "n_test": 20}}
@@ -25,19 +23,6 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("environments")
 
 
-@pytest.fixture
-def plugin_path(monkeypatch):
-    """The test plugins importable; the names they register are dropped afterwards."""
-    monkeypatch.syspath_prepend(str(PLUGINS))
-    for kind in registry.KINDS:
-        names = registry.registry(kind)
-        monkeypatch.setattr(names, "_objects", dict(names._objects))
-        monkeypatch.setattr(names, "_registered_by", dict(names._registered_by))
-    loaded = set(sys.modules)
-    yield
-    for module in set(sys.modules) - loaded:
-        if module.startswith("crl_plugin_"):
-            del sys.modules[module]
 
 
 def rank_gaussian(marginal, values):

@@ -1,8 +1,6 @@
 """Weakly supervised pairs: drawn from the SCM for Pendulum and Flow, stored by CausalCircuit, fed to a
 method that trains on them, and a not-applicable cell (not a failed one) on a dataset without them."""
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -12,23 +10,9 @@ from crlbench.datasets.base import PAIR_KEYS
 from crlbench.suites.results import cell_dir, read_result
 from crlbench.suites.suite import plan, run_suite
 from crlbench.suites.suite_config import load_suite
-from suite_fixture import PLUGINS, write_suite
+from suite_fixture import plugin_path, write_suite  # noqa: F401 (plugin_path: a fixture)
 
 
-@pytest.fixture
-def plugin_path(monkeypatch):
-    """The test plugins importable; the names they register are dropped afterwards, so that other tests see
-    only the built-in datasets, models and metrics."""
-    monkeypatch.syspath_prepend(str(PLUGINS))
-    for kind in registry.KINDS:
-        names = registry.registry(kind)
-        monkeypatch.setattr(names, "_objects", dict(names._objects))
-        monkeypatch.setattr(names, "_registered_by", dict(names._registered_by))
-    loaded = set(sys.modules)
-    yield
-    for module in set(sys.modules) - loaded:  # imported (and registered) again by the next test that needs them
-        if module.startswith("crl_plugin_"):
-            del sys.modules[module]
 
 
 @pytest.mark.parametrize("name", ["pendulum", "flow"])
