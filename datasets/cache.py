@@ -53,7 +53,7 @@ class ArrayCache:
             return None
         try:
             manifest = json.loads(manifest_path.read_text())
-            if _sha256(arrays_path) != manifest["sha256"]:
+            if file_sha256(arrays_path) != manifest["sha256"]:
                 raise ValueError("checksum mismatch")
             with np.load(arrays_path, allow_pickle=False) as stored:
                 arrays = {name: stored[name] for name in stored.files}
@@ -91,10 +91,11 @@ def _atomic_write(path: Path, write) -> str:
     The digest is taken from the temporary file, before the rename, so that a reader who removes
     a half-written entry cannot make the writer fail.
     """
-    return atomic_write(path, write, inspect=_sha256)
+    return atomic_write(path, write, inspect=file_sha256)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

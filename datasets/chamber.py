@@ -18,7 +18,6 @@ is not used: it looks dataset names up over the network.
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,16 +28,8 @@ from crlbench.core.errors import ConfigError, NotApplicable
 from crlbench.core.params import legacy_field, location_field, require
 from crlbench.core.registry import register_dataset
 from crlbench.datasets.base import Factor, SCMDataset
-from crlbench.datasets.cache import content_key
+from crlbench.datasets.cache import content_key, file_sha256
 from crlbench.datasets.light_tunnel import (ACTUATOR_HIGH, ACTUATOR_LOW, ADJACENCY, BENCHMARK, FACTOR_NAMES, IMAGE_COLUMN, IS_LED, PERMUTATION, PUBLISHED_ORDER, PUBLISHED_SIZE, Standardisation, abduce, choices_shared, experiment_names, factor_definitions, mechanism, split_counts)
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- the reader of the published files -------------------------------------------------------------------
@@ -105,7 +96,7 @@ def read_experiment(benchmark: Path, name: str, owner: str) -> Experiment:
     empty = [line for line, file in zip(lines, files) if not file]
     if empty:
         raise ConfigError(f"{owner}: {csv_path}, line {empty[0]}: column {IMAGE_COLUMN!r} is empty")
-    return Experiment(name, folder, csv_path, snapped, files, tuple(lines), file_digest(csv_path))
+    return Experiment(name, folder, csv_path, snapped, files, tuple(lines), file_sha256(csv_path))
 
 
 def read_images(experiment: Experiment, rows: slice, size: int, owner: str, progress: bool = False) -> np.ndarray:
