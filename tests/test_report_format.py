@@ -104,6 +104,14 @@ def test_a_mean_on_a_bound_of_its_interval_keeps_the_longer_arms_places():
     assert numbers.interval_text(0.5, 0.5, 0.9) == "0.50 [0.50, 0.90]"
 
 
+def test_a_bound_at_floating_point_zero_prints_zero_not_seventeen_decimals():
+    """A paired bootstrap bound of -3e-16 (zero up to rounding, as the environments report had one) prints as zero."""
+    assert numbers.interval_text(0.0098, -3.0e-16, 0.0293) == "0.0098 [0.0000, 0.0293]"
+    assert numbers.interval_text(0.00012, 0.000018, 0.00042) == "0.00012 [0.000018, 0.00042]"  # two places finer
+    assert numbers.interval_text(0.5, 0.0004, 0.6) == "0.50 [0.0004, 0.60]"  # two places finer than the mean
+    assert numbers.interval_text(0.5, 0.00004, 0.6) == "0.50 [0.00, 0.60]"  # zero two places finer
+
+
 def test_latex_stacks_an_asymmetric_intervals_arms_with_the_same_mean_and_places():
     """The LaTeX table prints ``+above`` over ``−below`` (as narrow as a ``±``): the same mean as the
     ``[low, high]`` text, each arm at two significant digits, never fewer decimals than the mean."""

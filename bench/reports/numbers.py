@@ -12,7 +12,7 @@ A ``±`` states a symmetric interval. A bootstrap interval need not be one, so a
 (:func:`symmetric_enough`: the longer arm at most :data:`ARM_RATIO` times the shorter, and ``mean ±
 half-width`` crosses zero only when the interval does); otherwise as ``mean [low, high]``, the mean to
 two significant digits of its shorter arm and each bound to two significant digits of its own (never
-fewer decimals than the mean): ``0.00012 [0.000018, 0.00042]``, not ``0.00012 ± 0.00020``.
+fewer decimals than the mean, at most two more): ``0.00012 [0.000018, 0.00042]``, not ``0.00012 ± 0.00020``.
 """
 
 from __future__ import annotations
@@ -132,10 +132,16 @@ def interval_places(mean: float, low: float, high: float) -> int:
     return places_for(min(below, above) or max(below, above), SPREAD_DIGITS)
 
 
+BOUND_EXTRA_PLACES = 2  # a bound prints at most this many decimals finer than the mean it brackets
+
+
 def bound_text(value: float, places: int) -> str:
-    """A bound of an interval: two significant digits of its own, never fewer decimals than ``places``."""
+    """A bound of an interval: two significant digits of its own, never fewer decimals than ``places`` and at
+    most :data:`BOUND_EXTRA_PLACES` more; a bound that rounds to zero there prints as zero at ``places`` (a
+    bootstrap bound of -3e-16 is floating-point noise around zero, not a value worth seventeen decimals)."""
     own = places_for(value, SPREAD_DIGITS) if value else places
-    return fixed(value, max(places, own))
+    text = fixed(value, min(max(places, own), places + BOUND_EXTRA_PLACES))
+    return fixed(0.0, places) if math.isfinite(value) and float(text) == 0 else text
 
 
 def interval_parts(mean: float, low: float, high: float) -> tuple[str, str]:
