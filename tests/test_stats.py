@@ -234,3 +234,11 @@ def test_the_smallest_holm_p_of_a_design_is_m_times_two_over_two_to_the_n():
     assert table["p_holm"].min() == pytest.approx(3 * 2 / 256)  # a clear difference reaches the floor
     (line,) = stats.design_text(table)
     assert "n = 8" in line and "m = 3" in line and "0.023" in line
+
+
+def test_comparisons_without_two_matched_seeds_are_counted_on_one_line_whatever_their_family():
+    """Untested comparisons of two designs (families of 4 and 5) were two identical-looking lines."""
+    table = pd.DataFrame({"n_pairs": [3, 1, 0, 1], "family_size": [4, 4, 5, 5]})
+    lines = stats.design_text(table)
+    assert lines[0].startswith("n = 3 matched seeds, m = 4 comparisons (1 in all)")
+    assert lines[1:] == ["3 comparison(s) with fewer than 2 matched seeds: untested."]

@@ -242,16 +242,18 @@ def design_text(table: pd.DataFrame) -> list[str]:
     """One sentence per design (matched seeds n, comparisons m) in the paired tests: its smallest Wilcoxon p
     and smallest Holm-adjusted p."""
     designs = table[table["family_size"] > 0].groupby(["n_pairs", "family_size"]).size()
-    lines = []
+    lines, untested = [], 0
     for (pairs, comparisons), count in sorted(designs.items(), key=lambda item: (-item[0][0], item[0][1])):
         pairs, comparisons = int(pairs), int(comparisons)
         if pairs < 2:
-            lines.append(f"{count} comparison(s) with fewer than 2 matched seeds: untested.")
+            untested += int(count)  # one line for all of them, whatever their family sizes
             continue
         floor = 2.0 / 2 ** pairs
         lines.append(f"n = {pairs} matched seeds, m = {comparisons} comparisons ({count} in all): smallest "
                      f"two-sided Wilcoxon p 2/2^{pairs} = {floor:.2g}, smallest Holm-adjusted p "
                      f"min(1, {comparisons} x {floor:.2g}) = {smallest_holm_p(pairs, comparisons):.2g}.")
+    if untested:
+        lines.append(f"{untested} comparison(s) with fewer than 2 matched seeds: untested.")
     return lines
 
 
