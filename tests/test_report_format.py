@@ -124,3 +124,14 @@ def test_a_symmetric_interval_keeps_its_plus_minus_text():
     assert numbers.interval_text(0.5, 0.38, 0.62) == numbers.plus_minus(0.5, 0.12) == "0.50 ± 0.12"
     assert numbers.interval_text(0.0123, 0.0123, 0.0123) == "0.0123 ± 0"
     assert numbers.interval_text(math.nan, math.nan, math.nan) == "–"
+
+
+def test_an_interval_of_floating_point_noise_prints_as_no_spread():
+    """The supervised row's MIC in the environments report: 1.0000000000000002 over seeds, its bootstrap
+    interval 4e-16 wide, printed with seventeen decimals before."""
+    assert numbers.interval_text(1.0000000000000002, 1.0000000000000002, 1.0000000000000007) == "1.00 ± 0"
+    assert numbers.plus_minus(1.0000000000000002, 2e-16) == "1.00 ± 0"
+    assert numbers.interval_arms(1.0000000000000002, 1.0000000000000002, 1.0000000000000007) is None
+    assert numbers.interval_text(0.5, 0.38, 0.62) == "0.50 ± 0.12"  # a real spread is untouched
+    # a tiny value with a spread of its own size is not noise: it keeps its digits
+    assert numbers.interval_text(1e-14, 0.0, 3e-14) == "0.000000000000010 [0.000000000000000, 0.000000000000030]"

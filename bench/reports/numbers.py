@@ -62,9 +62,19 @@ def readable(value: float, digits: int = MEAN_DIGITS) -> str:
     return significant(value, digits)
 
 
+RESOLUTION = 1e-12  # a spread or interval width below this fraction of the value is floating-point noise
+
+
+def resolved(value: float, spread: float) -> float:
+    """``spread``, or 0 when it is below :data:`RESOLUTION` of ``|value|`` (an MIC of 1.0000000000000002 over
+    seeds whose bootstrap interval is 4e-16 wide has no spread worth seventeen decimals)."""
+    return spread if math.isfinite(spread) and spread > RESOLUTION * abs(value) else 0.0
+
+
 def mean_places(mean: float, spread: float) -> int:
     """The decimal places a mean is printed with: those of its spread at two significant digits, or three
-    significant digits of the mean when there is no spread."""
+    significant digits of the mean when there is no spread (or only floating-point noise, :func:`resolved`)."""
+    spread = resolved(mean, spread) if math.isfinite(mean) else spread
     if math.isfinite(spread) and spread > 0:
         return places_for(spread, SPREAD_DIGITS)
     return places_for(mean, MEAN_DIGITS) if math.isfinite(mean) and mean else MEAN_DIGITS - 1
@@ -75,8 +85,8 @@ def mean_and_spread(mean: float, spread: float) -> tuple[str, str]:
     spread prints ``"0"``, an undefined mean ``"–"``."""
     if not math.isfinite(mean):
         return "–", ""
-    places = mean_places(mean, spread)
-    return fixed(mean, places), (fixed(spread, places) if math.isfinite(spread) and spread > 0 else "0")
+    places, spread = mean_places(mean, spread), resolved(mean, spread)
+    return fixed(mean, places), (fixed(spread, places) if spread > 0 else "0")
 
 
 def plus_minus(mean: float, spread: float, sign: str = "±") -> str:
@@ -121,10 +131,19 @@ def symmetric_enough(mean: float, low: float, high: float) -> bool:
     return (mean - halfwidth < 0) == (low < 0) and (mean + halfwidth > 0) == (high > 0)
 
 
+def _without_noise(mean: float, low: float, high: float) -> tuple[float, float]:
+    """``(low, high)``, or ``(mean, mean)`` when the interval's width is floating-point noise (:func:`resolved`)."""
+    if all(math.isfinite(value) for value in (mean, low, high)) and not resolved(max(abs(mean), abs(low), abs(high)),
+                                                                                high - low):
+        return mean, mean
+    return low, high
+
+
 def interval_places(mean: float, low: float, high: float) -> int:
     """The decimal places of a mean printed with its interval: those of the half-width when the interval prints
     as ``±`` (:func:`mean_places`), else those of its shorter arm at two significant digits, or of the longer
     arm when the shorter is 0 (the mean sits on a bound, or outside the interval)."""
+    low, high = _without_noise(mean, low, high)
     halfwidth = (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
     if symmetric_enough(mean, low, high):
         return mean_places(mean, halfwidth)
@@ -149,6 +168,7 @@ def interval_parts(mean: float, low: float, high: float) -> tuple[str, str]:
     ``("0.0123", "± 0")`` for an interval without width, ``("–", "")`` for an undefined mean."""
     if not math.isfinite(mean):
         return "–", ""
+    low, high = _without_noise(mean, low, high)
     if symmetric_enough(mean, low, high):
         halfwidth = (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
         shown_mean, shown_spread = mean_and_spread(mean, halfwidth)
@@ -161,7 +181,10 @@ def interval_arms(mean: float, low: float, high: float) -> tuple[str, str, str] 
     """An interval too asymmetric for a ``±`` as the printed mean and its two arms, ``("0.00985", "+0.00062",
     "−0.0011")``: each arm to two significant digits of its own, never fewer decimals than the mean (the
     notation ``mean^{+above}_{-below}``); None when the interval prints as ``±`` (:func:`interval_parts`)."""
-    if not math.isfinite(mean) or symmetric_enough(mean, low, high):
+    if not math.isfinite(mean):
+        return None
+    low, high = _without_noise(mean, low, high)
+    if symmetric_enough(mean, low, high):
         return None
     places = interval_places(mean, low, high)
     above, below = max(high - mean, 0.0), max(mean - low, 0.0)
