@@ -133,8 +133,8 @@ def symmetric_enough(mean: float, low: float, high: float) -> bool:
 
 def _without_noise(mean: float, low: float, high: float) -> tuple[float, float]:
     """``(low, high)``, or ``(mean, mean)`` when the interval's width is floating-point noise (:func:`resolved`)."""
-    if all(math.isfinite(value) for value in (mean, low, high)) and not resolved(max(abs(mean), abs(low), abs(high)),
-                                                                                high - low):
+    values = (mean, low, high)
+    if all(math.isfinite(value) for value in values) and resolved(max(map(abs, values)), high - low) == 0:
         return mean, mean
     return low, high
 
