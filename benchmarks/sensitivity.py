@@ -1,8 +1,9 @@
 """Does the leaderboard's order of the top pair depend on image size or on budget?
 
 Reads the records of the four sensitivity suites (``configs/suites/sensitivity/{32,64}px-{short,long}.yaml``),
-each from its own work directory, and prints, per condition and score, both methods' means and the paired
-difference over matched seeds (first method minus second) with its 95 % bootstrap interval
+each from its own work directory and only the cells of its suite file (32px-long's are the standard suite's
+seeds 0-4, so ``reports/standard`` can be its work directory), and prints, per condition and score, both
+methods' means and the paired difference over matched seeds (first method minus second) with its 95 % bootstrap interval
 (crlbench.reports.stats.bootstrap_interval) and the standardised paired effect d_z = mean / sd of the
 differences (Cohen 1988, sec. 2.3.5). A difference whose interval excludes 0 orders the pair in that
 condition (from three matched seeds on); the last column says which one is ahead by the score's direction,
@@ -23,10 +24,12 @@ import numpy as np
 from crlbench.core.records import flagged_checks
 from crlbench.reports.stats import bootstrap_interval, direction
 from crlbench.suites.results import load_records
+from crlbench.suites.suite_config import load_suite
 
 SCORES = ("dci@reg.disentanglement", "mcc@pearson.mcc", "counterfactual@probe.counterfactual_mse")
 CONDITIONS = ("32px-short", "32px-long", "64px-short", "64px-long")
 MIN_PAIRS = 3  # fewer matched seeds order nothing (a bootstrap interval of one or two values says little)
+SUITES = Path(__file__).resolve().parent.parent / "configs" / "suites" / "sensitivity"
 
 
 def seed_scores(records: list[dict], label: str, score: str) -> dict[int, float]:
@@ -61,12 +64,22 @@ def paired_row(records: list[dict], first: str, second: str, score: str) -> dict
                                              else f"neither (fewer than {MIN_PAIRS} pairs)")}
 
 
-def table(workdirs: dict[str, Path], first: str, second: str) -> list[dict]:
+def suite_cells(condition: str) -> set[str]:
+    """The cell hashes of a condition's suite file: 32px-long's cells are the standard suite's seeds 0-4, so a
+    work directory holding the whole standard suite (reports/standard) gives it only those."""
+    return {cell.hash for cell in load_suite(SUITES / f"{condition}.yaml").cells()}
+
+
+def table(workdirs: dict[str, Path], first: str, second: str,
+          cells: dict[str, set[str]] | None = None) -> list[dict]:
+    """The paired rows per condition and score; ``cells`` (condition -> hashes) keeps only those records."""
     rows = []
     for condition in CONDITIONS:
         if condition not in workdirs:
             continue
         records = load_records(Path(workdirs[condition]) / "cells")
+        if cells is not None:
+            records = [record for record in records if record["hash"] in cells[condition]]
         rows += [{"condition": condition, **paired_row(records, first, second, score)} for score in SCORES]
     return rows
 
@@ -92,7 +105,8 @@ def main() -> None:
     unknown = set(workdirs) - set(CONDITIONS)
     if unknown:
         parser.error(f"--workdir: unknown condition(s) {sorted(unknown)}; accepted: {', '.join(CONDITIONS)}")
-    text = markdown(table({key: Path(value) for key, value in workdirs.items()}, *args.pair), *args.pair)
+    cells = {condition: suite_cells(condition) for condition in workdirs}
+    text = markdown(table({key: Path(value) for key, value in workdirs.items()}, *args.pair, cells), *args.pair)
     print(text, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,3 +34,18 @@ def test_flagged_seeds_are_counted_per_method(sensitivity, tmp_path):
     records = sensitivity.load_records(tmp_path / "cells")
     assert sensitivity.flagged_seeds(records, "icm_vae", "dci@reg.disentanglement") == 1
     assert sensitivity.flagged_seeds(records, "icm_vae", "mcc@pearson.mcc") == 0
+
+
+def test_only_the_condition_suites_cells_are_read(sensitivity, tmp_path):
+    """32px-long reads the standard suite's work directory, which holds seeds 5-7 too: they are left out."""
+    folders = write_cells(tmp_path, datasets=("pendulum",), labels=("icm_vae", "causal_vae"), failed=None,
+                          codes=4, samples=2, epochs=3)
+    records = sensitivity.load_records(tmp_path / "cells")
+    keep = {record["hash"] for record in records if record["cell"]["seed"] in (0, 1)}
+    assert len(folders) > len(keep) > 0
+    (row, *_), = [sensitivity.table({"32px-long": tmp_path}, "icm_vae", "causal_vae", {"32px-long": keep})]
+    assert row["pairs"] == 2
+    assert sensitivity.table({"32px-long": tmp_path}, "icm_vae", "causal_vae")[0]["pairs"] == 3
+    long = sensitivity.suite_cells("32px-long")  # 2 methods and 3 reference rows x 5 seeds on Pendulum
+    standard = {cell.hash for cell in sensitivity.load_suite(sensitivity.SUITES.parent / "standard.yaml").cells()}
+    assert len(long) == 25 and long <= standard  # the standard suite's own cells
