@@ -53,7 +53,9 @@ def test_the_first_standard_leaderboard_is_rebuilt_from_its_records(tmp_path):
 # Reports run over several sessions, each committing the cells finished so far: (suite file, report folder).
 # A companion joins when its first records are committed.
 IN_PROGRESS = {"standard": ("standard.yaml", "standard"), "environments": ("environments.yaml", "environments"),
-               "environments_long": ("environments_long.yaml", "environments_long")}
+               "environments_long": ("environments_long.yaml", "environments_long"),
+               **{f"sensitivity-{name}": (f"sensitivity/{name}.yaml", f"sensitivity/{name}")
+                  for name in ("32px-short", "64px-short", "64px-long")}}  # 32px-long's cells are the standard's
 
 
 def in_progress(name: str) -> tuple[Path, Path]:
