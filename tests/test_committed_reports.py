@@ -26,7 +26,8 @@ FULL_CELLS = 264  # (7 methods + 4 reference rows) x 3 datasets x 8 seeds
 
 def rebuilt_matches_committed(suite: Path, workdir: Path, out: Path) -> None:
     subprocess.run([sys.executable, "-m", "crlbench", "report", str(suite), "--workdir", str(workdir),
-                    "--out", str(out)], check=True, capture_output=True)
+                    "--out", str(out), "--no-figures"], check=True, capture_output=True)  # the numbers only
+    assert not (out / "figures").exists()
     committed = pd.read_csv(workdir / "leaderboard.csv")
     rebuilt = pd.read_csv(out / "leaderboard.csv")
     keys = ["dataset", "label", "metric"]

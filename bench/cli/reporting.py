@@ -30,6 +30,8 @@ def add_report_command(commands: Any) -> None:
     report.add_argument("--pool", action="store_true",
                         help="pool cells of one (dataset, label) whose settings differ (budget, image size, "
                         "evaluation...) into one row; refused by default")
+    report.add_argument("--no-figures", dest="figures", action="store_false",
+                        help="write the tables and the HTML without figures (the same numbers, several times faster)")
     report.set_defaults(handler=run_report_command)
 
 
@@ -93,7 +95,8 @@ def run_report_command(args: argparse.Namespace) -> int:
     writable_folder(args.out, "the report folder (--out)")
     start = time.perf_counter()
     files = write_report(records, args.out, title=title, reference_label=args.reference,
-                         provenance={"report_commit": provenance()["git_commit"]}, suite=suite, pool=args.pool)
+                         provenance={"report_commit": provenance()["git_commit"]}, suite=suite, pool=args.pool,
+                         figures=args.figures)
     print(f"wrote {len(files)} files to {args.out} in {time.perf_counter() - start:.1f} s ({len(records)} cells)")
     return 0
 

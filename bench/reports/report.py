@@ -446,7 +446,7 @@ def make_figures(records: list[dict], frame: pd.DataFrame, summary: pd.DataFrame
 
 def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str, reference_label: str = "icm_vae",
                  metrics: list[str] | None = None, provenance: dict | None = None,
-                 suite: Mapping[str, Any] | None = None, pool: bool = False) -> list[Path]:
+                 suite: Mapping[str, Any] | None = None, pool: bool = False, figures: bool = True) -> list[Path]:
     """Write the leaderboards (md, csv, tex), ``index.html`` and ``figures/`` into ``out_dir``.
 
     ``records`` are result records (crlbench.suites.results.load_records; ``_dir`` locates matrices and
@@ -456,7 +456,9 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
     count) adds the declared budget, the description and the planned cells to the protocol box.
     A (dataset, label) row whose cells differ in more than their seed (budget, image size, evaluation...:
     crlbench.reports.pooling) raises :class:`crlbench.reports.pooling.MixedSettingsError` before anything is
-    written, unless ``pool`` (then the notes name what was pooled). Returns the written paths, figures included.
+    written, unless ``pool`` (then the notes name what was pooled). ``figures=False`` leaves out ``figures/`` (the
+    tables and numbers are the same; the committed-report tests rebuild only those). Returns the written paths,
+    figures included.
     """
     check_records(records)
     pooled = check_pooling(records, pool=pool)
@@ -495,7 +497,7 @@ def write_report(records: list[dict], out_dir: str | os.PathLike, *, title: str,
                       paired=tests, seed_ranks=seed_ranks, partial=partial_cells(frame), references=architectures,
                       flags=seed_flags(merged), degenerate=degenerate_rows(records, metrics),
                       controls=control_tables(records, controls, labels))
-    data.figures = make_figures(records, frame, summary, metrics, ranks, out_dir / "figures")
+    data.figures = make_figures(records, frame, summary, metrics, ranks, out_dir / "figures") if figures else []
     written = _write_texts(out_dir, data, with_facts(merged, facts, data), tests.table, scores_frame(records))
     return written + [item.path for _, items in data.figures for item in items]
 
