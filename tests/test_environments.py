@@ -23,8 +23,6 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("environments")
 
 
-
-
 def rank_gaussian(marginal, values):
     """Where ``values`` stand in rank-Gaussian units of ``marginal``: Phi^-1 of the mid-rank of each value."""
     marginal = np.sort(marginal)

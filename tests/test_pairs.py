@@ -13,8 +13,6 @@ from crlbench.suites.suite_config import load_suite
 from suite_fixture import plugin_path, write_suite  # noqa: F401 (plugin_path: a fixture)
 
 
-
-
 @pytest.mark.parametrize("name", ["pendulum", "flow"])
 def test_generated_pairs_intervene_on_one_factor_with_the_same_noise(name, tmp_path):
     dataset = registry.dataset(name, cache_dir=tmp_path, size=32)
