@@ -115,6 +115,16 @@ def test_the_report_skips_a_truncated_record_with_a_warning(work, tmp_path, caps
     assert "1 of 2 cells of tiny have no result yet" in capsys.readouterr().err
 
 
+def test_a_work_directory_counts_each_cell_once_beside_mlflows_copies_of_its_records(work, tmp_path, capsys):
+    config, workdir, directory, _ = work
+    for copy in ("mlartifacts/crlbench-tiny/0a1b/artifacts", "mlruns/1/0a1b/artifacts"):  # SQLite and file stores
+        (workdir / copy).mkdir(parents=True)
+        shutil.copy(directory / "result.json", workdir / copy / "result.json")
+    assert sorted(r["hash"] for r in load_records(workdir)) == sorted(cell.hash for cell in config.cells())
+    assert main(["report", str(workdir), "--out", str(tmp_path / "report"), "--no-figures"]) == 0
+    assert "(2 cells)" in capsys.readouterr().out
+
+
 # --- a finished cell's stored artefacts that cannot be read ---------------------------------------------
 
 

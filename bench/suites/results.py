@@ -58,6 +58,9 @@ from crlbench.core.files import atomic_write
 
 SCHEMA = 1
 RESULT = "result.json"
+# folders where MLflow keeps copies of the records it logged as artefacts (a SQLite store's mlartifacts/, a file
+# store's mlruns/): read from a work directory, they would count every cell twice
+TRACKING_COPIES = frozenset({"mlartifacts", "mlruns"})
 # A cell's status: trained and evaluated; failed (its error says why); or its method does not apply to its
 # dataset (a method that trains on pairs, on a dataset without them), decided before any training.
 NOT_APPLICABLE = "not_applicable"
@@ -129,9 +132,13 @@ def _record_problem(record: Any) -> str | None:
 
 def load_records(root: str | os.PathLike) -> list[dict[str, Any]]:
     """Every readable ``result.json`` below ``root`` (a work directory, its ``cells`` folder or one
-    cell); an unreadable one is left out with an :class:`UnreadableRecordWarning` naming it."""
+    cell), except MLflow's artefact copies of them (:data:`TRACKING_COPIES`); an unreadable one is left out
+    with an :class:`UnreadableRecordWarning` naming it."""
     records = []
-    for path in sorted(Path(root).rglob(RESULT)):
+    root = Path(root)
+    for path in sorted(root.rglob(RESULT)):
+        if TRACKING_COPIES.intersection(path.relative_to(root).parts[:-1]):
+            continue
         record = read_record(path)
         if record is not None:
             record["_dir"] = str(path.parent)
