@@ -135,3 +135,18 @@ def test_one_source_needs_a_split(tmp_path, capsys):
     assert "give a second source, or split one with --suites A B or --labels A B" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "runs"), "--labels", "beta_vae", "icm_vae", "--metric", MCC]) == 0
     assert "| beta_vae vs icm_vae | MCC ↑ |" in capsys.readouterr().out
+
+
+def test_repeated_label_pairs_make_one_table(tmp_path, capsys):
+    write_cells(tmp_path / "runs", datasets=("pendulum",), labels=("icm_vae", "icm_vae (tuned)", "beta_vae",
+                                                                 "beta_vae (tuned)"), seeds=range(3), failed=None,
+                **SMALL)
+    assert main(["compare", str(tmp_path / "runs"), "--labels", "icm_vae", "icm_vae (tuned)", "--labels", "beta_vae",
+                 "beta_vae (tuned)", "--metric", MCC, "--out", str(tmp_path / "cmp")]) == 0
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert list(table["method"]) == ["icm_vae vs icm_vae (tuned)", "beta_vae vs beta_vae (tuned)"]
+    assert set(table["n_pairs"]) == {3}
+    text = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "label icm_vae (6 cells)" not in text and "label icm_vae (3 cells); " in text
+    assert main(["compare", str(tmp_path / "runs"), "--labels", "icm_vae", "dear"]) == EXIT_INPUT
+    assert "no cell of label dear" in capsys.readouterr().err

@@ -47,8 +47,9 @@ def add_compare_command(commands: Any) -> None:
                          help="side a, then side b (or one source for both, split by --suites or --labels): a work "
                          "directory, a report folder (its scores.csv) or a suite YAML file (its cells in --workdir)")
     compare.add_argument("--suites", nargs=2, metavar=("A", "B"), help="the cells suite A recorded against suite B's")
-    compare.add_argument("--labels", nargs=2, metavar=("A", "B"),
-                         help="method label A against label B, e.g. icm_vae 'icm_vae (tuned)'")
+    compare.add_argument("--labels", nargs=2, metavar=("A", "B"), action="append",
+                         help="method label A against label B, e.g. icm_vae 'icm_vae (tuned)' (repeatable: one "
+                         "table of every pair)")
     compare.add_argument("--metric", dest="metrics", action="append", metavar="SCORE",
                          help="a score key, e.g. dci@reg.disentanglement (repeatable; default: the report's scores)")
     compare.add_argument("--workdir", type=Path, default=None,
@@ -102,6 +103,8 @@ def run_report_command(args: argparse.Namespace) -> int:
 
 
 def run_compare_command(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from crlbench.reports.compare import compare_scores, render_markdown
     from crlbench.scores import load_scores
 
@@ -110,18 +113,23 @@ def run_compare_command(args: argparse.Namespace) -> int:
     if len(args.sources) == 1 and not (args.suites or args.labels):
         raise ConfigError("compare: give a second source, or split one with --suites A B or --labels A B")
     sources = args.sources if len(args.sources) == 2 else args.sources * 2  # one source serves both sides
-    sides, names = [], []
-    for index, source in enumerate(sources):
-        suites = [args.suites[index]] if args.suites else None
-        labels = [args.labels[index]] if args.labels else None
-        sides.append(load_scores(source, workdir=args.workdir, suites=suites, labels=labels,
-                                 check_settings=not args.pool))
-        names.append(" ".join([str(source)] + [f"suite {name}" for name in suites or []]
-                              + [f"label {name}" for name in labels or []]) + f" ({sides[-1]['hash'].nunique()} cells)")
-    try:
-        table = compare_scores(*sides, scores=args.metrics, labels=tuple(args.labels) if args.labels else None)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    tables, names = [], [[], []]
+    for pair in args.labels or [None]:
+        sides = []
+        for index, source in enumerate(sources):
+            suites = [args.suites[index]] if args.suites else None
+            labels = [pair[index]] if pair else None
+            sides.append(load_scores(source, workdir=args.workdir, suites=suites, labels=labels,
+                                     check_settings=not args.pool))
+            names[index].append(" ".join([str(source)] + [f"suite {name}" for name in suites or []]
+                                         + [f"label {name}" for name in labels or []])
+                                + f" ({sides[-1]['hash'].nunique()} cells)")
+        try:
+            tables.append(compare_scores(*sides, scores=args.metrics, labels=tuple(pair) if pair else None))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    table = pd.concat(tables, ignore_index=True)
+    names = ["; ".join(side) for side in names]
     text = render_markdown(table, names=tuple(names))
     if args.out is None:
         print(text, end="")
