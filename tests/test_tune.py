@@ -209,16 +209,20 @@ def test_the_report_names_its_axes_and_warns_that_few_trials_give_noisy_importan
 
     _, study, _ = finished_study
     plotting = optuna.visualization.matplotlib
-    targets = {}
+    targets, drawn = {}, {}
     for name in ("plot_optimization_history", "plot_parallel_coordinate", "plot_param_importances"):
         def spy(*args, _plot=getattr(plotting, name), _name=name, **kwargs):
             targets[_name] = kwargs.get("target_name")
-            return _plot(*args, **kwargs)
+            drawn[_name] = _plot(*args, **kwargs)
+            return drawn[_name]
 
         monkeypatch.setattr(plotting, name, spy)
     summary = json.loads(study_report(study, tmp_path / "report").read_text())
     name = "mcc@pearson.mcc (val split, mean over seeds)"
-    assert summary["objective_name"] == name and set(targets.values()) == {name} and len(targets) == 3
+    # the axes say "objective" and the title what it is: the full name on an axis crowded the figure out
+    assert summary["objective_name"] == name and set(targets.values()) == {"objective"} and len(targets) == 3
+    assert all(f"objective: {name}" in axes.get_title(loc="left") for axes in drawn.values())
+    assert drawn["plot_param_importances"].get_legend() is None
     assert f"fewer than {tuning.IMPORTANCE_MIN_TRIALS} are noise" in summary["importance_note"]
     assert summary["importance_note"].startswith("only 3 complete trial(s)")
     assert any(note.startswith("param_importances.png: only 3") for note in summary["notes"])

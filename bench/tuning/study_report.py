@@ -66,9 +66,11 @@ def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: s
                            "seed_values": best.user_attrs.get(SEED_VALUES)}
     plotting = optuna.visualization.matplotlib
     plots: list[tuple[str, Callable | None, str | None]] = [
-        ("optimization_history", lambda s: plotting.plot_optimization_history(s, target_name=target),
-         "no complete trial" if not complete else None),
-        ("parallel_coordinate", lambda s: plotting.plot_parallel_coordinate(s, target_name=target),
+        # the objective's full name as an axis label or rotated tick crowds the figure out: it goes under the title
+        ("optimization_history", lambda s: _objective_titled(plotting.plot_optimization_history(
+            s, target_name="objective"), target), "no complete trial" if not complete else None),
+        ("parallel_coordinate", lambda s: _objective_titled(plotting.plot_parallel_coordinate(
+            s, target_name="objective"), target),
          "no complete trial" if not complete else None)]
     if any(trial.intermediate_values for trial in study.get_trials(deepcopy=False)):
         plots.append(("intermediate_values", lambda s: _labelled(plotting.plot_intermediate_values(s), intermediate),
@@ -79,8 +81,9 @@ def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: s
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         with experimental_features():
             summary["importances"] = optuna.importance.get_param_importances(study, evaluator=evaluator)
-        plots.insert(1, ("param_importances", lambda s: _noted(plotting.plot_param_importances(
-            s, evaluator=evaluator, target_name=target), importance_note), None))
+        plots.insert(1, ("param_importances", lambda s: _objective_titled(_without_legend(
+            plotting.plot_param_importances(s, evaluator=evaluator, target_name="objective")), target,
+            importance_note), None))
     else:
         plots.insert(1, ("param_importances", None, importance_skip))
     if importance_note is not None and importance_skip is None:
@@ -103,12 +106,20 @@ def _labelled(axes: Any, label: str) -> Any:
     return axes
 
 
-def _noted(axes: Any, note: str | None) -> Any:
-    """A plot with ``note`` (a warning about what it shows) under its title."""
-    if note is not None:
-        title = axes.get_title(loc="left") or axes.get_title()  # Optuna's style sets it on the left
-        axes.set_title("")
-        axes.set_title(f"{title}\n{textwrap.fill(note, 70)}", loc="left", fontsize=9)
+def _objective_titled(axes: Any, target: str, note: str | None = None) -> Any:
+    """A plot whose objective is named "objective", with what that is (``target``) and ``note`` (a warning
+    about what the plot shows) under its title."""
+    title = axes.get_title(loc="left") or axes.get_title()  # Optuna's style sets it on the left
+    lines = [title, textwrap.fill(f"objective: {target}", 70)] + ([textwrap.fill(note, 70)] if note else [])
+    axes.set_title("")
+    axes.set_title("\n".join(lines), loc="left", fontsize=9)
+    return axes
+
+
+def _without_legend(axes: Any) -> Any:
+    """A one-objective plot without its legend (Optuna names the study's metric there, over the bars)."""
+    if axes.get_legend() is not None:
+        axes.get_legend().remove()
     return axes
 
 
