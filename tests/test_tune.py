@@ -2,6 +2,7 @@
 fail single trials, survive a killed worker, export a model file and log to MLflow."""
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -158,6 +159,24 @@ def test_a_study_runs_its_trials_and_exports_a_model_file_a_suite_accepts(tmp_pa
     (model,) = load_suite(suite_file).models
     assert model.label == "linear_ae (tuned)" and model.hyperparameters == study.best_params
     assert f"trial {study.best_trial.number}" in yaml.safe_load(exported.read_text())["description"]
+
+
+def test_the_export_keeps_the_models_reference_batch_size_and_run(tmp_path, finished_study):
+    """A method whose model file trains at its own batch size (DEAR: 128) is retrained at it from the export,
+    as its trials were; an export without it trained the suite's batch size instead."""
+    config, study, _ = finished_study
+    training = {"batch_size": 16, "reference_budget": {"epochs": 5}, "per_dataset": {"pendulum": {"batch_size": 8}}}
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, training=training))
+    exported = export_best(study, config, tmp_path / "configs" / "tuned")
+    assert yaml.safe_load(exported.read_text())["training"] == {"batch_size": 8, "reference_budget": {"epochs": 5}}
+    suite_file = tmp_path / "configs" / "suites" / "tuned.yaml"
+    suite_file.parent.mkdir(parents=True)
+    suite_file.write_text(yaml.safe_dump({
+        "name": "tuned", "plugins": ["crl_plugin_models"], "seeds": [0], "budget": {"steps": 3},
+        "datasets": [{"name": "pendulum", "params": {"size": 32}}],
+        "models": [{"config": f"../tuned/{exported.name}"}], "metrics": ["mcc@pearson"]}))
+    (model,) = load_suite(suite_file).models
+    assert model.training_for("pendulum") == config.model.training_for("pendulum")
 
 
 def test_the_export_names_the_study_and_keeps_another_studys_file_unless_forced(tmp_path, finished_study):

@@ -61,7 +61,8 @@ def export_best(study: optuna.Study, config: TuneConfig, out_dir: str | os.PathL
 
     A suite uses it as ``{config: ../tuned/<file>.yaml, label: <model> (tuned)}``. The
     hyperparameters are the tune config's model entry (for the tuned dataset) with the best values
-    on top, so the file reproduces the best trial's cells. The same study's earlier export is
+    on top, and its ``training`` (reference batch size and run, for that dataset) is the entry's, so the
+    file reproduces the best trial's cells. The same study's earlier export is
     replaced; a file exported by another study (or not by ``crlbench tune``) only with ``force``,
     else :class:`ConfigError`.
     """
@@ -82,6 +83,9 @@ def export_best(study: optuna.Study, config: TuneConfig, out_dir: str | os.PathL
                    f"({finished:%Y-%m-%d}); budget {budget}")
     data = {"name": config.model.name, "description": description,
             "hyperparameters": _plain(config.hyperparameters(best.params))}
+    training = config.model.training_for(config.dataset.name)  # the trials' reference batch size and run
+    if training:
+        data["training"] = _plain(training)
     header = (f"# Exported by `crlbench tune` from study {study.study_name!r}. Use it in a suite as\n"
               f"#   models: [{{config: ../tuned/{path.name}, label: {config.model.name} (tuned)}}]\n")
     text = header + yaml.safe_dump(data, sort_keys=False, width=100)
