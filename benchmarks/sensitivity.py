@@ -84,12 +84,40 @@ def table(workdirs: dict[str, Path], first: str, second: str,
     return rows
 
 
-def markdown(rows: list[dict], first: str, second: str) -> str:
-    lines = [f"| condition | score | pairs | {first} | {second} | difference [95 % interval] | d_z | flagged seeds | ahead |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def sources(workdirs: dict[str, Path], cells: dict[str, set[str]]) -> list[str]:
+    """One line per condition: its work directory, how many of its suite's cells have records there, and the
+    commit(s) that wrote them."""
+    lines = []
+    for condition in CONDITIONS:
+        if condition not in workdirs:
+            continue
+        records = [record for record in load_records(Path(workdirs[condition]) / "cells") if record["hash"] in cells[condition]]
+        commits = sorted({(record.get("provenance") or {}).get("git_commit") or "unknown" for record in records})
+        lines.append(f"- {condition}: `configs/suites/sensitivity/{condition}.yaml`, {len(records)} of its "
+                     f"{len(cells[condition])} cells from `{workdirs[condition]}`, written at {', '.join(c[:7] for c in commits)}")
+    return lines
+
+
+def markdown(rows: list[dict], first: str, second: str, header: list[str] | None = None) -> str:
+    """The table, after ``header`` lines (the sources) and how to read it when given."""
+    lines = []
+    if header is not None:
+        lines += ["# Does the order of the top pair depend on image size or on budget?", "",
+                  "Written by `benchmarks/sensitivity.py` from the records of the four sensitivity suites (32 or 64 px "
+                  "x the quick suite's 200 steps or the standard suite's 30 epochs; Pendulum, seeds 0-4):", "",
+                  *header, "",
+                  f"Difference: {first} minus {second} on matched seeds, with its 95 % bootstrap interval; d_z: the "
+                  "mean difference over their standard deviation (from 3 pairs). A pair is ordered in a condition when "
+                  f"the interval excludes 0 over at least {MIN_PAIRS} pairs; `ahead` names who is better by the "
+                  "score's direction. Flagged seeds: per method, the seeds a degeneracy check flags on that score "
+                  "(such a score is an artefact, not the method's). Partial cells (a do() refused) have no "
+                  "counterfactual score, hence fewer pairs there.", ""]
+    lines += [f"| condition | score | pairs | {first} | {second} | difference [95 % interval] | d_z | flagged seeds | ahead |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
+        effect = f"{row['d_z']:.2f}" if row["pairs"] >= MIN_PAIRS and np.isfinite(row["d_z"]) else "–"
         lines.append(f"| {row['condition']} | {row['score']} | {row['pairs']} | {row[first]:.4g} | {row[second]:.4g} | "
-                     f"{row['difference']:+.3g} [{row['low']:+.3g}, {row['high']:+.3g}] | {row['d_z']:.2f} | "
+                     f"{row['difference']:+.3g} [{row['low']:+.3g}, {row['high']:+.3g}] | {effect} | "
                      f"{row['flagged']} | {row['ahead']} |")
     return "\n".join(lines) + "\n"
 
@@ -106,11 +134,12 @@ def main() -> None:
     if unknown:
         parser.error(f"--workdir: unknown condition(s) {sorted(unknown)}; accepted: {', '.join(CONDITIONS)}")
     cells = {condition: suite_cells(condition) for condition in workdirs}
-    text = markdown(table({key: Path(value) for key, value in workdirs.items()}, *args.pair, cells), *args.pair)
-    print(text, end="")
+    paths = {key: Path(value) for key, value in workdirs.items()}
+    rows = table(paths, *args.pair, cells)
+    print(markdown(rows, *args.pair), end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        args.out.write_text(markdown(rows, *args.pair, header=sources(paths, cells)))
 
 
 if __name__ == "__main__":

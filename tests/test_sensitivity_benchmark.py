@@ -49,3 +49,16 @@ def test_only_the_condition_suites_cells_are_read(sensitivity, tmp_path):
     long = sensitivity.suite_cells("32px-long")  # 2 methods and 3 reference rows x 5 seeds on Pendulum
     standard = {cell.hash for cell in sensitivity.load_suite(sensitivity.SUITES.parent / "standard.yaml").cells()}
     assert len(long) == 25 and long <= standard  # the standard suite's own cells
+
+
+def test_the_written_summary_names_its_sources_and_hides_an_effect_from_too_few_pairs(sensitivity, tmp_path):
+    write_cells(tmp_path, datasets=("pendulum",), labels=("icm_vae", "causal_vae"), failed=None, seeds=(0, 1),
+                codes=4, samples=2, epochs=3)
+    records = sensitivity.load_records(tmp_path / "cells")
+    cells = {"64px-long": {record["hash"] for record in records}}
+    rows = sensitivity.table({"64px-long": tmp_path}, "icm_vae", "causal_vae", cells)
+    text = sensitivity.markdown(rows, "icm_vae", "causal_vae", header=sensitivity.sources({"64px-long": tmp_path}, cells))
+    commit = records[0]["provenance"]["git_commit"][:7]
+    assert f"- 64px-long: `configs/suites/sensitivity/64px-long.yaml`, 4 of its 4 cells from `{tmp_path}`" in text
+    assert f"written at {commit}" in text
+    assert "| 2 |" in text and "| – |" in text and "neither (fewer than 3 pairs)" in text  # d_z from 2 pairs: none
