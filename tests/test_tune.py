@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import yaml
 
@@ -479,6 +480,14 @@ def test_the_study_report_has_a_summary_and_plots(tmp_path, finished_study):
     assert "s3cret" not in summary_path.read_text() and summary["storage"].startswith("postgresql+psycopg2://tuner:***@")
     for name in ("optimization_history", "param_importances", "parallel_coordinate"):
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 0
+    trials = pd.read_csv(tmp_path / "report" / "trials.csv")
+    assert list(trials["number"]) == [trial.number for trial in study.trials]
+    assert list(trials["value"]) == pytest.approx([trial.value for trial in study.trials])
+    assert {f"param_{name}" for name in study.best_params} <= set(trials.columns)
+    best = trials.set_index("number").loc[study.best_trial.number]
+    seeds = [column for column in trials.columns if column.startswith("seed_")]
+    assert seeds and best[seeds].mean() == pytest.approx(study.best_value)  # the value is the mean over seeds
+    assert len(best["cells"].split()) == len(seeds)
 
 
 def test_the_tune_command_runs_resumes_and_exports_next_to_the_configs(tmp_path, workdir, capsys):

@@ -16,18 +16,19 @@ import numpy as np
 
 from crlbench.suites.results import write_json
 from crlbench.tracking.store import redacted
-from crlbench.tuning.objective import SEED_VALUES
+from crlbench.tuning.objective import CELLS, SEED_VALUES
 from crlbench.tuning.study import INTERMEDIATE, best_trial, state_counts
 from crlbench.tuning.tune_config import experimental_features
 
 if TYPE_CHECKING:
     import optuna
+    import pandas as pd
 
 IMPORTANCE_MIN_TRIALS = 20  # below this many complete trials, parameter importances are noise
 
 
 def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: str | None = None) -> Path:
-    """Write ``summary.json`` and Optuna's plots (``optimization_history.png``, ``param_importances.png``,
+    """Write ``summary.json``, ``trials.csv`` (:func:`trials_table`) and Optuna's plots (``optimization_history.png``, ``param_importances.png``,
     ``parallel_coordinate.png``, and ``intermediate_values.png`` when trials reported some) to ``out_dir``;
     a plot that cannot be drawn is skipped with a note. Returns the path of ``summary.json``.
 
@@ -95,9 +96,28 @@ def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: s
             summary["figures"].append(f"{name}.png")
         else:
             summary["notes"].append(f"{name}.png skipped: {skip}")
+    trials_table(study).to_csv(out / "trials.csv", index=False)
     path = out / "summary.json"
     write_json(path, summary)
     return path
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, value, each searched hyperparameter (``param_<name>``), the value per
+    tuning seed (``seed_<seed>``), the wall seconds from start to completion and the hashes of its cells
+    (``cells``, space-separated: the records under ``<workdir>/tune/<study>/cells/``)."""
+    import pandas as pd
+
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        seconds = ((trial.datetime_complete - trial.datetime_start).total_seconds()
+                   if trial.datetime_start and trial.datetime_complete else None)
+        row = {"number": trial.number, "state": trial.state.name, "value": trial.value}
+        row.update({f"param_{name}": value for name, value in sorted(trial.params.items())})
+        row.update({f"seed_{seed}": value for seed, value in (trial.user_attrs.get(SEED_VALUES) or {}).items()})
+        row.update({"seconds": seconds, "cells": " ".join(trial.user_attrs.get(CELLS) or [])})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _labelled(axes: Any, label: str) -> Any:
