@@ -88,3 +88,36 @@ def test_committed_reports_are_rebuilt_from_their_records(name, tmp_path):
     if not (folder / "leaderboard.csv").exists():
         pytest.fail(f"reports/{folder.name} has records but no report: run crlbench report on them")
     rebuilt_matches_committed(suite, folder, tmp_path)
+
+
+# The tuned column's studies (configs/tune/<model>-pendulum.yaml), each committed as reports/tuning/<study>/: the
+# study report (summary.json, trials.csv, figures) and its trials' records; configs/tuned/<study>.yaml its export.
+TUNING = REPORTS / "tuning"
+STUDIES = sorted(path.name for path in TUNING.iterdir() if path.is_dir()) if TUNING.exists() else []
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_a_committed_study_recomputes_from_its_records_and_exports_its_best_trial(study):
+    import json
+
+    import yaml
+
+    from crlbench.tuning.tune import load_tune
+
+    folder = TUNING / study
+    config = load_tune(ROOT / "configs" / "tune" / f"{study}.yaml")
+    trials = pd.read_csv(folder / "trials.csv")
+    assert len(trials) == config.trials.n_trials and set(trials["state"]) == {"COMPLETE"}  # the shared budget, whole
+    records = {record["hash"]: record for record in load_records(folder / "cells")}
+    commits = {record["provenance"]["git_commit"] for record in records.values()}
+    assert len(commits) == 1 and not any(commit is None or "dirty" in commit for commit in commits), commits
+    for trial in trials.itertuples():  # a trial's value is the mean objective of its cells, one per tuning seed
+        cells = trial.cells.split()
+        assert sorted(records[cell]["cell"]["seed"] for cell in cells) == sorted(config.seeds)
+        values = [config.objective.value(records[cell]["scores"], study) for cell in cells]
+        assert np.mean(values) == pytest.approx(trial.value, rel=1e-12, abs=1e-12)
+    best = trials.loc[trials["value"].idxmax() if config.objective.direction == "maximize" else trials["value"].idxmin()]
+    assert json.loads((folder / "summary.json").read_text())["best"]["trial"] == best["number"]
+    exported = yaml.safe_load((ROOT / "configs" / "tuned" / f"{study}.yaml").read_text())["hyperparameters"]
+    for param in config.search_space:
+        assert exported[param.name] == pytest.approx(best[f"param_{param.name}"], rel=1e-12)
