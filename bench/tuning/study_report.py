@@ -1,6 +1,6 @@
 """A study's report: ``summary.json`` (trials by state, the best value, trial and hyperparameters, parameter
-importances with a note when they are noise) and Optuna's plots, naming the objective and the intermediate
-values (:func:`study_report`).
+importances with a note when they are noise), ``trials.csv`` (every trial) and Optuna's plots, naming the
+objective and the intermediate values (:func:`study_report`).
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ IMPORTANCE_MIN_TRIALS = 20  # below this many complete trials, parameter importa
 
 
 def study_report(study: optuna.Study, out_dir: str | os.PathLike, storage_url: str | None = None) -> Path:
-    """Write ``summary.json``, ``trials.csv`` (:func:`trials_table`) and Optuna's plots (``optimization_history.png``, ``param_importances.png``,
-    ``parallel_coordinate.png``, and ``intermediate_values.png`` when trials reported some) to ``out_dir``;
-    a plot that cannot be drawn is skipped with a note. Returns the path of ``summary.json``.
+    """Write ``summary.json``, ``trials.csv`` (:func:`trials_table`) and Optuna's plots
+    (``optimization_history.png``, ``param_importances.png``, ``parallel_coordinate.png``, and
+    ``intermediate_values.png`` when trials reported some) to ``out_dir``; a plot that cannot be drawn is
+    skipped with a note. Returns the path of ``summary.json``.
 
-    The plots name the objective (the study's metric name) and the intermediate values (the study's
-    ``crlbench.intermediate``) rather than "Objective Value". With fewer than
-    :data:`IMPORTANCE_MIN_TRIALS` complete trials, ``importance_note`` (and the importance plot's
-    title) says that the importances are noise."""
+    The plots call the objective "objective" and print its full name (the study's metric name) under their
+    title, and label the intermediate values with the study's ``crlbench.intermediate``, rather than
+    "Objective Value". With fewer than :data:`IMPORTANCE_MIN_TRIALS` complete trials, ``importance_note``
+    (and the importance plot's title) says that the importances are noise."""
     import optuna
 
     out = Path(out_dir)
