@@ -330,3 +330,24 @@ def test_the_sensitivity_suites_are_a_two_by_two_of_image_size_and_budget_sharin
     assert len({tuple(value) for value in titles.values()}) == 1  # the same methods, datasets and seeds
     standard = {cell.hash for cell in load_suite(SUITES / "standard.yaml").cells()}
     assert {cell.hash for cell in suites["32px-long"].cells()} <= standard
+
+
+def test_the_tuned_suite_pairs_each_method_with_its_tuned_settings_on_the_standard_cells():
+    """configs/suites/tuned.yaml: every leaderboard method once with its reference settings (the standard run's
+    own cells) and once with its study's export, differing only in the searched hyperparameters."""
+    from crlbench.tuning.tune import load_tune
+
+    tuned, standard = load_suite(SUITES / "tuned.yaml"), load_suite(SUITES / "standard.yaml")
+    assert (tuned.seeds, tuned.budget, tuned.metrics, tuned.evaluation) == (
+        standard.seeds, standard.budget, standard.metrics, standard.evaluation)
+    assert {cell.hash for cell in tuned.cells() if not cell.label.endswith(" (tuned)")} <= {
+        cell.hash for cell in standard.cells()}
+    entries = {model.label: model for model in tuned.models}
+    methods = [model.name for model in standard.models if model.name not in ("copy", "mean_image", "supervised", "untrained")]
+    assert sorted(label for label in entries if label.endswith(" (tuned)")) == sorted(f"{m} (tuned)" for m in methods)
+    for method in methods:
+        study = load_tune(SUITES.parent / "tune" / f"{method}-pendulum.yaml")
+        searched = {param.name for param in study.search_space}
+        reference, chosen = (entries[label].hyperparameters_for("pendulum") for label in (method, f"{method} (tuned)"))
+        assert {key for key in chosen if chosen[key] != reference.get(key)} <= searched, method
+        assert entries[f"{method} (tuned)"].training_for("pendulum") == entries[method].training_for("pendulum")
