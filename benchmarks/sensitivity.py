@@ -70,31 +70,32 @@ def suite_cells(condition: str) -> set[str]:
     return {cell.hash for cell in load_suite(SUITES / f"{condition}.yaml").cells()}
 
 
-def table(workdirs: dict[str, Path], first: str, second: str,
-          cells: dict[str, set[str]] | None = None) -> list[dict]:
-    """The paired rows per condition and score; ``cells`` (condition -> hashes) keeps only those records."""
-    rows = []
+def condition_records(workdirs: dict[str, Path], cells: dict[str, set[str]] | None = None) -> dict[str, list[dict]]:
+    """Each condition's records (in :data:`CONDITIONS` order), read once; ``cells`` (condition -> hashes) keeps
+    only those."""
+    records = {}
     for condition in CONDITIONS:
-        if condition not in workdirs:
-            continue
-        records = load_records(Path(workdirs[condition]) / "cells")
-        if cells is not None:
-            records = [record for record in records if record["hash"] in cells[condition]]
-        rows += [{"condition": condition, **paired_row(records, first, second, score)} for score in SCORES]
-    return rows
+        if condition in workdirs:
+            found = load_records(Path(workdirs[condition]) / "cells")
+            records[condition] = found if cells is None else [r for r in found if r["hash"] in cells[condition]]
+    return records
 
 
-def sources(workdirs: dict[str, Path], cells: dict[str, set[str]]) -> list[str]:
+def table(records: dict[str, list[dict]], first: str, second: str) -> list[dict]:
+    """The paired rows per condition and score, from :func:`condition_records`."""
+    return [{"condition": condition, **paired_row(found, first, second, score)}
+            for condition, found in records.items() for score in SCORES]
+
+
+def sources(records: dict[str, list[dict]], workdirs: dict[str, Path], cells: dict[str, set[str]]) -> list[str]:
     """One line per condition: its work directory, how many of its suite's cells have records there, and the
     commit(s) that wrote them."""
     lines = []
-    for condition in CONDITIONS:
-        if condition not in workdirs:
-            continue
-        records = [record for record in load_records(Path(workdirs[condition]) / "cells") if record["hash"] in cells[condition]]
-        commits = sorted({(record.get("provenance") or {}).get("git_commit") or "unknown" for record in records})
-        lines.append(f"- {condition}: `configs/suites/sensitivity/{condition}.yaml`, {len(records)} of its "
-                     f"{len(cells[condition])} cells from `{workdirs[condition]}`, written at {', '.join(c[:7] for c in commits)}")
+    for condition, found in records.items():
+        commits = sorted({(record.get("provenance") or {}).get("git_commit") or "unknown" for record in found})
+        lines.append(f"- {condition}: `configs/suites/sensitivity/{condition}.yaml`, {len(found)} of its "
+                     f"{len(cells[condition])} cells from `{workdirs[condition]}`, written at "
+                     f"{', '.join(commit[:7] for commit in commits)}")
     return lines
 
 
@@ -135,11 +136,12 @@ def main() -> None:
         parser.error(f"--workdir: unknown condition(s) {sorted(unknown)}; accepted: {', '.join(CONDITIONS)}")
     cells = {condition: suite_cells(condition) for condition in workdirs}
     paths = {key: Path(value) for key, value in workdirs.items()}
-    rows = table(paths, *args.pair, cells)
+    records = condition_records(paths, cells)
+    rows = table(records, *args.pair)
     print(markdown(rows, *args.pair), end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(markdown(rows, *args.pair, header=sources(paths, cells)))
+        args.out.write_text(markdown(rows, *args.pair, header=sources(records, paths, cells)))
 
 
 if __name__ == "__main__":

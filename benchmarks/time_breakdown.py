@@ -1,7 +1,7 @@
 """Where a suite's time goes, from its records: training steps, the per-epoch readings of the validation sample,
 encoding, each metric, the degeneracy checks, and the rest (loading data, building the model, writing files).
 
-Every finished record (status ok or partial) holds ``timings`` (:mod:`crlbench.suites.runner`): the wall
+Every finished record (status ok; a partial cell is ok with a metric missing) holds ``timings`` (:mod:`crlbench.suites.runner`): the wall
 seconds of each phase of its last invocation and the process CPU seconds of the cell (training summed across
 resumes). Wall seconds on a machine shared with other jobs stretch with the load, so the table gives each
 phase's share of the cell's wall time (the median over the cells of a dataset and method, each share taken
@@ -21,7 +21,6 @@ import numpy as np
 
 from crlbench.suites.results import load_records
 
-FINISHED = ("ok", "partial")
 PHASES = ("steps", "monitor", "encode", "metrics", "checks", "other")
 
 
@@ -47,7 +46,7 @@ def breakdown(records: list[dict]) -> list[dict]:
     metric."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in records:
-        if record.get("status") in FINISHED and record.get("timings"):
+        if record.get("status") == "ok" and record.get("timings"):
             cell = record["cell"]
             groups[(cell["dataset"], cell.get("label") or cell["model"])].append(record["timings"])
     rows = []
@@ -65,7 +64,7 @@ def breakdown(records: list[dict]) -> list[dict]:
 
 def totals(records: list[dict]) -> dict[str, float]:
     """CPU seconds of all finished cells, and the share of the summed wall seconds in each phase."""
-    timings = [record["timings"] for record in records if record.get("status") in FINISHED and record.get("timings")]
+    timings = [record["timings"] for record in records if record.get("status") == "ok" and record.get("timings")]
     wall = {phase: 0.0 for phase in PHASES}
     for t in timings:
         shares = phase_shares(t)

@@ -6,6 +6,7 @@ is the full one (configs/suites/standard.yaml: 7 methods and 4 reference rows x 
 over several sessions from one clean commit: each session commits the cells finished so far; so are its
 companions (``reports/environments/``, configs/suites/environments.yaml), checked once their first records land."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from crlbench.suites.results import load_records
 from crlbench.suites.suite import plan
 from crlbench.suites.suite_config import load_suite
+from crlbench.tuning.tune import load_tune
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ROOT / "configs" / "suites"
@@ -98,12 +101,6 @@ STUDIES = sorted(path.name for path in TUNING.iterdir() if path.is_dir()) if TUN
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_a_committed_study_recomputes_from_its_records_and_exports_its_best_trial(study):
-    import json
-
-    import yaml
-
-    from crlbench.tuning.tune import load_tune
-
     folder = TUNING / study
     config = load_tune(ROOT / "configs" / "tune" / f"{study}.yaml")
     trials = pd.read_csv(folder / "trials.csv")

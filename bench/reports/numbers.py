@@ -85,7 +85,8 @@ def mean_and_spread(mean: float, spread: float) -> tuple[str, str]:
     spread prints ``"0"``, an undefined mean ``"–"``."""
     if not math.isfinite(mean):
         return "–", ""
-    places, spread = mean_places(mean, spread), resolved(mean, spread)
+    spread = resolved(mean, spread)
+    places = mean_places(mean, spread)
     return fixed(mean, places), (fixed(spread, places) if spread > 0 else "0")
 
 
