@@ -4,7 +4,9 @@ directory in which a later run resumes only the cells still missing.
 ``reports/standard_v1/`` is the first leaderboard (4 methods x 2 datasets), complete. ``reports/standard/``
 is the full one (configs/suites/standard.yaml: 7 methods and 4 reference rows x 3 datasets x 8 seeds), run
 over several sessions from one clean commit: each session commits the cells finished so far; so are its
-companions (``reports/environments/``, configs/suites/environments.yaml), checked once their first records land."""
+companions (``reports/environments/``, configs/suites/environments.yaml), checked once their first records land.
+Those in COMPLETE must hold every cell of their suite: ``reports/tuned/`` (each method with its reference and its
+tuned settings, Pendulum, 8 seeds) and its paired comparison, and the sensitivity conditions."""
 
 import json
 import subprocess
@@ -58,8 +60,10 @@ def test_the_first_standard_leaderboard_is_rebuilt_from_its_records(tmp_path):
 # A companion joins when its first records are committed.
 IN_PROGRESS = {"standard": ("standard.yaml", "standard"), "environments": ("environments.yaml", "environments"),
                "environments_long": ("environments_long.yaml", "environments_long"),
+               "tuned": ("tuned.yaml", "tuned"),  # its reference rows are the standard run's Pendulum cells
                **{f"sensitivity-{name}": (f"sensitivity/{name}.yaml", f"sensitivity/{name}")
                   for name in ("32px-short", "64px-short", "64px-long")}}  # 32px-long's cells are the standard's
+COMPLETE = {"tuned", "sensitivity-32px-short", "sensitivity-64px-short", "sensitivity-64px-long"}  # every cell run
 
 
 def in_progress(name: str) -> tuple[Path, Path]:
@@ -83,6 +87,8 @@ def test_committed_records_are_the_suites_cells_from_one_clean_commit(name):
     commits = {record["provenance"]["git_commit"] for record in records}
     assert len(commits) == 1 and not any(commit is None or "dirty" in commit for commit in commits), commits
     assert not list(folder.glob("cells/*/checkpoint"))
+    if name in COMPLETE:
+        assert [hash for hash, state in planned.items() if state not in ("done", "partial")] == []
 
 
 @pytest.mark.parametrize("name", sorted(IN_PROGRESS))
@@ -91,6 +97,24 @@ def test_committed_reports_are_rebuilt_from_their_records(name, tmp_path):
     if not (folder / "leaderboard.csv").exists():
         pytest.fail(f"reports/{folder.name} has records but no report: run crlbench report on them")
     rebuilt_matches_committed(suite, folder, tmp_path)
+
+
+TUNED_PAIRS = ("icm_vae", "causal_vae", "scm_vae", "dear", "beta_vae", "ivae", "ilcm")
+
+
+def test_the_tuned_comparison_is_rebuilt_from_its_records(tmp_path):
+    """reports/tuned/compare/: every method's reference settings against its tuned ones, paired over seeds."""
+    labels = [argument for method in TUNED_PAIRS for argument in ("--labels", method, f"{method} (tuned)")]
+    subprocess.run([sys.executable, "-m", "crlbench", "compare", str(SUITES / "tuned.yaml"), "--workdir",
+                    str(REPORTS / "tuned"), *labels, "--out", str(tmp_path)], check=True, capture_output=True)
+    committed = pd.read_csv(REPORTS / "tuned" / "compare" / "compare.csv")
+    rebuilt = pd.read_csv(tmp_path / "compare.csv")
+    assert set(committed["method"]) == {f"{method} vs {method} (tuned)" for method in TUNED_PAIRS}
+    assert list(rebuilt[["dataset", "method", "score"]].itertuples(index=False)) == \
+        list(committed[["dataset", "method", "score"]].itertuples(index=False))
+    for column in ("mean_a", "mean_b", "difference", "p_value"):
+        np.testing.assert_allclose(rebuilt[column], committed[column], rtol=1e-9, atol=1e-12)
+    assert (rebuilt["n_pairs"] == committed["n_pairs"]).all()
 
 
 # The tuned column's studies (configs/tune/<model>-pendulum.yaml), each committed as reports/tuning/<study>/: the
