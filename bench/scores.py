@@ -63,11 +63,11 @@ def load_scores(path: str | os.PathLike, *, workdir: str | os.PathLike | None = 
         frame = typed(pd.read_csv(csv, dtype=str, keep_default_na=False))
         frame = _selected(frame, suites, labels, recorded=sorted(set(frame["suite"]) - {""}), where=csv)
     else:
-        records = load_cell_records(path, workdir=workdir)
-        selected = select_records(records, suites=suites, labels=labels, where=path)
+        records = with_derived_checks(load_cell_records(path, workdir=workdir))  # before the filters: the reference
+        selected = select_records(records, suites=suites, labels=labels, where=path)  # rows derive the flags
         if check_settings:
             check_pooling(selected)
-        frame = typed(scores_frame(with_derived_checks(selected)))
+        frame = typed(scores_frame(selected))
     return frame.sort_values(ORDER, kind="stable").reset_index(drop=True)
 
 

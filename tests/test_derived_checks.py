@@ -5,6 +5,7 @@ the untrained reference row on the same seed and rows. A record's recorded check
 mismatched reference row leaves the check unknown."""
 
 import copy
+import json
 
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from crlbench.core import degeneracy
 from crlbench.core.records import flagged_checks
 from crlbench.reports import report, stats
 from crlbench.reports.derived_checks import with_derived_checks
+from crlbench.scores import load_scores
 from crlbench.suites.results import load_records
 from report_fixture import write_cells
 
@@ -226,3 +228,14 @@ def test_without_a_matching_untrained_row_the_check_is_unknown_and_reference_row
                         title="No untrained", metrics=[MCC, DCI_D])
     markdown = (out / "leaderboard.md").read_text()
     assert "latent_vs_untrained" not in markdown and "§" not in markdown
+
+
+def test_selecting_labels_in_the_results_api_keeps_the_checks_derived_from_the_reference_rows(tmp_path):
+    """load_scores (and so crlbench compare) derives the checks from every record before it keeps the asked labels:
+    the untrained row that flags ivae's seed 1 is not among them."""
+    for record in latent_records(tmp_path):
+        (tmp_path / "cells" / record["hash"] / "result.json").write_text(json.dumps(record))
+    scores = load_scores(tmp_path, labels=["ivae"])
+    assert set(scores["method"]) == {"ivae"}
+    flags = {(row.seed, row.score): row.flags for row in scores.itertuples()}
+    assert flags[(1, MCC)] == "latent_vs_untrained" and flags[(0, MCC)] == ""
