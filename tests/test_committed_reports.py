@@ -115,6 +115,10 @@ def test_the_tuned_comparison_is_rebuilt_from_its_records(tmp_path):
     for column in ("mean_a", "mean_b", "difference", "p_value"):
         np.testing.assert_allclose(rebuilt[column], committed[column], rtol=1e-9, atol=1e-12)
     assert (rebuilt["n_pairs"] == committed["n_pairs"]).all()
+    report = pd.read_csv(REPORTS / "tuned" / "leaderboard.csv").set_index(["dataset", "label", "metric"])["flagged"]
+    for row in committed.itertuples():  # its flags are the report's, those derived from the reference rows included
+        a, b = row.method.split(" vs ")
+        assert (row.flagged_a, row.flagged_b) == (report[row.dataset, a, row.score], report[row.dataset, b, row.score])
 
 
 # The tuned column's studies (configs/tune/<model>-pendulum.yaml), each committed as reports/tuning/<study>/: the
