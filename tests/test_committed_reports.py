@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmark_fixture import load_benchmark
 from crlbench.suites.results import load_records
 from crlbench.suites.suite import plan
 from crlbench.suites.suite_config import load_suite
@@ -97,6 +98,14 @@ def test_committed_reports_are_rebuilt_from_their_records(name, tmp_path):
     if not (folder / "leaderboard.csv").exists():
         pytest.fail(f"reports/{folder.name} has records but no report: run crlbench report on them")
     rebuilt_matches_committed(suite, folder, tmp_path)
+
+
+def test_the_leaderboard_page_quotes_the_committed_report():
+    """docs/leaderboard.md's table is benchmarks/leaderboard_summary.py's output for reports/standard."""
+    summary = load_benchmark("leaderboard_summary")
+    page = (ROOT / "docs" / "leaderboard.md").read_text()
+    quoted = page.split("<!-- leaderboard-summary: start -->\n", 1)[1].split("<!-- leaderboard-summary: end -->", 1)[0]
+    assert quoted == summary.summary(summary.load_leaderboard(REPORTS / "standard"))
 
 
 TUNED_PAIRS = ("icm_vae", "causal_vae", "scm_vae", "dear", "beta_vae", "ivae", "ilcm")
