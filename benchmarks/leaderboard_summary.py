@@ -38,7 +38,7 @@ def score_text(row: pd.Series) -> str:
     """One score's mean with the report's marks: ``**0.992** †``, ``0.27 § 2/8``."""
     places = interval_places(row["mean"], row["ci_low"], row["ci_high"])
     text = fixed(row["mean"], places)
-    if row["best"] is True or str(row["best"]) == "True":
+    if str(row["best"]) == "True":
         text = f"**{text}**"
     if str(row["significant"]) == "True":
         text += " †"
