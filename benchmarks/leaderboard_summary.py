@@ -5,8 +5,8 @@ compact view that docs/leaderboard.md and the README quote, so that every number
 through the report: per method and dataset the mean over seeds of each chosen score, printed at the report's own
 precision (crlbench.reports.numbers.interval_places), with the report's marks: **bold** the best method (reference
 rows excluded), † a Holm-adjusted paired Wilcoxon p < 0.05 against the report's comparison method, § k/n the seeds
-a degeneracy check flags on that score, ‡ k the seeds not converged on their scores, – a dataset the method did
-not run on. Reference rows print in italics below the methods; those without any of the chosen scores (copying
+a degeneracy check flags on that score, ‡ k the seeds not converged on their scores, (k seeds) a method with fewer
+finished seeds than the dataset's most (the report never bolds it), – a dataset the method did not run on. Reference rows print in italics below the methods; those without any of the chosen scores (copying
 the input and the mean image stand for reconstructions, not representations) are left out.
 
 Run: ``python benchmarks/leaderboard_summary.py reports/standard [--score dci@reg.disentanglement --score
@@ -47,13 +47,16 @@ def score_text(row: pd.Series) -> str:
     return text
 
 
-def cell_text(rows: pd.DataFrame, scores: tuple[str, ...]) -> str:
-    """One method on one dataset: its scores joined by `` / `` and ‡ k for its unconverged seeds."""
+def cell_text(rows: pd.DataFrame, scores: tuple[str, ...], seeds: int) -> str:
+    """One method on one dataset: its scores joined by `` / ``, ‡ k for its unconverged seeds and its number of
+    seeds when it has fewer than ``seeds``."""
     by_score = {row["metric"]: row for _, row in rows.iterrows()}
     parts = [score_text(by_score[score]) if score in by_score else "n/a" for score in scores]
     text = " / ".join(parts)
     unconverged = int(rows["seeds_unconverged"].fillna(0).max()) if "seeds_unconverged" in rows else 0
-    return f"{text} ‡ {unconverged}" if unconverged else text
+    text = f"{text} ‡ {unconverged}" if unconverged else text
+    finished = int(rows["n_ok"].max())
+    return f"{text} ({finished} seeds)" if finished < seeds else text
 
 
 def summary(frame: pd.DataFrame, scores: tuple[str, ...] = SCORES) -> str:
@@ -62,6 +65,7 @@ def summary(frame: pd.DataFrame, scores: tuple[str, ...] = SCORES) -> str:
     datasets = list(dict.fromkeys(frame["dataset"]))
     labels = list(dict.fromkeys(frame["label"]))
     references = set(frame.loc[frame["reference"].astype(str) == "True", "label"])
+    seeds = frame.groupby("dataset")["n_ok"].max()
     header = " / ".join(SHORT.get(score, score) for score in scores)
     lines = [f"| mean over seeds: {header} | given | " + " | ".join(datasets) + " |",
              "|---|---|" + "---|" * len(datasets)]
@@ -69,8 +73,8 @@ def summary(frame: pd.DataFrame, scores: tuple[str, ...] = SCORES) -> str:
                                                                             if label in references]:
         rows = frame[frame["label"] == label]
         given = rows["given"].dropna().iloc[0] if rows["given"].notna().any() else ""
-        cells = [cell_text(rows[rows["dataset"] == dataset], scores) if (rows["dataset"] == dataset).any() else "–"
-                 for dataset in datasets]
+        cells = [cell_text(rows[rows["dataset"] == dataset], scores, seeds[dataset])
+                 if (rows["dataset"] == dataset).any() else "–" for dataset in datasets]
         if label in references:
             lines.append(f"| *{label} (reference)* | *{given}* | " + " | ".join(f"*{cell}*" for cell in cells) + " |")
         else:

@@ -29,11 +29,12 @@ def test_each_cell_carries_the_reports_marks_and_precision(leaderboard_summary):
         row("pendulum", "a", DCI, 0.96812, best=True), row("pendulum", "a", MCC, 0.99, significant=True),
         row("pendulum", "b", DCI, 0.27, flagged=2, low=0.14, high=0.40, unconverged=6.0),
         row("pendulum", "b", MCC, 0.58, flagged=4, unconverged=6.0),
-        row("flow", "a", DCI, 0.5), row("flow", "a", MCC, 0.6),
+        row("flow", "a", DCI, 0.5, n_ok=4), row("flow", "a", MCC, 0.6, n_ok=4),
+        row("flow", "c", DCI, 0.4), row("flow", "c", MCC, 0.7),
     ])
     lines = leaderboard_summary.summary(frame).splitlines()
     assert lines[0] == "| mean over seeds: DCI disentanglement / MCC | given | pendulum | flow |"
-    assert lines[2] == "| a | labels | **0.968** / 0.990 † | 0.500 / 0.600 |"
+    assert lines[2] == "| a | labels | **0.968** / 0.990 † | 0.500 / 0.600 (4 seeds) |"  # flow has 8 seeds of c
     assert lines[3] == "| b | labels | 0.27 § 2/8 / 0.580 § 4/8 ‡ 6 | – |"  # b never ran on flow
 
 
