@@ -1,13 +1,14 @@
 """The leaderboard at a glance: one line per method, one column per dataset, from a report's leaderboard.csv.
 
 ``crlbench report`` writes the full tables (every score, intervals, the degenerate runs and why); this prints the
-compact view that docs/leaderboard.md and the README quote, so that every number there comes from the records
+compact view that docs/leaderboard.md quotes, so that every number there comes from the records
 through the report: per method and dataset the mean over seeds of each chosen score, printed at the report's own
 precision (crlbench.reports.numbers.interval_places), with the report's marks: **bold** the best method (reference
 rows excluded), † a Holm-adjusted paired Wilcoxon p < 0.05 against the report's comparison method, § k/n the seeds
 a degeneracy check flags on that score, ‡ k the seeds not converged on their scores, (k seeds) a method with fewer
-finished seeds than the dataset's most (the report never bolds it), – a dataset the method did not run on. Reference rows print in italics below the methods; those without any of the chosen scores (copying
-the input and the mean image stand for reconstructions, not representations) are left out.
+finished seeds than the dataset's most (the report never bolds it), – a dataset the method did not run on.
+Reference rows print in italics below the methods; those without any of the chosen scores (copying the input and
+the mean image stand for reconstructions, not representations) are left out.
 
 Run: ``python benchmarks/leaderboard_summary.py reports/standard [--score dci@reg.disentanglement --score
 mcc@pearson.mcc] [--out FILE]``.
