@@ -60,6 +60,16 @@ def cell_text(rows: pd.DataFrame, scores: tuple[str, ...], seeds: int) -> str:
     return f"{text} ({finished} seeds)" if finished < seeds else text
 
 
+def given_text(rows: pd.DataFrame, datasets: list[str]) -> str:
+    """What a method receives besides the images; where it differs by dataset (CausalVAE's initial graph exists
+    for Pendulum and Flow only), each value followed by the datasets it holds on."""
+    given = rows.dropna(subset=["given"]).drop_duplicates("dataset").set_index("dataset")["given"]
+    values = list(dict.fromkeys(given[dataset] for dataset in datasets if dataset in given.index))
+    if len(values) <= 1:
+        return values[0] if values else ""
+    return "; ".join(f"{value} ({', '.join(d for d in datasets if given.get(d) == value)})" for value in values)
+
+
 def summary(frame: pd.DataFrame, scores: tuple[str, ...] = SCORES) -> str:
     """The markdown table: methods in report order, then the reference rows in italics."""
     frame = frame[frame["metric"].isin(scores) & frame["mean"].notna()]
@@ -73,7 +83,7 @@ def summary(frame: pd.DataFrame, scores: tuple[str, ...] = SCORES) -> str:
     for label in [label for label in labels if label not in references] + [label for label in labels
                                                                             if label in references]:
         rows = frame[frame["label"] == label]
-        given = rows["given"].dropna().iloc[0] if rows["given"].notna().any() else ""
+        given = given_text(rows, datasets)
         cells = [cell_text(rows[rows["dataset"] == dataset], scores, seeds[dataset])
                  if (rows["dataset"] == dataset).any() else "–" for dataset in datasets]
         if label in references:

@@ -53,3 +53,14 @@ def test_reference_rows_follow_in_italics_and_those_without_the_scores_are_left_
 def test_a_method_without_one_score_says_so(leaderboard_summary):
     frame = pd.DataFrame([row("pendulum", "a", DCI, 0.9)])
     assert "| a | labels | 0.900 / n/a |" in leaderboard_summary.summary(frame)
+
+
+def test_a_method_given_different_things_per_dataset_names_each(leaderboard_summary):
+    frame = pd.DataFrame([
+        row("pendulum", "a", DCI, 0.9, given="labels, initial graph"),
+        row("flow", "a", DCI, 0.9, given="labels, initial graph"),
+        row("causal_circuit", "a", DCI, 0.9, given="labels"), row("causal_circuit", "b", DCI, 0.5),
+    ])
+    lines = leaderboard_summary.summary(frame).splitlines()
+    assert lines[2].startswith("| a | labels, initial graph (pendulum, flow); labels (causal_circuit) | ")
+    assert lines[3].startswith("| b | labels | – | – | ")
