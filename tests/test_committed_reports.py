@@ -3,10 +3,11 @@ directory in which a later run resumes only the cells still missing.
 
 ``reports/standard_v1/`` is the first leaderboard (4 methods x 2 datasets), complete. ``reports/standard/``
 is the full one (configs/suites/standard.yaml: 7 methods and 4 reference rows x 3 datasets x 8 seeds), run
-over several sessions from one clean commit: each session commits the cells finished so far; so are its
-companions (``reports/environments/``, configs/suites/environments.yaml), checked once their first records land.
-Those in COMPLETE must hold every cell of their suite: ``reports/tuned/`` (each method with its reference and its
-tuned settings, Pendulum, 8 seeds) and its paired comparison, and the sensitivity conditions."""
+over several sessions from one clean commit, each committing the cells finished so far; so are the other suites'
+reports (``reports/environments/``, configs/suites/environments.yaml), checked once their first records land.
+Those in COMPLETE must hold every cell of their suite: ``reports/standard/``, ``reports/tuned/`` (each method
+with its reference and its tuned settings, Pendulum, 8 seeds) and its paired comparison, and the sensitivity
+conditions."""
 
 import json
 import subprocess
@@ -64,7 +65,8 @@ IN_PROGRESS = {"standard": ("standard.yaml", "standard"), "environments": ("envi
                "tuned": ("tuned.yaml", "tuned"),  # its reference rows are the standard run's Pendulum cells
                **{f"sensitivity-{name}": (f"sensitivity/{name}.yaml", f"sensitivity/{name}")
                   for name in ("32px-short", "64px-short", "64px-long")}}  # 32px-long's cells are the standard's
-COMPLETE = {"tuned", "sensitivity-32px-short", "sensitivity-64px-short", "sensitivity-64px-long"}  # every cell run
+# Reports that must hold every cell of their suite
+COMPLETE = {"standard", "tuned", "sensitivity-32px-short", "sensitivity-64px-short", "sensitivity-64px-long"}
 
 
 def in_progress(name: str) -> tuple[Path, Path]:
