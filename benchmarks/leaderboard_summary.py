@@ -1,7 +1,7 @@
 """The leaderboard at a glance: one line per method, one column per dataset, from a report's leaderboard.csv.
 
 ``crlbench report`` writes the full tables (every score, intervals, the degenerate runs and why); this prints the
-compact view that docs/leaderboard.md quotes, so that every number there comes from the records
+compact view that docs/leaderboard.md and the README quote, so that every number there comes from the records
 through the report: per method and dataset the mean over seeds of each chosen score, printed at the report's own
 precision (crlbench.reports.numbers.interval_places), with the report's marks: **bold** the best method (reference
 rows excluded), † a Holm-adjusted paired Wilcoxon p < 0.05 against the report's comparison method, § k/n the seeds

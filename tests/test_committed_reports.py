@@ -102,10 +102,12 @@ def test_committed_reports_are_rebuilt_from_their_records(name, tmp_path):
     rebuilt_matches_committed(suite, folder, tmp_path)
 
 
-def test_the_leaderboard_page_quotes_the_committed_report():
-    """docs/leaderboard.md's table is benchmarks/leaderboard_summary.py's output for reports/standard."""
+@pytest.mark.parametrize("page", ["docs/leaderboard.md", "README.md"])
+def test_the_leaderboard_page_quotes_the_committed_report(page):
+    """The leaderboard table in docs/leaderboard.md and in the README is benchmarks/leaderboard_summary.py's output
+    for reports/standard."""
     summary = load_benchmark("leaderboard_summary")
-    page = (ROOT / "docs" / "leaderboard.md").read_text()
+    page = (ROOT / page).read_text()
     quoted = page.split("<!-- leaderboard-summary: start -->\n", 1)[1].split("<!-- leaderboard-summary: end -->", 1)[0]
     assert quoted == summary.summary(summary.load_leaderboard(REPORTS / "standard"))
 
