@@ -181,3 +181,53 @@ def test_an_edited_plugin_warns_that_its_finished_cells_are_reused(tmp_path, plu
         assert cell.title in warnings[0] and cell.hash in warnings[0] and "version" in warnings[0]
     finally:
         sys.modules.pop("crl_plugin_edited", None)
+
+
+def test_a_plugin_edited_in_its_docstrings_only_since_the_records_commit_does_not_warn(tmp_path, plugin_path,
+                                                                                      monkeypatch, caplog):
+    import json
+    import subprocess
+
+    source = tmp_path / "plugin_src"
+    module = source / "crl_plugin_documented.py"
+    source.mkdir()
+    module.write_text('"""A plugin the test edits."""\n'
+                      "from crl_plugin_models import LinearAutoencoder\n"
+                      "from crlbench.core.registry import register_model\n\n\n"
+                      '@register_model("documented_ae")\n'
+                      "class DocumentedAutoencoder(LinearAutoencoder):\n"
+                      '    """The linear autoencoder under another name."""\n'
+                      '    name = "documented_ae"\n')
+    git = ["git", "-C", str(source), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", module.name], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "plugin"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    monkeypatch.syspath_prepend(str(source))
+    try:
+        config = load_suite(write_suite(tmp_path, plugins=["crl_plugin_documented"],
+                                        models=[{"name": "documented_ae"}], metrics=["mcc@pearson"]))
+        workdir = tmp_path / "work"
+        assert run_suite(config, workdir, progress=False).ok == 1
+        result = cell_dir(workdir, config.cells()[0].hash) / "result.json"
+        record = json.loads(result.read_text())
+        record["provenance"]["git_commit"] = commit  # as if run from the plugin's repository at that commit
+        result.write_text(json.dumps(record))
+
+        def warnings_after(text):
+            module.write_text(text)
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="crlbench.suites.suite"):
+                assert [p.state for p in plan(config, workdir)] == ["done"]
+            return [r.getMessage() for r in caplog.records if "changed since" in r.getMessage()]
+
+        original = module.read_text()
+        documented = original.replace('"""A plugin the test edits."""', '"""A plugin, edited: ::\n\n    docs\n"""')
+        assert warnings_after(documented.replace('    name = "documented_ae"',
+                                                 '    # a comment\n    name = "documented_ae"')) == []
+        assert len(warnings_after(original.replace('name = "documented_ae"', 'name = "documented_ae"; depth = 2'))) == 1
+        record["provenance"]["git_commit"] = commit + "+dirty"  # an uncommitted tree: its file cannot be read back
+        result.write_text(json.dumps(record))
+        assert len(warnings_after(documented)) == 1
+    finally:
+        sys.modules.pop("crl_plugin_documented", None)

@@ -6,7 +6,8 @@ suite's metrics and evaluation settings; *stale* when its record was made with o
 its record says so; *partial* when it finished but one of its metrics failed; *running* while another
 launcher holds its lease; *pending* otherwise. Planning warns about each finished cell whose model's source
 file changed since it was computed (its record's ``model_source``): its ``version`` was not bumped, so the
-cell is reused.
+cell is reused. A change to docstrings and comments only, seen in git against the record's commit, is not
+warned about (:mod:`crlbench.suites.source_history`).
 
 The suite (:mod:`crlbench.suites.suite`) runs what the plan leaves to do; a cluster task
 (:mod:`crlbench.suites.cell_task`) judges with :func:`cell_state` whether another launcher finished its cell.
@@ -23,6 +24,7 @@ from typing import Any
 from crlbench.suites.cell import Cell
 from crlbench.suites.lease import STALE_AFTER_S, lease_state
 from crlbench.suites.results import NOT_APPLICABLE, RESULT, cell_dir, read_result
+from crlbench.suites.source_history import only_documentation_changed
 from crlbench.suites.suite_config import SuiteConfig
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,8 @@ def cell_state(cell: Cell, record: dict[str, Any] | None) -> str:
 
 def _warn_if_source_changed(cell: Cell, record: dict[str, Any] | None, sources: dict[str, Any]) -> None:
     """Warn when a finished cell's model was computed from another version of its source file than
-    the one installed now (its ``version`` was not bumped, so the cell is reused)."""
+    the one installed now, in more than its docstrings and comments (its ``version`` was not bumped, so the
+    cell is reused)."""
     stored = (record or {}).get("model_source") if (record or {}).get("status") == "ok" else None
     if not isinstance(stored, dict) or not stored.get("sha256"):
         return
@@ -105,7 +108,10 @@ def _warn_if_source_changed(cell: Cell, record: dict[str, Any] | None, sources: 
             source = source_fingerprint(registry.registry("model").get(cell.model))
         sources[cell.model] = source
     current = sources[cell.model]
-    if current is not None and current["sha256"] != stored["sha256"]:
+    if current is None or current["sha256"] == stored["sha256"]:
+        return
+    commit = ((record or {}).get("provenance") or {}).get("git_commit")
+    if not only_documentation_changed(current["file"], current["sha256"], stored["sha256"], commit):
         log.warning("model %r: its source file %s changed since cell %s (%s) was computed; the cell is reused "
                     "as it is: bump the model's `version` to recompute it", cell.model, current["file"],
                     cell.title, cell.hash)
