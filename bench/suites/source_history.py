@@ -4,7 +4,7 @@ A record keeps the sha256 of the file that defined its model and the git commit 
 ``provenance.git_commit``). When the file's bytes differ now, :func:`only_documentation_changed` reads the file
 as it was at that commit from the git repository the installed file lives in, checks that those are the bytes
 the record fingerprinted, and compares the two versions' code: the module's abstract syntax tree without
-docstrings (comments never reach it). Equal code means the cell would train the same model, so planning does
+docstrings (comments never reach it). Equal code means the file defines the same model as before, so planning does
 not warn about it. Without git, without the commit, or from an uncommitted tree (``+dirty``) the answer is no,
 and planning warns as before.
 """
