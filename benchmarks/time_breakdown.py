@@ -2,10 +2,11 @@
 encoding, each metric, the degeneracy checks, and the rest (loading data, building the model, writing files).
 
 Every finished record (status ok; a partial cell is ok with a metric missing) holds ``timings``
-(:mod:`crlbench.suites.runner`): the wall seconds of each phase of its last invocation and the process CPU
-seconds of the cell (training summed across resumes). Wall seconds on a machine shared with other jobs stretch with the load, so the table gives each
-phase's share of the cell's wall time (the median over the cells of a dataset and method, each share taken
-within one cell, under one load) and the median CPU seconds per cell, which the load does not inflate.
+(:mod:`crlbench.suites.runner`): the wall seconds of each phase of its last invocation and the process CPU seconds
+of the cell (training summed across resumes). Wall seconds on a machine shared with other jobs stretch with the
+load, so the table gives each phase's share of the cell's wall time (the median over the cells of a dataset and
+method, each share taken within one cell, under one load) and the median CPU seconds per cell, which the load does
+not inflate.
 
 Run: ``python benchmarks/time_breakdown.py DIR [DIR ...] [--out FILE.md]`` (a suite's work directory, or a
 committed report's folder).

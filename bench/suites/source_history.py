@@ -41,12 +41,11 @@ def only_documentation_changed(file: str, current_sha256: str, stored_sha256: st
     as ``stored_sha256`` at ``commit`` in its docstrings and comments only."""
     if not commit or "dirty" in commit:
         return False
-    path = Path(file)
+    path = Path(file).resolve()
     try:
-        root = _git(path.parent, "rev-parse", "--show-toplevel").decode().strip()
-        before = _git(path.parent, "show", f"{commit}:{path.resolve().relative_to(Path(root).resolve()).as_posix()}")
+        before = _git(path.parent, "show", f"{commit}:./{path.name}")  # ./: relative to the file's folder
         now = path.read_bytes()
-    except (OSError, ValueError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError):
         return False
     if hashlib.sha256(before).hexdigest() != stored_sha256 or hashlib.sha256(now).hexdigest() != current_sha256:
         return False  # the commit does not hold the bytes the record was computed from, or the file moved on
